@@ -1,0 +1,39 @@
+# Portcullis. `make test` installs what the tests need (redis-server, containerd: apt, as root) and runs them all.
+GO        ?= go
+GOFLAGS   ?=
+PKGS      ?= ./...
+# In CI the real-service tests must run, not skip.
+export PORTCULLIS_REQUIRE_REDIS      ?= $(if $(CI),1,)
+export PORTCULLIS_REQUIRE_CONTAINERD ?= $(if $(CI),1,)
+
+.PHONY: all build test test-short deps run bench vet fmt clean
+
+all: build
+
+build:
+	$(GO) build -o bin/portcullis ./cmd/portcullis
+
+deps:
+	@bash scripts/install-test-deps.sh
+
+test: deps
+	$(GO) vet $(PKGS)
+	$(GO) test -race -timeout 15m $(PKGS)
+
+test-short:
+	$(GO) test -short $(PKGS)
+
+run: build
+	./bin/portcullis serve --config configs/quickstart.yaml
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./integration/ | tee bench.txt
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin portcullis-data bench.txt

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/crane"
+
+	"github.com/portcullis/portcullis/configs"
+	"github.com/portcullis/portcullis/internal/registrytest"
+)
+
+func TestValidate(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("listen: 127.0.0.1:5000\nupstreams:\n  - name: docker.io\n    retires: 3\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantOut  string
+	}{
+		{"quickstart", []string{"validate", "--config", "../../configs/quickstart.yaml"}, 0, "ok"},
+		{"positional", []string{"validate", "../../configs/quickstart.yaml"}, 0, "ok"},
+		{"flags only", []string{"validate", "--upstream", "127.0.0.1:6000=http://127.0.0.1:6000"}, 0, "default 127.0.0.1:6000"},
+		{"unknown field names file and line", []string{"validate", "--config", bad}, 1, "bad.yaml:4"},
+		{"bad upstream flag", []string{"validate", "--upstream", "nourl"}, 2, "NAME=URL"},
+		{"unknown command", []string{"frobnicate"}, 2, "unknown command"},
+		{"missing file", []string{"validate", "--config", filepath.Join(dir, "nope.yaml")}, 1, "nope.yaml"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := run(context.Background(), tc.args, &out, &errb)
+			if code != tc.wantCode {
+				t.Fatalf("exit %d, want %d; stdout %q stderr %q", code, tc.wantCode, out.String(), errb.String())
+			}
+			if all := out.String() + errb.String(); !strings.Contains(all, tc.wantOut) {
+				t.Errorf("output %q does not mention %q", all, tc.wantOut)
+			}
+		})
+	}
+}
+
+// TestServeLifecycle runs the wired binary graph against a real upstream: it serves a pull, exposes metrics and
+// health, and on cancel goes unready, drains and stops.
+func TestServeLifecycle(t *testing.T) {
+	up := registrytest.New(t)
+	img := up.PushRandomImage(t, "team/app:v1", 2, 2048)
+
+	var cf commonFlags
+	cf.listen, cf.opsListen, cf.dataDir = "127.0.0.1:0", "127.0.0.1:0", t.TempDir()
+	_ = cf.upstreams.Set(up.Host() + "=" + up.URL().String())
+	cfg, err := cf.load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Shutdown.DrainDelay = configs.Duration(300 * time.Millisecond)
+	var logs syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a, err := build(ctx, cfg, newLogger(cfg.Log, &logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	select {
+	case <-a.listening:
+	case err := <-done:
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "no policy configured: every image is served") {
+		t.Errorf("start-up log does not say that every image is served:\n%s", logs.String())
+	}
+	ops := "http://" + a.opsAddr.String()
+	if code, _ := httpGet(t, ops+"/readyz"); code != 200 {
+		t.Errorf("readyz %d", code)
+	}
+	got, err := crane.Pull(a.addr.String()+"/team/app:v1", crane.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gd, _ := got.Digest()
+	wd, _ := img.Digest()
+	if gd != wd {
+		t.Fatalf("digest %s, want %s", gd, wd)
+	}
+	if _, err := got.RawConfigFile(); err != nil {
+		t.Fatal(err)
+	}
+	code, metrics := httpGet(t, ops+"/metrics")
+	for _, want := range []string{`portcullis_requests_total{code="200",method="GET",route="manifest"}`, "portcullis_upstream_requests_total", "portcullis_cache_lookups_total", "portcullis_bytes_served_total"} {
+		if code != 200 || !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	cancel()
+	time.Sleep(100 * time.Millisecond) // inside the drain delay
+	if code, _ := httpGet(t, ops+"/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("readyz during drain: %d, want 503", code)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("did not stop")
+	}
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}

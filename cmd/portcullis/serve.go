@@ -1,0 +1,302 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/portcullis/portcullis/cache"
+	"github.com/portcullis/portcullis/configs"
+	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/proxy"
+	"github.com/portcullis/portcullis/proxy/upstream"
+	"github.com/portcullis/portcullis/verifier"
+)
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlagSet("serve", stderr)
+	var cf commonFlags
+	cf.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{msg: fmt.Sprintf("serve takes no arguments, got %q", fs.Args())}
+	}
+	cfg, err := cf.load()
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log, stderr)
+	app, err := build(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer app.Close()
+	return app.Run(ctx)
+}
+
+// app is the wired process: the proxy, its listeners and what they own.
+type app struct {
+	cfg     *configs.Config
+	log     *slog.Logger
+	proxy   *proxy.Proxy
+	kv      cache.KV
+	reg     *prometheus.Registry
+	gate    *proxy.Gate
+	clients map[string]*upstream.Client
+	ready   atomic.Bool
+	closers []func() error
+
+	// listening is closed once both listeners accept connections; tests wait on it.
+	listening chan struct{}
+	addr      net.Addr
+	opsAddr   net.Addr
+}
+
+// build wires the graph from a validated config. Only this package wires.
+func build(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*app, error) {
+	a := &app{cfg: cfg, log: log, reg: prometheus.NewRegistry(), listening: make(chan struct{}), clients: map[string]*upstream.Client{}}
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := proxy.NewMetrics(a.reg)
+
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	spool := filepath.Join(cfg.DataDir, "spool")
+	if err := os.MkdirAll(spool, 0o750); err != nil {
+		return nil, fmt.Errorf("spool dir: %w", err)
+	}
+
+	if cfg.Cache.Redis.Enabled() {
+		r := cfg.Cache.Redis
+		client := cache.RedisClient(r.Addrs, r.MasterName, r.Username, r.Password, r.DB)
+		a.kv = cache.NewRedis(client, cache.WithKeyPrefix(r.KeyPrefix))
+		log.Info("shared state in Redis", "addrs", r.Addrs, "masterName", r.MasterName)
+	} else {
+		a.kv = cache.NewMemory()
+		log.Info("shared state embedded (single replica)")
+	}
+	a.closers = append(a.closers, a.kv.Close)
+
+	driver, err := cache.NewDriver(cfg.Content.Driver, cfg.Content.Parameters)
+	if err != nil {
+		return nil, fmt.Errorf("content.driver %s: %w", cfg.Content.Driver, err)
+	}
+	content, err := cache.NewContent(driver, cache.WithMaxSize(int64(cfg.Content.MaxSize)))
+	if err != nil {
+		return nil, err
+	}
+	if err := content.Load(ctx); err != nil {
+		return nil, fmt.Errorf("content store: %w", err)
+	}
+	log.Info("content store ready", "driver", cfg.Content.Driver, "bytes", content.Size(), "maxSize", cfg.Content.MaxSize.String())
+
+	var ups []*proxy.Upstream
+	for _, uc := range cfg.Upstreams {
+		c, err := newUpstreamClient(uc, metrics, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("upstream %s: %w", uc.Name, err)
+		}
+		ups = append(ups, &proxy.Upstream{Name: uc.Name, Registry: c})
+		a.clients[uc.Name] = c
+	}
+	def := cfg.DefaultUpstream()
+	opts := []proxy.Option{
+		proxy.WithLogger(log),
+		proxy.WithMetrics(metrics),
+		proxy.WithTagTTL(time.Duration(cfg.Tags.TTL)),
+		proxy.WithStaleIfError(cfg.Tags.StaleIfError, time.Duration(cfg.Tags.MaxStale)),
+		proxy.WithMaxManifestSize(int64(cfg.Content.MaxManifestSize)),
+		proxy.WithSpoolDir(spool),
+	}
+	if cfg.Policy == "" {
+		log.Info("no policy configured: every image is served (set policy: or --policy to enable the trust and scan gates)")
+	} else {
+		gate, err := newGate(cfg.Policy, ups, a.kv, metrics, log)
+		if err != nil {
+			return nil, err
+		}
+		a.gate = gate
+		opts = append(opts, proxy.WithAdmitter(gate))
+	}
+	p, err := proxy.New(ups, def.Name, content, a.kv, opts...)
+	if err != nil {
+		return nil, err
+	}
+	a.proxy = p
+	return a, nil
+}
+
+// newGate loads and compiles the policy and builds the admission gate with its verifier.
+func newGate(path string, ups []*proxy.Upstream, kv cache.KV, m *proxy.Metrics, log *slog.Logger) (*proxy.Gate, error) {
+	pol, err := policy.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	v, err := verifier.New(pol.TrustRoots())
+	if err != nil {
+		return nil, fmt.Errorf("policy %s: %w", path, err)
+	}
+	ev, err := proxy.NewEvidence(v, ups)
+	if err != nil {
+		return nil, err
+	}
+	gate, err := proxy.NewGate(pol, ev, kv, proxy.WithGateLogger(log), proxy.WithGateMetrics(m))
+	if err != nil {
+		return nil, err
+	}
+	log.Info("policy loaded: images are served only when they pass it", "policy", path, "hash", pol.Hash()[:12])
+	return gate, nil
+}
+
+func newUpstreamClient(uc configs.Upstream, m *proxy.Metrics, cfg *configs.Config) (*upstream.Client, error) {
+	endpoint, err := uc.Endpoint()
+	if err != nil {
+		return nil, err
+	}
+	opts := []upstream.Option{
+		upstream.WithTimeout(time.Duration(uc.Timeout)),
+		upstream.WithRetries(uc.Retries, 200*time.Millisecond),
+		upstream.WithUserAgent("portcullis/" + version),
+		upstream.WithAllowPrivateRealm(uc.AllowPrivateTokenRealm),
+		upstream.WithMaxManifestSize(int64(cfg.Content.MaxManifestSize)),
+		upstream.WithObserver(m.UpstreamObserver(uc.Name)),
+	}
+	user, pass, err := uc.Credentials()
+	if err != nil {
+		return nil, err
+	}
+	if user != "" || pass != "" {
+		opts = append(opts, upstream.WithBasicAuth(user, pass))
+	}
+	if uc.CAFile != "" || uc.InsecureSkipVerify {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: uc.InsecureSkipVerify} //nolint:gosec // opt-in per upstream
+		if uc.CAFile != "" {
+			pool, err := x509.SystemCertPool()
+			if err != nil {
+				pool = x509.NewCertPool()
+			}
+			pem, err := os.ReadFile(uc.CAFile)
+			if err != nil {
+				return nil, err
+			}
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("caFile %s: no PEM certificates", uc.CAFile)
+			}
+			tc.RootCAs = pool
+		}
+		opts = append(opts, upstream.WithTLSConfig(tc))
+	}
+	return upstream.New(uc.Name, endpoint, opts...)
+}
+
+// Run serves until ctx is done, then drains: readiness goes false, a short delay lets load balancers notice,
+// and the servers shut down within the grace period.
+func (a *app) Run(ctx context.Context) error {
+	cfg := a.cfg
+	regLn, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	a.addr = regLn.Addr()
+	regSrv := &http.Server{Handler: a.proxy, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+	servers := []*http.Server{regSrv}
+	errc := make(chan error, 2)
+	if cfg.TLS.Enabled() {
+		go func() { errc <- regSrv.ServeTLS(regLn, cfg.TLS.Cert, cfg.TLS.Key) }()
+	} else {
+		go func() { errc <- regSrv.Serve(regLn) }()
+	}
+	scheme := "http"
+	if cfg.TLS.Enabled() {
+		scheme = "https"
+	}
+	a.log.Info("registry listening", "addr", scheme+"://"+a.addr.String())
+
+	if cfg.OpsListen != "" {
+		opsLn, err := net.Listen("tcp", cfg.OpsListen)
+		if err != nil {
+			_ = regSrv.Close()
+			return fmt.Errorf("listen %s (opsListen): %w", cfg.OpsListen, err)
+		}
+		a.opsAddr = opsLn.Addr()
+		opsSrv := &http.Server{Handler: a.opsHandler(), ReadHeaderTimeout: 10 * time.Second}
+		servers = append(servers, opsSrv)
+		go func() { errc <- opsSrv.Serve(opsLn) }()
+		a.log.Info("ops listening", "addr", "http://"+a.opsAddr.String(), "endpoints", "/metrics /healthz /readyz")
+	}
+	a.ready.Store(true)
+	close(a.listening)
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("server stopped: %w", err)
+	case <-ctx.Done():
+	}
+	a.ready.Store(false)
+	a.log.Info("shutting down: readiness false, draining", "drainDelay", cfg.Shutdown.DrainDelay.String(), "gracePeriod", cfg.Shutdown.GracePeriod.String())
+	time.Sleep(time.Duration(cfg.Shutdown.DrainDelay))
+	sctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.Shutdown.GracePeriod))
+	defer cancel()
+	var errs []error
+	for _, s := range servers {
+		if err := s.Shutdown(sctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	a.log.Info("stopped")
+	return errors.Join(errs...)
+}
+
+func (a *app) opsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !a.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
+	return mux
+}
+
+// Close releases what build opened.
+func (a *app) Close() error {
+	var errs []error
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		if err := a.closers[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func newLogger(c configs.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,237 @@
+package configs
+
+import (
+	"path/filepath"
+	"time"
+)
+
+// Defaults, as documented on the fields of Config.
+const (
+	defaultListen          = "127.0.0.1:5000"
+	defaultOpsListen       = "127.0.0.1:5001"
+	defaultDataDir         = "./portcullis-data"
+	defaultUpstreamName    = "docker.io"
+	dockerHubURL           = "https://registry-1.docker.io"
+	defaultKeyPrefix       = "portcullis:"
+	defaultMaxManifestSize = 4 * mib
+)
+
+// Config is the whole proxy configuration. Load or Parse fill every field left out of the file
+// with its default (given at the end of each field's comment); Default returns all defaults.
+type Config struct {
+	// Listen is the registry listener address. Default 127.0.0.1:5000.
+	Listen string `yaml:"listen"`
+	// TLS makes the registry listener serve HTTPS. Default none (plain HTTP).
+	TLS TLS `yaml:"tls"`
+	// OpsListen is the ops listener (/metrics, /healthz, /readyz); "" disables it.
+	// Default 127.0.0.1:5001.
+	OpsListen string `yaml:"opsListen"`
+	// DataDir holds embedded state and, for the filesystem driver, content. Relative paths are
+	// relative to the working directory. Default ./portcullis-data.
+	DataDir string `yaml:"dataDir"`
+	// Log configures logging. Default level info, format text.
+	Log Log `yaml:"log"`
+	// Policy is the path of a policy file; "" serves every image. Default "".
+	Policy string `yaml:"policy,omitempty"`
+	// Upstreams are the registries this proxy fronts; at least one, names unique.
+	// Default: one upstream named docker.io.
+	Upstreams []Upstream `yaml:"upstreams"`
+	// Tags configures tag-to-digest resolution. Defaults: see Tags.
+	Tags Tags `yaml:"tags"`
+	// Content configures blob and manifest storage. Defaults: see Content.
+	Content Content `yaml:"content"`
+	// Cache configures the shared state store. Default embedded.
+	Cache Cache `yaml:"cache"`
+	// Shutdown configures graceful shutdown. Defaults: see Shutdown.
+	Shutdown Shutdown `yaml:"shutdown"`
+
+	// src remembers where each field came from, for error messages; nil for built configs.
+	src *source
+}
+
+// TLS names a PEM certificate chain and private key; both or neither.
+type TLS struct {
+	// Cert is the PEM certificate chain file. Default "".
+	Cert string `yaml:"cert,omitempty"`
+	// Key is the PEM private key file. Default "".
+	Key string `yaml:"key,omitempty"`
+}
+
+// Enabled reports whether TLS is configured.
+func (t TLS) Enabled() bool { return t.Cert != "" || t.Key != "" }
+
+// Log configures the process logger.
+type Log struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `yaml:"level"`
+	// Format is text or json. Default text.
+	Format string `yaml:"format"`
+}
+
+// Upstream is one registry the proxy pulls from.
+type Upstream struct {
+	// Name is the registry host as clients name it (what containerd sends as ns=), host[:port].
+	// Required.
+	Name string `yaml:"name"`
+	// URL is the endpoint; http:// means plain HTTP. Default https://registry-1.docker.io for
+	// docker.io, otherwise https://<name>.
+	URL string `yaml:"url,omitempty"`
+	// Default marks the upstream for requests with no ns= and no path prefix; at most one.
+	// Default false (then the first upstream is the default).
+	Default bool `yaml:"default,omitempty"`
+	// Username is the basic-auth user, used directly or for the token exchange. May be
+	// overridden by PORTCULLIS_UPSTREAM_<NAME>_USERNAME. Default "".
+	Username string `yaml:"username,omitempty"`
+	// Password is the secret for Username. May be overridden by
+	// PORTCULLIS_UPSTREAM_<NAME>_PASSWORD. Default "".
+	Password string `yaml:"password,omitempty"`
+	// PasswordFile is a file holding the password (trailing newline ignored); not with Password.
+	// Default "".
+	PasswordFile string `yaml:"passwordFile,omitempty"`
+	// DockerConfig is a Docker config.json to take this host's credentials from
+	// (auths[host].auth or username/password; credential helpers are not supported).
+	// Default "".
+	DockerConfig string `yaml:"dockerConfig,omitempty"`
+	// CAFile is a PEM CA bundle added to the system roots for this upstream. Default "".
+	CAFile string `yaml:"caFile,omitempty"`
+	// InsecureSkipVerify disables TLS certificate verification. Default false.
+	InsecureSkipVerify bool `yaml:"insecureSkipVerify,omitempty"`
+	// Timeout bounds manifest and tag requests; for streamed blobs it is the time to first
+	// byte. Default 30s.
+	Timeout Duration `yaml:"timeout"`
+	// Retries is how often to retry on 5xx, 429 and network errors, with backoff; 0 disables
+	// retries. Default 3.
+	Retries int `yaml:"retries"`
+	// AllowPrivateTokenRealm allows bearer token realms on loopback or private addresses.
+	// Default false.
+	AllowPrivateTokenRealm bool `yaml:"allowPrivateTokenRealm,omitempty"`
+}
+
+// Tags configures how tags resolve to digests.
+type Tags struct {
+	// TTL is how long a tag's digest is trusted before asking upstream again. Default 30s.
+	TTL Duration `yaml:"ttl"`
+	// StaleIfError serves the last known digest when the upstream is unreachable.
+	// Default true.
+	StaleIfError bool `yaml:"staleIfError"`
+	// MaxStale is how long past its TTL a digest may be served under StaleIfError.
+	// Default 24h.
+	MaxStale Duration `yaml:"maxStale"`
+}
+
+// Content configures where manifests and blobs are stored.
+type Content struct {
+	// Driver is a CNCF Distribution storage driver name: filesystem, inmemory, s3aws, ...
+	// Default filesystem.
+	Driver string `yaml:"driver"`
+	// Parameters are passed to the driver as they are. For filesystem, rootdirectory
+	// defaults to <dataDir>/content.
+	Parameters map[string]any `yaml:"parameters,omitempty"`
+	// MaxSize is the budget for LRU eviction; 0 means unlimited. Default 0.
+	MaxSize ByteSize `yaml:"maxSize,omitempty"`
+	// MaxManifestSize caps a manifest read from upstream. Default 4MiB.
+	MaxManifestSize ByteSize `yaml:"maxManifestSize"`
+}
+
+// Cache configures the shared state store (decisions, tags, admitted blobs).
+type Cache struct {
+	// Redis, when it has addresses, replaces the embedded store. Default embedded.
+	Redis Redis `yaml:"redis"`
+}
+
+// Redis configures a go-redis UniversalClient: one address is a single node, several are a
+// cluster, and a MasterName makes them sentinels.
+type Redis struct {
+	// Addrs are host:port addresses; empty means the embedded store. Default [].
+	Addrs []string `yaml:"addrs,omitempty"`
+	// MasterName selects sentinel mode. Default "".
+	MasterName string `yaml:"masterName,omitempty"`
+	// Username is the ACL user. Default "".
+	Username string `yaml:"username,omitempty"`
+	// Password may be overridden by PORTCULLIS_REDIS_PASSWORD. Default "".
+	Password string `yaml:"password,omitempty"`
+	// DB is the database number (not with a cluster). Default 0.
+	DB int `yaml:"db,omitempty"`
+	// KeyPrefix namespaces every key. Default "portcullis:".
+	KeyPrefix string `yaml:"keyPrefix"`
+}
+
+// Enabled reports whether Redis is configured (otherwise the store is embedded).
+func (r Redis) Enabled() bool { return len(r.Addrs) > 0 }
+
+// Shutdown configures graceful shutdown.
+type Shutdown struct {
+	// DrainDelay is how long readiness reports false before the listener stops; 0 skips it.
+	// Default 5s.
+	DrainDelay Duration `yaml:"drainDelay"`
+	// GracePeriod bounds in-flight requests after the listener stops. Default 30s.
+	GracePeriod Duration `yaml:"gracePeriod"`
+}
+
+// Default returns a configuration with every default filled, including one docker.io
+// upstream. It passes Validate.
+func Default() *Config {
+	c := base()
+	c.Upstreams = []Upstream{defaultUpstream(defaultUpstreamName)}
+	c.finish()
+	return c
+}
+
+// base is Default without the upstream list and derived values; Parse decodes over it.
+func base() *Config {
+	return &Config{
+		Listen:    defaultListen,
+		OpsListen: defaultOpsListen,
+		DataDir:   defaultDataDir,
+		Log:       Log{Level: "info", Format: "text"},
+		Tags: Tags{
+			TTL:          Duration(30 * time.Second),
+			StaleIfError: true,
+			MaxStale:     Duration(24 * time.Hour),
+		},
+		Content: Content{
+			Driver:          "filesystem",
+			MaxManifestSize: defaultMaxManifestSize,
+		},
+		Cache: Cache{Redis: Redis{KeyPrefix: defaultKeyPrefix}},
+		Shutdown: Shutdown{
+			DrainDelay:  Duration(5 * time.Second),
+			GracePeriod: Duration(30 * time.Second),
+		},
+	}
+}
+
+// defaultUpstream is an upstream with its defaults; decoding a list item starts from it.
+func defaultUpstream(name string) Upstream {
+	return Upstream{Name: name, Timeout: Duration(30 * time.Second), Retries: 3}
+}
+
+// finish fills values derived from other fields once decoding is done.
+func (c *Config) finish() {
+	if c.Content.Driver == "filesystem" {
+		if _, ok := c.Content.Parameters["rootdirectory"]; !ok {
+			if c.Content.Parameters == nil {
+				c.Content.Parameters = map[string]any{}
+			}
+			c.Content.Parameters["rootdirectory"] = filepath.Join(c.DataDir, "content")
+		}
+	}
+}
+
+// DefaultUpstream returns the upstream marked default, else the first; nil if there is none.
+// The pointer aliases c.Upstreams.
+func (c *Config) DefaultUpstream() *Upstream {
+	for i := range c.Upstreams {
+		if c.Upstreams[i].Default {
+			return &c.Upstreams[i]
+		}
+	}
+	if len(c.Upstreams) == 0 {
+		return nil
+	}
+	return &c.Upstreams[0]
+}
+
+// DefaultUpstreamFor returns an upstream named name with every default filled (timeout, retries), for callers
+// that build a configuration without a file, such as the --upstream flag.
+func DefaultUpstreamFor(name string) Upstream { return defaultUpstream(name) }

@@ -1,0 +1,181 @@
+package integration
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/crane"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/portcullis/portcullis/cache"
+	"github.com/portcullis/portcullis/internal/registrytest"
+	"github.com/portcullis/portcullis/proxy"
+	"github.com/portcullis/portcullis/proxy/upstream"
+)
+
+// env is one Portcullis in front of one real upstream registry.
+type env struct {
+	up      *registrytest.Registry
+	proxy   *proxy.Proxy
+	srv     *httptest.Server
+	content *cache.Content
+	kv      cache.KV
+	metrics *proxy.Metrics
+	// seen records every request the proxy received (method, path?query).
+	seen *requestLog
+}
+
+type envConfig struct {
+	upstreamOpts []registrytest.Option
+	clientOpts   []upstream.Option
+	proxyOpts    []proxy.Option
+	extra        []*proxy.Upstream
+	contentDir   string
+	kv           cache.KV
+}
+
+type envOption func(*envConfig)
+
+func withUpstream(o ...registrytest.Option) envOption {
+	return func(c *envConfig) { c.upstreamOpts = append(c.upstreamOpts, o...) }
+}
+func withClient(o ...upstream.Option) envOption {
+	return func(c *envConfig) { c.clientOpts = append(c.clientOpts, o...) }
+}
+func withProxy(o ...proxy.Option) envOption {
+	return func(c *envConfig) { c.proxyOpts = append(c.proxyOpts, o...) }
+}
+
+func newEnv(t testing.TB, opts ...envOption) *env {
+	t.Helper()
+	var c envConfig
+	for _, o := range opts {
+		o(&c)
+	}
+	up := registrytest.New(t, c.upstreamOpts...)
+	client, err := upstream.New(up.Host(), up.URL(), append([]upstream.Option{
+		upstream.WithRetries(2, 10*time.Millisecond), upstream.WithAllowPrivateRealm(true),
+	}, c.clientOpts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := c.contentDir
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	driver, err := cache.NewDriver("filesystem", map[string]any{"rootdirectory": dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	content, err := cache.NewContent(driver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := c.kv
+	if kv == nil {
+		kv = cache.NewMemory()
+		t.Cleanup(func() { _ = kv.Close() })
+	}
+	metrics := proxy.NewMetrics(nil)
+	ups := append([]*proxy.Upstream{{Name: up.Host(), Registry: client}}, c.extra...)
+	p, err := proxy.New(ups, "", content, kv, append([]proxy.Option{
+		proxy.WithLogger(testLogger(t)), proxy.WithMetrics(metrics), proxy.WithSpoolDir(t.TempDir()),
+	}, c.proxyOpts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := &requestLog{}
+	srv := httptest.NewServer(seen.wrap(p))
+	t.Cleanup(srv.Close)
+	return &env{up: up, proxy: p, srv: srv, content: content, kv: kv, metrics: metrics, seen: seen}
+}
+
+// host is the proxy's host:port, as a client names it.
+func (e *env) host() string { return strings.TrimPrefix(e.srv.URL, "http://") }
+
+// ref is a reference to repoTag through the proxy (default upstream).
+func (e *env) ref(repoTag string) string { return e.host() + "/" + repoTag }
+
+func (e *env) get(t testing.TB, method, path string, hdr ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, e.srv.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading body: %v", method, path, err)
+	}
+	return resp, b
+}
+
+// pullOpts are crane options for pulling through the proxy (plain HTTP).
+func pullOpts() []crane.Option { return []crane.Option{crane.Insecure} }
+
+func remoteOpts() []remote.Option { return nil }
+
+func mustRef(t testing.TB, s string) name.Reference {
+	t.Helper()
+	r, err := name.ParseReference(s, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	if os.Getenv("PORTCULLIS_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// requestLog records the requests a handler saw.
+type requestLog struct {
+	mu   sync.Mutex
+	reqs []string
+}
+
+func (l *requestLog) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		l.mu.Lock()
+		l.reqs = append(l.reqs, r.Method+" "+r.URL.RequestURI())
+		l.mu.Unlock()
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (l *requestLog) all() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.reqs...)
+}
+
+// withQuery returns path with a query parameter added.
+func withQuery(path, k, v string) string {
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	return path + sep + url.QueryEscape(k) + "=" + url.QueryEscape(v)
+}
+
+var _ = context.Background

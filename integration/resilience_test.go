@@ -1,0 +1,219 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/crane"
+	"github.com/opencontainers/go-digest"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/portcullis/portcullis/internal/registrytest"
+	"github.com/portcullis/portcullis/proxy"
+	"github.com/portcullis/portcullis/proxy/upstream"
+)
+
+func TestTokenAuthUpstream(t *testing.T) {
+	e := newEnv(t,
+		withUpstream(registrytest.WithBearerAuth("puller", "s3cret")),
+		withClient(upstream.WithBasicAuth("puller", "s3cret")))
+	img := e.up.PushRandomImage(t, "private/app:v1", 2, 4096)
+	got, err := crane.Pull(e.ref("private/app:v1"), pullOpts()...)
+	if err != nil {
+		t.Fatalf("pull through proxy from a token-auth upstream: %v", err)
+	}
+	sameImage(t, img, got)
+	if n := e.up.TokensIssued(); n < 1 {
+		t.Errorf("token server issued %d tokens", n)
+	}
+	// The client never needed credentials for the proxy, and the proxy never leaked its own to the client.
+	if _, err := crane.Pull(e.up.Ref("private/app:v1"), crane.Insecure, crane.WithAuth(authn.Anonymous)); err == nil {
+		t.Error("the upstream itself should refuse anonymous pulls (test setup)")
+	}
+}
+
+func TestTagResolvedOncePerTTL(t *testing.T) {
+	e := newEnv(t, withProxy(proxy.WithTagTTL(time.Hour)))
+	e.up.PushRandomImage(t, "ttl/app:v1", 1, 100)
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/v2/ttl/app/manifests/v1", nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Errorf("status %d", resp.StatusCode)
+			}
+		}()
+	}
+	wg.Wait()
+	hits := e.up.Hits()
+	if head, get := hits.Count(http.MethodHead, registrytest.KindManifest), hits.Count(http.MethodGet, registrytest.KindManifest); head != 1 || get != 1 {
+		t.Errorf("50 requests for one tag: %d upstream HEADs and %d GETs, want 1 and 1 (resolve by HEAD, fetch by digest)", head, get)
+	}
+}
+
+func TestConcurrentColdPullsShareOneUpstreamFetch(t *testing.T) {
+	// The upstream is slowed down so that all 100 requests arrive while the one download is in flight.
+	e := newEnv(t, withUpstream(registrytest.WithMiddleware(func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.Contains(r.URL.Path, "/blobs/") && r.Method == http.MethodGet {
+				time.Sleep(200 * time.Millisecond)
+			}
+			h.ServeHTTP(w, r)
+		})
+	})))
+	img := e.up.PushRandomImage(t, "hot/app:v1", 1, 4<<20)
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+	rc, _ := layers[0].Compressed()
+	want, _ := io.ReadAll(rc)
+	e.up.Hits().Reset()
+
+	const clients = 100
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := http.Get(e.srv.URL + "/v2/hot/app/blobs/" + ld.String())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			got, err := io.ReadAll(resp.Body)
+			if err != nil || resp.StatusCode != 200 || !bytes.Equal(got, want) {
+				t.Errorf("status %d, %d bytes, err %v", resp.StatusCode, len(got), err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := e.up.Hits().Count(http.MethodGet, registrytest.KindBlob); n != 1 {
+		t.Errorf("%d concurrent cold pulls made %d upstream blob GETs, want exactly 1", clients, n)
+	}
+	if _, err := e.content.Stat(context.Background(), digest.Digest(ld.String())); err != nil {
+		t.Errorf("blob not in the store after the pull: %v", err)
+	}
+}
+
+func TestUpstreamDownServesStale(t *testing.T) {
+	e := newEnv(t, withProxy(proxy.WithTagTTL(50*time.Millisecond), proxy.WithStaleIfError(true, time.Hour)),
+		withClient(upstream.WithRetries(0, time.Millisecond)))
+	img := e.up.PushRandomImage(t, "down/app:v1", 2, 1000)
+	if _, err := crane.Pull(e.ref("down/app:v1"), pullOpts()...); err != nil {
+		t.Fatal(err)
+	}
+	got, err := crane.Pull(e.ref("down/app:v1"), pullOpts()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameImage(t, img, got) // warms every blob
+	e.up.Close()
+	time.Sleep(100 * time.Millisecond) // past the TTL: the tag must be asked upstream again, which is down
+
+	got, err = crane.Pull(e.ref("down/app:v1"), pullOpts()...)
+	if err != nil {
+		t.Fatalf("pull with the upstream down: %v", err)
+	}
+	sameImage(t, img, got)
+	resp, _ := e.get(t, http.MethodGet, "/v2/down/app/manifests/v1")
+	if resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Warning"), "unavailable") {
+		t.Errorf("stale answer: %d, Warning %q", resp.StatusCode, resp.Header.Get("Warning"))
+	}
+	// What was never seen cannot be served: a clear 503, not a hang.
+	resp, body := e.get(t, http.MethodGet, "/v2/down/app/manifests/never-seen")
+	if resp.StatusCode != http.StatusServiceUnavailable || !bytes.Contains(body, []byte("UNAVAILABLE")) {
+		t.Errorf("unknown tag with upstream down: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestStaleIfErrorOff(t *testing.T) {
+	e := newEnv(t, withProxy(proxy.WithTagTTL(20*time.Millisecond), proxy.WithStaleIfError(false, 0)),
+		withClient(upstream.WithRetries(0, time.Millisecond)))
+	e.up.PushRandomImage(t, "strict/app:v1", 1, 100)
+	if resp, body := e.get(t, http.MethodGet, "/v2/strict/app/manifests/v1"); resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	e.up.Close()
+	time.Sleep(50 * time.Millisecond)
+	if resp, _ := e.get(t, http.MethodGet, "/v2/strict/app/manifests/v1"); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("with stale-if-error off a tag past its TTL must not resolve: %d", resp.StatusCode)
+	}
+}
+
+func TestCorruptedBlobIsNeverServedNorStored(t *testing.T) {
+	var target string
+	e := newEnv(t, withUpstream(registrytest.WithMiddleware(func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if target != "" && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, target) {
+				rec := &flipWriter{ResponseWriter: w}
+				h.ServeHTTP(rec, r)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	})))
+	img := e.up.PushRandomImage(t, "bad/app:v1", 1, 256<<10)
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+	target = ld.String()
+
+	for i := range 2 { // twice: the first failure must not have left anything behind
+		resp, err := http.Get(e.srv.URL + "/v2/bad/app/blobs/" + ld.String())
+		if err != nil {
+			continue // connection broken before headers: the client got an error, fine
+		}
+		body, rerr := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if rerr == nil && resp.StatusCode == 200 && int64(len(body)) == 256<<10 {
+			t.Fatalf("attempt %d: corrupted blob served in full", i)
+		}
+	}
+	if _, err := e.content.Stat(context.Background(), digest.Digest(ld.String())); err == nil {
+		t.Error("corrupted blob was stored")
+	}
+	if n := testutil.ToFloat64(e.metrics.Mismatches()); n < 1 {
+		t.Errorf("mismatch counter %v", n)
+	}
+	// A real client sees an error.
+	if _, err := crane.Pull(e.ref("bad/app:v1"), pullOpts()...); err == nil {
+		// crane.Pull is lazy: reading the layer is where it fails.
+		got, _ := crane.Pull(e.ref("bad/app:v1"), pullOpts()...)
+		ls, _ := got.Layers()
+		if r, err := ls[0].Compressed(); err == nil {
+			if _, err := io.ReadAll(r); err == nil {
+				t.Error("client read a corrupted layer without error")
+			}
+		}
+	}
+}
+
+// flipWriter corrupts one byte in the middle of a body.
+type flipWriter struct {
+	http.ResponseWriter
+	n int
+}
+
+func (f *flipWriter) Write(b []byte) (int, error) {
+	c := append([]byte(nil), b...)
+	if f.n <= 1000 && f.n+len(c) > 1000 {
+		c[1000-f.n] ^= 0xff
+	}
+	f.n += len(c)
+	return f.ResponseWriter.Write(c)
+}

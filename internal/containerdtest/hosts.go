@@ -1,0 +1,61 @@
+package containerdtest
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// WriteHostsDir writes DIR/<upstreamHost>/hosts.toml, which sends every pull and resolve for upstreamHost to
+// mirrorURL (for example "http://127.0.0.1:5000", plain HTTP when the scheme is http) and never to the upstream
+// itself, and returns DIR for Pull's hostsDir. DIR is a t.TempDir.
+func WriteHostsDir(t testing.TB, upstreamHost string, mirrorURL string) string {
+	t.Helper()
+	doc, err := hostsTOML(upstreamHost, mirrorURL)
+	if err != nil {
+		t.Fatalf("containerdtest: %v", err)
+	}
+	dir := t.TempDir()
+	hostDir := filepath.Join(dir, upstreamHost)
+	if err := os.MkdirAll(hostDir, 0o755); err != nil {
+		t.Fatalf("containerdtest: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(hostDir, "hosts.toml"), []byte(doc), 0o644); err != nil {
+		t.Fatalf("containerdtest: %v", err)
+	}
+	return dir
+}
+
+// hostsTOML renders the hosts.toml of WriteHostsDir.
+//
+// The upstream server keeps only the push capability: containerd falls back to the server after a mirror
+// answers with an error other than 404, and a pull must never bypass the mirror. The mirror lacks push,
+// which is what makes containerd treat it as a mirror and add ns=<upstreamHost> to its requests.
+// override_path stays false, so requests go to <mirrorURL>/v2/<repo>/...
+func hostsTOML(upstreamHost, mirrorURL string) (string, error) {
+	if upstreamHost == "" || strings.ContainsAny(upstreamHost, "/\\ \"") {
+		return "", fmt.Errorf("invalid upstream host %q", upstreamHost)
+	}
+	u, err := url.Parse(mirrorURL)
+	if err != nil {
+		return "", fmt.Errorf("invalid mirror URL %q: %w", mirrorURL, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" ||
+		strings.Contains(mirrorURL, "\"") {
+		return "", fmt.Errorf("invalid mirror URL %q: want http(s)://host[:port][/path]", mirrorURL)
+	}
+	server := "https://" + upstreamHost
+	if upstreamHost == "docker.io" {
+		server = "https://registry-1.docker.io"
+	}
+	return fmt.Sprintf(`# Written by containerdtest: pull %[1]s only through the mirror.
+server = %[2]q
+capabilities = ["push"]
+
+[host.%[3]q]
+  capabilities = ["pull", "resolve"]
+`, upstreamHost, server, strings.TrimSuffix(mirrorURL, "/")), nil
+}

@@ -1,0 +1,137 @@
+package registrytest
+
+import (
+	"context"
+	"crypto/x509"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// Registry is a running in-process OCI registry. Build it with New.
+type Registry struct {
+	srv      *httptest.Server // what the code under test talks to
+	seed     *httptest.Server // side door for the seeding helpers
+	tokens   *tokenServer     // nil without WithBearerAuth
+	tokenSrv *httptest.Server // nil without WithBearerAuth
+	hits     *Hits
+	pool     *x509.CertPool // nil without WithTLS
+
+	closeOnce sync.Once
+}
+
+// New starts a registry configured by opts and stops it in t.Cleanup.
+func New(t testing.TB, opts ...Option) *Registry {
+	t.Helper()
+	var cfg config
+	for _, o := range opts {
+		o(&cfg)
+	}
+
+	var backend http.Handler
+	if cfg.ggcr {
+		backend = newGGCR()
+	} else {
+		ctx, cancel := context.WithCancel(context.Background())
+		var shutdown func()
+		backend, shutdown = newDistribution(ctx)
+		t.Cleanup(func() { shutdown(); cancel() })
+	}
+
+	r := &Registry{hits: newHits(), seed: httptest.NewServer(backend)}
+
+	h := backend
+	if cfg.auth {
+		r.tokens = newTokenServer(cfg.username, cfg.password)
+		r.tokenSrv = start(r.tokens, cfg.tls)
+		r.tokens.realm = r.tokenSrv.URL + "/token"
+		h = r.tokens.gate(h)
+	}
+	for i := len(cfg.middlewares) - 1; i >= 0; i-- {
+		h = cfg.middlewares[i](h)
+	}
+	r.srv = start(r.hits.wrap(h), cfg.tls)
+
+	if cfg.tls {
+		// httptest signs every TLS server with one certificate, so this pool
+		// trusts the token server too.
+		r.pool = x509.NewCertPool()
+		r.pool.AddCert(r.srv.Certificate())
+	}
+
+	t.Cleanup(func() {
+		r.Close()
+		r.seed.Close()
+	})
+	return r
+}
+
+// start serves h on a loopback port, over TLS if asked.
+func start(h http.Handler, tls bool) *httptest.Server {
+	if tls {
+		return httptest.NewTLSServer(h)
+	}
+	return httptest.NewServer(h)
+}
+
+// URL returns the registry's base URL, e.g. http://127.0.0.1:PORT. The caller
+// may modify the copy it gets.
+func (r *Registry) URL() *url.URL {
+	u, err := url.Parse(r.srv.URL)
+	if err != nil {
+		panic("registrytest: httptest URL: " + err.Error())
+	}
+	return u
+}
+
+// Host returns the registry's host:port, e.g. 127.0.0.1:PORT.
+func (r *Registry) Host() string {
+	return strings.TrimPrefix(strings.TrimPrefix(r.srv.URL, "http://"), "https://")
+}
+
+// Ref returns repoAndTag (or repo@digest) qualified with Host.
+func (r *Registry) Ref(repoAndTag string) string {
+	return r.Host() + "/" + repoAndTag
+}
+
+// CertPool returns a pool that trusts the registry and its token server, or
+// nil without WithTLS.
+func (r *Registry) CertPool() *x509.CertPool {
+	return r.pool
+}
+
+// Hits returns the counter of requests the registry received.
+func (r *Registry) Hits() *Hits {
+	return r.hits
+}
+
+// TokensIssued returns how many tokens the token server has issued; always 0
+// without WithBearerAuth.
+func (r *Registry) TokensIssued() int {
+	if r.tokens == nil {
+		return 0
+	}
+	return r.tokens.Issued()
+}
+
+// Close stops serving the registry and its token server, so that requests
+// fail with "connection refused", as when the upstream is down. In-flight
+// requests are cut off. Stored content survives for the seeding helpers.
+// Close is idempotent and also runs in t.Cleanup.
+func (r *Registry) Close() {
+	r.closeOnce.Do(func() {
+		for _, s := range []*httptest.Server{r.srv, r.tokenSrv} {
+			if s == nil {
+				continue
+			}
+			// Refuse new connections first, then cut the live ones so a
+			// handler waiting on its request context returns, then wait.
+			_ = s.Listener.Close()
+			s.CloseClientConnections()
+			s.Close()
+		}
+	})
+}

@@ -1,0 +1,167 @@
+package policy
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// topFindings is how many findings a scan failure names.
+const topFindings = 3
+
+// checkScan checks the scan gate: a report from an accepted source, young enough, with no
+// counted finding above the maximum severity. A finding does not count when VEX says the
+// image is not affected, when an allowlist entry (the rule's or the policy's) that has not
+// expired names it, or when ignoreUnfixed is set and it has no fix.
+func (r *Rule) checkScan(e *evaluation, f Facts) {
+	req := r.scan.req
+	rep := f.Scan
+	if rep == nil {
+		missing := "scan: no scan report"
+		if f.ScanError != "" {
+			missing += " (" + f.ScanError + ")"
+		}
+		if req.OnMissing == OnMissingAllow {
+			e.note("%s; admitted (onMissing: allow)", missing)
+			return
+		}
+		e.fail("%s", missing)
+		return
+	}
+	if !slices.Contains(req.Sources, Source(rep.Source)) {
+		want := make([]string, len(req.Sources))
+		for i, s := range req.Sources {
+			want[i] = string(s)
+		}
+		e.fail("scan: report from source %q does not count (want %s)", rep.Source, strings.Join(want, ", "))
+		return
+	}
+	if req.MaxAge > 0 {
+		switch age := f.Now.Sub(rep.ScanTime); {
+		case rep.ScanTime.IsZero():
+			e.fail("scan: report has no scan time, max age %s", formatLimit(req.MaxAge))
+		case age > req.MaxAge:
+			e.fail("scan: report is %s old, max %s", formatAge(age), formatLimit(req.MaxAge))
+		}
+	}
+
+	max := req.MaxSeverity.rank()
+	var counted []Finding
+	var vex int
+	seen := map[[3]string]bool{}
+	expiredNoted := map[string]bool{}
+	for _, fd := range rep.Findings {
+		key := [3]string{fd.ID, fd.Package, fd.InstalledVersion}
+		if seen[key] {
+			continue // the same vulnerability in the same package, reported twice
+		}
+		seen[key] = true
+		if Severity(fd.Severity).rank() <= max {
+			continue
+		}
+		if _, ok := rep.NotAffected[fd.ID]; ok {
+			vex++
+			continue
+		}
+		if r.allowlisted(e, f, fd.ID, expiredNoted) {
+			continue
+		}
+		if req.IgnoreUnfixed && fd.FixedVersion == "" {
+			continue
+		}
+		counted = append(counted, fd)
+	}
+	if vex > 0 {
+		e.note("scan: %d %s not affected per VEX", vex, plural(vex, "finding", "findings"))
+	}
+	if len(counted) == 0 {
+		e.note("scan: no findings above %s (%s)", req.MaxSeverity, describeReport(rep))
+		return
+	}
+	e.fail("scan: %s above %s (%s)", countBySeverity(counted), req.MaxSeverity, describeTop(counted))
+}
+
+// allowlisted reports whether an allowlist entry in force at f.Now names id, and notes each
+// expired entry that names it (once per id).
+func (r *Rule) allowlisted(e *evaluation, f Facts, id string, expiredNoted map[string]bool) bool {
+	var expired []allowEntry
+	for _, list := range [][]allowEntry{r.scan.allow, r.global} {
+		for _, entry := range list {
+			if !strings.EqualFold(entry.id, id) {
+				continue
+			}
+			if entry.appliesAt(f.Now) {
+				return true
+			}
+			expired = append(expired, entry)
+		}
+	}
+	if !expiredNoted[id] {
+		expiredNoted[id] = true
+		for _, entry := range expired {
+			e.note("allowlist entry %s expired %s", entry.id, entry.until)
+		}
+	}
+	return false
+}
+
+// countBySeverity formats counts, highest severity first: "2 critical, 1 high".
+func countBySeverity(fs []Finding) string {
+	var parts []string
+	for _, sev := range severities {
+		n := 0
+		for _, fd := range fs {
+			if Severity(fd.Severity).normalize() == sev {
+				n++
+			}
+		}
+		if n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, sev))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// describeTop names the highest findings, highest severity first, then by id:
+// "CVE-2024-1 openssl (fixed in 3.0.2); CVE-2024-2 zlib (no fix); +4 more".
+func describeTop(fs []Finding) string {
+	fs = slices.Clone(fs)
+	slices.SortStableFunc(fs, func(a, b Finding) int {
+		if c := cmp.Compare(Severity(b.Severity).rank(), Severity(a.Severity).rank()); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.ID, b.ID); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Package, b.Package)
+	})
+	var parts []string
+	for _, fd := range fs[:min(len(fs), topFindings)] {
+		fix := "no fix"
+		if fd.FixedVersion != "" {
+			fix = "fixed in " + fd.FixedVersion
+		}
+		parts = append(parts, fmt.Sprintf("%s %s (%s)", fd.ID, fd.Package, fix))
+	}
+	if n := len(fs) - topFindings; n > 0 {
+		parts = append(parts, fmt.Sprintf("+%d more", n))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// describeReport names a report for notes: "Trivy 0.58.1, source scanner".
+func describeReport(rep *ScanReport) string {
+	tool := strings.TrimSpace(rep.Scanner + " " + rep.ScannerVersion)
+	if tool == "" {
+		tool = "unknown scanner"
+	}
+	return tool + ", source " + rep.Source
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}

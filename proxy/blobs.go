@@ -1,0 +1,161 @@
+package proxy
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// serveBlob answers GET and HEAD /v2/<name>/blobs/<digest>: from the content store, else from one shared upstream
+// download streamed as it arrives. Range requests get 206, or 416 when they cannot be satisfied.
+func (p *Proxy) serveBlob(w http.ResponseWriter, req *http.Request, r route) error {
+	ctx := req.Context()
+	if gate, ok := p.admitter.(BlobGate); ok {
+		allowed, err := gate.AllowBlob(ctx, r.upstream.Name, r.repo, r.dgst)
+		if err != nil {
+			p.log.Error("blob gate could not decide; refusing", "digest", r.dgst, "error", err)
+		}
+		if !allowed {
+			return &apiError{status: http.StatusForbidden, code: codeDenied, message: fmt.Sprintf(
+				"portcullis: blob %s is not part of any image admitted for %s/%s: pull an admitted image's manifest first", r.dgst, r.upstream.Name, r.repo)}
+		}
+	}
+	if size, err := p.store.Stat(ctx, r.dgst); err == nil {
+		p.metrics.cache.WithLabelValues("blob", "hit").Inc()
+		return p.serveStoredBlob(w, req, r, size)
+	} else if !isNotFound(err) {
+		p.log.Warn("content store stat failed; fetching upstream", "digest", r.dgst, "error", err)
+	}
+	p.metrics.cache.WithLabelValues("blob", "miss").Inc()
+	d, err := p.blobs.attach(ctx, r)
+	if err != nil {
+		return err
+	}
+	defer d.release()
+	size, err := d.wait(ctx)
+	if err != nil {
+		return err
+	}
+	start, length, ok := int64(0), size, true
+	if size >= 0 {
+		start, length, ok = parseRange(req.Header.Get("Range"), size)
+		if !ok {
+			return rangeNotSatisfiable(w, size)
+		}
+	}
+	setBlobHeaders(w, r, start, length, size)
+	if req.Method == http.MethodHead {
+		return nil
+	}
+	rd := &downloadReader{ctx: ctx, d: d, off: start, limit: length}
+	n, err := io.Copy(w, rd)
+	p.metrics.bytes.WithLabelValues("blob_upstream").Add(float64(n))
+	if err != nil {
+		if ctx.Err() == nil {
+			p.log.Warn("blob stream aborted", "digest", r.dgst, "sent", n, "error", err)
+		}
+		// Headers are gone: breaking the connection is the only way to tell the client the body is bad.
+		panic(http.ErrAbortHandler)
+	}
+	return nil
+}
+
+func (p *Proxy) serveStoredBlob(w http.ResponseWriter, req *http.Request, r route, size int64) error {
+	start, length, ok := parseRange(req.Header.Get("Range"), size)
+	if !ok {
+		return rangeNotSatisfiable(w, size)
+	}
+	if req.Method == http.MethodHead {
+		setBlobHeaders(w, r, start, length, size)
+		return nil
+	}
+	rc, err := p.store.Open(req.Context(), r.dgst, start)
+	if err != nil {
+		if isNotFound(err) { // evicted between Stat and Open
+			return p.serveBlob(w, req, r)
+		}
+		return err
+	}
+	defer rc.Close()
+	setBlobHeaders(w, r, start, length, size)
+	n, err := io.CopyN(w, rc, length)
+	p.metrics.bytes.WithLabelValues("blob_cache").Add(float64(n))
+	if err != nil && req.Context().Err() == nil {
+		p.log.Warn("stored blob read failed mid-stream", "digest", r.dgst, "sent", n, "error", err)
+		panic(http.ErrAbortHandler)
+	}
+	return nil
+}
+
+// setBlobHeaders writes the status and headers of a blob answer; length -1 means unknown (no Content-Length).
+func setBlobHeaders(w http.ResponseWriter, r route, start, length, size int64) {
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Docker-Content-Digest", r.dgst.String())
+	h.Set("Etag", `"`+r.dgst.String()+`"`)
+	h.Set("Cache-Control", "max-age=31536000")
+	if size >= 0 {
+		h.Set("Accept-Ranges", "bytes")
+	}
+	if length >= 0 {
+		h.Set("Content-Length", strconv.FormatInt(length, 10))
+	}
+	if size >= 0 && (start != 0 || length != size) {
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, start+length-1, size))
+		w.WriteHeader(http.StatusPartialContent)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func rangeNotSatisfiable(w http.ResponseWriter, size int64) error {
+	w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", size))
+	return &apiError{status: http.StatusRequestedRangeNotSatisfiable, code: codeBlobUnknown,
+		message: fmt.Sprintf("requested range not satisfiable for a blob of %d bytes", size)}
+}
+
+// parseRange reads a single-range "bytes=" header against a blob of size bytes and returns the start and length to
+// serve. An absent, malformed or multi-range header means the whole blob (RFC 9110 lets a server ignore Range);
+// ok is false only for a well-formed range that lies outside the blob (416).
+func parseRange(h string, size int64) (start, length int64, ok bool) {
+	spec, found := strings.CutPrefix(h, "bytes=")
+	if h == "" || !found || strings.Contains(spec, ",") {
+		return 0, size, true
+	}
+	first, last, found := strings.Cut(strings.TrimSpace(spec), "-")
+	if !found {
+		return 0, size, true
+	}
+	if first == "" { // suffix: the last N bytes
+		n, err := strconv.ParseInt(last, 10, 64)
+		if err != nil || n < 0 {
+			return 0, size, true
+		}
+		if n == 0 {
+			return 0, 0, false
+		}
+		if n > size {
+			n = size
+		}
+		return size - n, n, true
+	}
+	s, err := strconv.ParseInt(first, 10, 64)
+	if err != nil || s < 0 {
+		return 0, size, true
+	}
+	e := size - 1
+	if last != "" {
+		if e, err = strconv.ParseInt(last, 10, 64); err != nil || e < s {
+			return 0, size, true
+		}
+		if e > size-1 {
+			e = size - 1
+		}
+	}
+	if s >= size {
+		return 0, 0, false
+	}
+	return s, e - s + 1, true
+}

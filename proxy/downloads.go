@@ -1,0 +1,242 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// downloads is the set of in-flight upstream blob fetches of one Proxy. Concurrent misses for one digest share one
+// download: it spools to an unlinked file on local disk while every waiting client reads from that file as it grows,
+// so memory does not grow with blob size and a follower never waits for the whole blob.
+type downloads struct {
+	p        *Proxy
+	mu       sync.Mutex
+	inflight map[digest.Digest]*download
+}
+
+func newDownloads(p *Proxy) *downloads {
+	return &downloads{p: p, inflight: map[digest.Digest]*download{}}
+}
+
+// download is one upstream fetch of a blob.
+type download struct {
+	dgst digest.Digest
+	file *os.File
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	started bool  // upstream answered (size known, or err set)
+	size    int64 // Content-Length, -1 unknown
+	written int64
+	done    bool
+	err     error // set with done when the download failed or did not verify
+	refs    int   // readers attached, plus one for the download itself
+}
+
+// attach returns the in-flight download of dgst, starting one if none runs. The caller must release it.
+func (ds *downloads) attach(ctx context.Context, r route) (*download, error) {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	if d, ok := ds.inflight[r.dgst]; ok {
+		d.mu.Lock()
+		d.refs++
+		d.mu.Unlock()
+		return d, nil
+	}
+	f, err := os.CreateTemp(ds.p.spoolDir, "blob-*")
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	// Unlinked at once: the open file lives as long as its readers and leaves nothing behind after a crash.
+	_ = os.Remove(f.Name())
+	d := &download{dgst: r.dgst, file: f, size: -1, refs: 2}
+	d.cond = sync.NewCond(&d.mu)
+	ds.inflight[r.dgst] = d
+	// The download outlives the request that started it: its other readers and the store still want it.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ds.p.blobTimeout)
+	go func() {
+		defer cancel()
+		ds.run(dctx, d, r)
+	}()
+	return d, nil
+}
+
+// run fetches the blob, spools and hashes it, and on a verified digest commits it to the content store.
+func (ds *downloads) run(ctx context.Context, d *download, r route) {
+	p := ds.p
+	err := ds.fetch(ctx, d, r)
+	if err == nil {
+		// Commit to the store from the spool before the download counts as done, so that a request arriving
+		// after it leaves the in-flight set finds it in the store.
+		if _, perr := p.store.Put(ctx, d.dgst, io.NewSectionReader(d.file, 0, d.written)); perr != nil {
+			p.log.Warn("could not store blob; it was served but not cached", "digest", d.dgst, "error", perr)
+		}
+	}
+	ds.mu.Lock()
+	delete(ds.inflight, d.dgst)
+	ds.mu.Unlock()
+	d.mu.Lock()
+	d.done, d.err, d.started = true, err, true
+	d.cond.Broadcast()
+	d.mu.Unlock()
+	d.release()
+}
+
+func (ds *downloads) fetch(ctx context.Context, d *download, r route) error {
+	p := ds.p
+	start := time.Now()
+	body, size, err := r.upstream.Registry.Blob(ctx, r.repo, d.dgst)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	d.mu.Lock()
+	d.size, d.started = size, true
+	d.cond.Broadcast()
+	d.mu.Unlock()
+	verifier := d.dgst.Verifier()
+	w := &spoolWriter{d: d}
+	n, err := io.Copy(io.MultiWriter(w, verifier), body)
+	if err != nil {
+		return fmt.Errorf("blob %s from %s: %w", d.dgst, r.upstream.Name, err)
+	}
+	if size >= 0 && n != size {
+		return fmt.Errorf("blob %s from %s: got %d bytes, want %d: %w", d.dgst, r.upstream.Name, n, size, errShortBlob)
+	}
+	if !verifier.Verified() {
+		p.metrics.mismatch.WithLabelValues(r.upstream.Name).Inc()
+		p.log.Error("upstream blob does not match its digest; not served, not stored", "upstream", r.upstream.Name,
+			"repository", r.repo, "digest", d.dgst, "bytes", n)
+		return fmt.Errorf("blob %s from %s: %w", d.dgst, r.upstream.Name, errBlobMismatch)
+	}
+	p.log.Debug("blob fetched", "upstream", r.upstream.Name, "digest", d.dgst, "bytes", n, "took", time.Since(start))
+	return nil
+}
+
+var (
+	errShortBlob    = errors.New("upstream blob shorter than announced")
+	errBlobMismatch = errors.New("upstream blob does not match its digest")
+)
+
+// spoolWriter appends to the spool file and wakes readers.
+type spoolWriter struct{ d *download }
+
+func (w *spoolWriter) Write(b []byte) (int, error) {
+	d := w.d
+	n, err := d.file.WriteAt(b, d.written)
+	d.mu.Lock()
+	d.written += int64(n)
+	d.cond.Broadcast()
+	d.mu.Unlock()
+	return n, err
+}
+
+// wait blocks until the upstream answered; it returns the size (-1 if unknown) or the download's error.
+func (d *download) wait(ctx context.Context) (int64, error) {
+	stop := context.AfterFunc(ctx, func() {
+		d.mu.Lock()
+		d.cond.Broadcast()
+		d.mu.Unlock()
+	})
+	defer stop()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for !d.started && ctx.Err() == nil {
+		d.cond.Wait()
+	}
+	if err := ctx.Err(); err != nil && !d.started {
+		return 0, err
+	}
+	if d.done && d.err != nil && d.written == 0 {
+		return 0, d.err
+	}
+	return d.size, nil
+}
+
+// readAt copies bytes from offset into b as they become available. The last byte is held back until the whole
+// blob has verified, so a client never receives in full a blob whose digest is wrong.
+func (d *download) readAt(ctx context.Context, b []byte, off int64) (int, error) {
+	stop := context.AfterFunc(ctx, func() {
+		d.mu.Lock()
+		d.cond.Broadcast()
+		d.mu.Unlock()
+	})
+	defer stop()
+	d.mu.Lock()
+	for {
+		if d.done && d.err != nil {
+			err := d.err
+			d.mu.Unlock()
+			return 0, err
+		}
+		avail := d.written
+		if !d.done {
+			avail-- // hold back
+		}
+		if off < avail {
+			break
+		}
+		if d.done {
+			d.mu.Unlock()
+			return 0, io.EOF
+		}
+		if err := ctx.Err(); err != nil {
+			d.mu.Unlock()
+			return 0, err
+		}
+		d.cond.Wait()
+	}
+	avail := d.written
+	if !d.done {
+		avail--
+	}
+	d.mu.Unlock()
+	if max := avail - off; int64(len(b)) > max {
+		b = b[:max]
+	}
+	return d.file.ReadAt(b, off)
+}
+
+// release drops one reference; the spool file closes with the last.
+func (d *download) release() {
+	d.mu.Lock()
+	d.refs--
+	last := d.refs == 0
+	d.mu.Unlock()
+	if last {
+		_ = d.file.Close()
+	}
+}
+
+// reader reads a download from an offset, up to a limit (-1: to the end).
+type downloadReader struct {
+	ctx   context.Context
+	d     *download
+	off   int64
+	limit int64
+}
+
+func (r *downloadReader) Read(b []byte) (int, error) {
+	if r.limit == 0 {
+		return 0, io.EOF
+	}
+	if r.limit > 0 && int64(len(b)) > r.limit {
+		b = b[:r.limit]
+	}
+	n, err := r.d.readAt(r.ctx, b, r.off)
+	r.off += int64(n)
+	if r.limit > 0 {
+		r.limit -= int64(n)
+	}
+	if err == io.EOF && n > 0 {
+		err = nil
+	}
+	return n, err
+}

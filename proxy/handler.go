@@ -1,0 +1,92 @@
+package proxy
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// ServeHTTP serves the OCI distribution pull API. Writes are refused: the proxy is a read-only view.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	w = sw
+	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	var r route
+	var err error
+	if req.Method != http.MethodGet && req.Method != http.MethodHead {
+		err = &apiError{status: http.StatusMethodNotAllowed, code: codeUnsupported,
+			message: "portcullis is a read-only pull-through proxy: " + req.Method + " is not supported"}
+	} else {
+		r, err = p.parseRoute(req)
+	}
+	defer func() {
+		p.metrics.requests.WithLabelValues(r.kind.String(), req.Method, strconv.Itoa(sw.status())).Inc()
+		p.metrics.latency.WithLabelValues(r.kind.String()).Observe(time.Since(start).Seconds())
+	}()
+	if err == nil {
+		err = p.dispatch(w, req, r)
+	}
+	if err != nil {
+		ae := toAPIError(err, r.kind, r)
+		if ae.status >= 500 {
+			p.log.Warn("request failed", "method", req.Method, "path", req.URL.Path, "ns", r.ns, "status", ae.status, "error", err)
+		} else {
+			p.log.Debug("request refused", "method", req.Method, "path", req.URL.Path, "ns", r.ns, "status", ae.status, "error", err)
+		}
+		if sw.wrote {
+			return // too late for an error body
+		}
+		if ae.status == http.StatusMethodNotAllowed {
+			w.Header().Set("Allow", "GET, HEAD")
+		}
+		writeError(w, req, ae)
+	}
+}
+
+func (p *Proxy) dispatch(w http.ResponseWriter, req *http.Request, r route) error {
+	switch r.kind {
+	case kindBase:
+		return writeJSON(w, req, "application/json", struct{}{})
+	case kindManifest:
+		return p.serveManifest(w, req, r)
+	case kindBlob:
+		return p.serveBlob(w, req, r)
+	case kindTags:
+		return p.serveTags(w, req, r)
+	case kindReferrers:
+		return p.serveReferrers(w, req, r)
+	}
+	return errRouteUnknown
+}
+
+// statusWriter remembers the status sent.
+type statusWriter struct {
+	http.ResponseWriter
+	code  int
+	wrote bool
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if !s.wrote {
+		s.code, s.wrote = code, true
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if !s.wrote {
+		s.code, s.wrote = http.StatusOK, true
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusWriter) status() int {
+	if !s.wrote {
+		return http.StatusOK
+	}
+	return s.code
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }

@@ -1,0 +1,61 @@
+package proxy
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the proxy's Prometheus collectors.
+type Metrics struct {
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	bytes    *prometheus.CounterVec
+	cache    *prometheus.CounterVec
+	mismatch *prometheus.CounterVec
+	// Upstream counts requests to upstreams by upstream, kind and status; hand Observe to the upstream clients.
+	upstream *prometheus.CounterVec
+	upLat    *prometheus.HistogramVec
+	// decisions counts admission decisions by rule, mode, outcome and how they were reached.
+	decisions *prometheus.CounterVec
+}
+
+// NewMetrics creates the collectors and registers them with reg (nil: not registered, for tests).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "portcullis_requests_total",
+			Help: "Registry API requests by route, method and status code."}, []string{"route", "method", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "portcullis_request_duration_seconds",
+			Help: "Registry API request latency by route (blob bodies included).", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10)}, []string{"route"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "portcullis_bytes_served_total",
+			Help: "Bytes served to clients by source: manifest, blob_cache, blob_upstream."}, []string{"source"}),
+		cache: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "portcullis_cache_lookups_total",
+			Help: "Cache lookups by kind (tag, manifest, blob) and result (hit, miss, stale)."}, []string{"kind", "result"}),
+		mismatch: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "portcullis_digest_mismatch_total",
+			Help: "Upstream content that did not match its digest, by upstream. Never served, never stored."}, []string{"upstream"}),
+		upstream: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "portcullis_upstream_requests_total",
+			Help: "Requests to upstream registries by upstream, method, kind and status (0: no response)."}, []string{"upstream", "method", "kind", "code"}),
+		upLat: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "portcullis_upstream_request_duration_seconds",
+			Help: "Upstream request latency until response headers, by upstream and kind.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 9)}, []string{"upstream", "kind"}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "portcullis_admission_decisions_total",
+			Help: "Admission decisions by rule, mode, outcome (allowed, warned, denied) and how (evaluated, cached, parent, artifact)."}, []string{"rule", "mode", "outcome", "how"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.latency, m.bytes, m.cache, m.mismatch, m.upstream, m.upLat, m.decisions)
+	}
+	return m
+}
+
+// UpstreamObserver returns the hook an upstream client calls after each request it makes.
+func (m *Metrics) UpstreamObserver(name string) func(method, kind string, status int, d time.Duration) {
+	return func(method, kind string, status int, d time.Duration) {
+		m.upstream.WithLabelValues(name, method, kind, itoa(status)).Inc()
+		m.upLat.WithLabelValues(name, kind).Observe(d.Seconds())
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// Mismatches is the counter of upstream content that failed its digest check, for alerts and tests.
+func (m *Metrics) Mismatches() prometheus.Collector { return m.mismatch }

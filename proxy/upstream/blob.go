@@ -1,0 +1,73 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Blob GETs the blob dgst in repo and returns its body as a stream, and its size (Content-Length, or -1
+// if the upstream did not say). Redirects (to object storage, say) are followed without credentials.
+// The timeout covers only the wait for the response headers; the body then streams for as long as ctx
+// lives. The caller must close the body and is responsible for verifying the digest as it reads.
+func (c *Client) Blob(ctx context.Context, repo string, dgst digest.Digest) (io.ReadCloser, int64, error) {
+	op := "blob " + repo + "@" + dgst.String()
+	if err := checkRepo(repo); err != nil {
+		return nil, 0, err
+	}
+	if err := dgst.Validate(); err != nil {
+		return nil, 0, fmt.Errorf("upstream: invalid blob digest %q: %w", dgst, err)
+	}
+	bctx, cancel := context.WithCancel(ctx)
+	timer := time.AfterFunc(c.opts.timeout, cancel)
+	u := c.endpoint.JoinPath("v2", repo, "blobs", dgst.String())
+	resp, err := c.do(bctx, http.MethodGet, kindBlob, u, nil)
+	if !timer.Stop() {
+		// The time to first byte ran out (maybe just as the headers came in: the body is dead anyway).
+		if err == nil {
+			resp.Body.Close()
+		}
+		cancel()
+		if ctx.Err() == nil {
+			err = fmt.Errorf("no response headers within %v: %w", c.opts.timeout, context.DeadlineExceeded)
+		}
+		return nil, 0, c.wrapErr(ctx, op, err)
+	}
+	if err != nil {
+		cancel()
+		return nil, 0, c.wrapErr(ctx, op, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer cancel()
+		defer resp.Body.Close()
+		return nil, 0, c.newError(op, resp)
+	}
+	return &blobBody{ReadCloser: resp.Body, ctx: ctx, cancel: cancel}, resp.ContentLength, nil
+}
+
+// blobBody releases the request context when the body is closed, and reports a broken stream as
+// ErrUnavailable (unless the caller cancelled).
+type blobBody struct {
+	io.ReadCloser
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func (b *blobBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && b.ctx.Err() == nil && !errors.Is(err, ErrUnavailable) {
+		err = fmt.Errorf("upstream blob body: %w: %w", ErrUnavailable, err)
+	}
+	return n, err
+}
+
+func (b *blobBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
+}

@@ -1,0 +1,157 @@
+package upstream
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// Option configures a Client. Options are applied in order by New; an invalid value or a conflicting
+// combination makes New fail.
+type Option func(*options) error
+
+// Observer is called once per HTTP exchange with the upstream: every retry attempt, redirect hop and
+// token fetch. kind is one of ping, manifest, blob, tags, referrers or token; status is 0 when no
+// response arrived (network error); d is the time until the response headers arrived.
+type Observer func(method, kind string, status int, d time.Duration)
+
+type options struct {
+	username, password string
+	basic              bool
+	tlsConfig          *tls.Config
+	transport          http.RoundTripper
+	retries            int
+	retryBase          time.Duration
+	timeout            time.Duration
+	userAgent          string
+	allowPrivateRealm  bool
+	maxManifestSize    int64
+	observer           Observer
+}
+
+const (
+	defaultRetries         = 3
+	defaultRetryBase       = 200 * time.Millisecond
+	defaultTimeout         = 30 * time.Second
+	defaultUserAgent       = "portcullis"
+	defaultMaxManifestSize = 4 << 20
+)
+
+func defaultOptions() options {
+	return options{
+		retries:         defaultRetries,
+		retryBase:       defaultRetryBase,
+		timeout:         defaultTimeout,
+		userAgent:       defaultUserAgent,
+		maxManifestSize: defaultMaxManifestSize,
+	}
+}
+
+// WithBasicAuth sets the credentials sent to the registry on a Basic challenge and to the token realm
+// for a Bearer token exchange. Default: anonymous.
+func WithBasicAuth(username, password string) Option {
+	return func(o *options) error {
+		if username == "" {
+			return errors.New("upstream: basic auth username is empty")
+		}
+		o.username, o.password, o.basic = username, password, true
+		return nil
+	}
+}
+
+// WithTLSConfig sets the TLS configuration of the default transport (custom roots, client
+// certificates). It conflicts with WithTransport. Default: the system roots.
+func WithTLSConfig(c *tls.Config) Option {
+	return func(o *options) error {
+		if c == nil {
+			return errors.New("upstream: nil TLS config")
+		}
+		o.tlsConfig = c.Clone()
+		return nil
+	}
+}
+
+// WithTransport sets the base transport under the client's own retry, auth and user-agent layers. It
+// conflicts with WithTLSConfig. Default: a clone of http.DefaultTransport with the TLS config applied.
+func WithTransport(rt http.RoundTripper) Option {
+	return func(o *options) error {
+		if rt == nil {
+			return errors.New("upstream: nil transport")
+		}
+		o.transport = rt
+		return nil
+	}
+}
+
+// WithRetries sets how many times a GET or HEAD is retried after a network error, a 5xx or a 429, and
+// the base of the exponential backoff between attempts (with jitter, capped at 5s; a Retry-After header
+// wins, capped at 30s). n = 0 disables retries. Default: 3 retries, 200ms base.
+func WithRetries(n int, base time.Duration) Option {
+	return func(o *options) error {
+		if n < 0 {
+			return fmt.Errorf("upstream: negative retry count %d", n)
+		}
+		if base <= 0 {
+			return fmt.Errorf("upstream: retry base %v must be positive", base)
+		}
+		o.retries, o.retryBase = n, base
+		return nil
+	}
+}
+
+// WithTimeout bounds each Resolve, Manifest, Tags, Referrers and Ping call (retries included) and, for
+// Blob, the time until the response headers arrive; a blob body then streams without a deadline.
+// Default: 30s.
+func WithTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("upstream: timeout %v must be positive", d)
+		}
+		o.timeout = d
+		return nil
+	}
+}
+
+// WithUserAgent sets the User-Agent header of every request. Default: "portcullis".
+func WithUserAgent(ua string) Option {
+	return func(o *options) error {
+		if ua == "" {
+			return errors.New("upstream: empty user agent")
+		}
+		o.userAgent = ua
+		return nil
+	}
+}
+
+// WithAllowPrivateRealm allows a Bearer token realm on a loopback, private or link-local address even
+// when the registry is not on an address of the same kind. Default: false (such realms are refused
+// before any connection is made).
+func WithAllowPrivateRealm(ok bool) Option {
+	return func(o *options) error {
+		o.allowPrivateRealm = ok
+		return nil
+	}
+}
+
+// WithMaxManifestSize caps the bytes read for one manifest; a bigger one fails with ErrTooLarge.
+// Default: 4 MiB.
+func WithMaxManifestSize(n int64) Option {
+	return func(o *options) error {
+		if n <= 0 {
+			return fmt.Errorf("upstream: max manifest size %d must be positive", n)
+		}
+		o.maxManifestSize = n
+		return nil
+	}
+}
+
+// WithObserver sets a hook called after every HTTP exchange with the upstream, for metrics. Default:
+// none.
+func WithObserver(f func(method, kind string, status int, d time.Duration)) Option {
+	return func(o *options) error {
+		o.observer = f
+		return nil
+	}
+}

@@ -1,0 +1,30 @@
+// Package verifier gathers cosign evidence about an image in an upstream
+// registry: whether its signatures verify against named trust roots, which
+// in-toto attestations on it verify and with whose roots, and which
+// signature/attestation artifacts belong to it. It produces facts for
+// package policy and decides nothing.
+//
+// Three storage formats are understood, all through sigstore/cosign v2's
+// pkg/cosign verifiers:
+//   - cosign's classic tags: a simple-signing payload under sha256-<hex>.sig
+//     and DSSE attestations under sha256-<hex>.att;
+//   - sigstore bundles (the "new bundle format" of cosign 2.x and the default
+//     of cosign 3.x) attached as OCI 1.1 referrers, found through the
+//     referrers API or, on registries without it (CNCF Distribution), the
+//     sha256-<hex> fallback tag. A bundle whose in-toto predicate type is
+//     https://sigstore.dev/cosign/sign/v1 is a signature; any other is an
+//     attestation.
+//
+// A trust root is a PEM public key (ECDSA, RSA or Ed25519) or a keyless
+// identity: a certificate chaining to a certificate authority in an offline
+// trusted_root.json with an OIDC issuer and subject (exact or regexp).
+// Transparency-log and SCT proofs are checked against that trusted root unless
+// the root waives them. Verification never goes online: no TUF, no Rekor
+// lookups; the only network traffic is to the image's registry, through the
+// caller's transport.
+//
+// A verdict is a value (policy.SignatureResult, policy.Attestation); an error
+// means the evidence could not be read (registry unreachable, 5xx, bad auth),
+// and the caller must fail closed. The package must never decide admission,
+// never cache, and never import the proxy.
+package verifier

@@ -1,0 +1,123 @@
+package verifier
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/portcullis/portcullis/policy"
+)
+
+// Target is one image manifest in an upstream registry.
+type Target struct {
+	// Registry is the host[:port] of the upstream endpoint, e.g.
+	// 127.0.0.1:6000 or registry-1.docker.io.
+	Registry string
+	// Insecure selects plain HTTP.
+	Insecure bool
+	// Repository is upstream-relative, e.g. library/alpine.
+	Repository string
+	// Digest is the manifest's digest.
+	Digest digest.Digest
+	// Transport carries the requests to Registry, authenticated as the caller
+	// sees fit; retries belong here too. Nil means http.DefaultTransport,
+	// anonymous (with anonymous bearer tokens when the registry asks).
+	Transport http.RoundTripper
+}
+
+// Verifier checks cosign evidence against a fixed set of trust roots, parsed
+// once by New. It holds no per-image state and is safe for concurrent use.
+type Verifier struct {
+	roots        map[string]*trustRoot
+	userAgent    string
+	maxReferrers int
+}
+
+// Option configures a Verifier built by New.
+type Option func(*Verifier) error
+
+// WithUserAgent sets the User-Agent product sent to registries (go-containerregistry
+// appends its own). Default: "portcullis-verifier".
+func WithUserAgent(ua string) Option {
+	return func(v *Verifier) error {
+		v.userAgent = ua
+		return nil
+	}
+}
+
+// WithMaxReferrers caps how many sigstore bundles attached to one image are
+// fetched and checked; the rest are ignored, so an image cluttered with
+// referrers costs a bounded number of requests. It must be positive.
+// Default: 32.
+func WithMaxReferrers(n int) Option {
+	return func(v *Verifier) error {
+		if n <= 0 {
+			return fmt.Errorf("verifier: max referrers must be positive, got %d", n)
+		}
+		v.maxReferrers = n
+		return nil
+	}
+}
+
+// New parses every trust root's material once: PEM public keys (ECDSA, RSA,
+// Ed25519) and trusted_root.json documents. A root whose material cannot be
+// used is a *RootError naming it. The map key is the root's name.
+func New(roots map[string]policy.TrustRoot, opts ...Option) (*Verifier, error) {
+	v := &Verifier{
+		roots:        make(map[string]*trustRoot, len(roots)),
+		userAgent:    "portcullis-verifier",
+		maxReferrers: 32,
+	}
+	for _, o := range opts {
+		if err := o(v); err != nil {
+			return nil, err
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(roots)) {
+		r, err := parseRoot(name, roots[name])
+		if err != nil {
+			return nil, &RootError{Root: name, Err: err}
+		}
+		v.roots[name] = r
+	}
+	return v, nil
+}
+
+// lookup returns the parsed roots for names, in order, without duplicates.
+func (v *Verifier) lookup(names []string) ([]*trustRoot, error) {
+	out := make([]*trustRoot, 0, len(names))
+	seen := make(map[string]bool, len(names))
+	for _, n := range names {
+		r, ok := v.roots[n]
+		if !ok {
+			return nil, fmt.Errorf("%w: %q", ErrUnknownRoot, n)
+		}
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// validate checks the parts of t that the verifier relies on.
+func (t Target) validate() error {
+	switch {
+	case t.Registry == "":
+		return errors.New("verifier: target has no registry")
+	case t.Repository == "":
+		return errors.New("verifier: target has no repository")
+	}
+	if err := t.Digest.Validate(); err != nil {
+		return fmt.Errorf("verifier: target digest: %w", err)
+	}
+	if t.Digest.Algorithm() != digest.SHA256 {
+		// cosign's tag schemas and claims are defined for sha256 only.
+		return fmt.Errorf("verifier: target digest %s: only sha256 is supported", t.Digest)
+	}
+	return nil
+}
