@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/portcullis/portcullis/internal/containerdtest"
+	"github.com/portcullis/portcullis/internal/cosigntest"
 	"github.com/portcullis/portcullis/internal/registrytest"
 )
 
@@ -45,5 +46,36 @@ func TestContainerdPullThroughMirror(t *testing.T) {
 	}
 	if withNS == 0 || blobs == 0 {
 		t.Errorf("proxy saw %d requests with ns= and %d blob requests: %v", withNS, blobs, e.seen.all())
+	}
+}
+
+// TestContainerdTrustGate: a node's pull of a signed image succeeds and of an unsigned one fails, and the person
+// reading ctr's error (or kubelet's event) sees why.
+func TestContainerdTrustGate(t *testing.T) {
+	d := containerdtest.Start(t)
+	bin := cosigntest.Binary(t)
+	release := cosignKey(t)
+	e := newEnv(t, withPolicy(releasePolicy(""), map[string][]byte{"release.pub": release.pubPEM(t), "other.pub": release.pubPEM(t)}))
+	signed := e.up.PushRandomImage(t, "node/signed:v1", 2, 2048)
+	sd, _ := signed.Digest()
+	cosigntest.Sign(t, bin, e.up.Ref("node/signed@"+sd.String()), release.priv)
+	e.up.PushRandomImage(t, "node/unsigned:v1", 2, 2048)
+	hosts := containerdtest.WriteHostsDir(t, e.up.Host(), e.srv.URL)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if out, err := d.Pull(ctx, e.up.Ref("node/signed:v1"), hosts, ""); err != nil {
+		t.Fatalf("signed image: %v\n%s", err, out)
+	}
+	if got, _ := d.ImageDigest(ctx, e.up.Ref("node/signed:v1")); got != sd.String() {
+		t.Errorf("containerd stored %s, want %s", got, sd)
+	}
+	out, err := d.Pull(ctx, e.up.Ref("node/unsigned:v1"), hosts, "")
+	if err == nil {
+		t.Fatalf("unsigned image pulled:\n%s", out)
+	}
+	mustContain(t, "ctr output", out, "403 Forbidden", "denied by rule", "not signed by release")
+	if _, err := d.ImageDigest(ctx, e.up.Ref("node/unsigned:v1")); err == nil {
+		t.Error("containerd recorded the denied image")
 	}
 }

@@ -2,12 +2,14 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -19,8 +21,10 @@ import (
 
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/internal/registrytest"
+	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy"
 	"github.com/portcullis/portcullis/proxy/upstream"
+	"github.com/portcullis/portcullis/verifier"
 )
 
 // env is one Portcullis in front of one real upstream registry.
@@ -33,6 +37,7 @@ type env struct {
 	metrics *proxy.Metrics
 	// seen records every request the proxy received (method, path?query).
 	seen *requestLog
+	gate *proxy.Gate
 }
 
 type envConfig struct {
@@ -42,6 +47,15 @@ type envConfig struct {
 	extra        []*proxy.Upstream
 	contentDir   string
 	kv           cache.KV
+	// policy is a policy document; files it names are looked up in policyFiles (name -> content).
+	policy      string
+	policyFiles map[string][]byte
+	gateOpts    []proxy.GateOption
+}
+
+// withPolicy puts a policy gate in front of the proxy. files are the keys and trusted roots the policy names.
+func withPolicy(doc string, files map[string][]byte, o ...proxy.GateOption) envOption {
+	return func(c *envConfig) { c.policy, c.policyFiles, c.gateOpts = doc, files, o }
 }
 
 type envOption func(*envConfig)
@@ -88,16 +102,47 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	}
 	metrics := proxy.NewMetrics(nil)
 	ups := append([]*proxy.Upstream{{Name: up.Host(), Registry: client}}, c.extra...)
-	p, err := proxy.New(ups, "", content, kv, append([]proxy.Option{
-		proxy.WithLogger(testLogger(t)), proxy.WithMetrics(metrics), proxy.WithSpoolDir(t.TempDir()),
-	}, c.proxyOpts...)...)
+	popts := []proxy.Option{proxy.WithLogger(testLogger(t)), proxy.WithMetrics(metrics), proxy.WithSpoolDir(t.TempDir())}
+	var gate *proxy.Gate
+	if c.policy != "" {
+		gate = newGate(t, c.policy, c.policyFiles, ups, kv, metrics, c.gateOpts...)
+		popts = append(popts, proxy.WithAdmitter(gate))
+	}
+	p, err := proxy.New(ups, "", content, kv, append(popts, c.proxyOpts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	seen := &requestLog{}
 	srv := httptest.NewServer(seen.wrap(p))
 	t.Cleanup(srv.Close)
-	return &env{up: up, proxy: p, srv: srv, content: content, kv: kv, metrics: metrics, seen: seen}
+	return &env{up: up, proxy: p, srv: srv, content: content, kv: kv, metrics: metrics, seen: seen, gate: gate}
+}
+
+// newGate compiles a policy and builds the admission gate the way cmd/portcullis does.
+func newGate(t testing.TB, doc string, files map[string][]byte, ups []*proxy.Upstream, kv cache.KV, m *proxy.Metrics, o ...proxy.GateOption) *proxy.Gate {
+	t.Helper()
+	pol, err := policy.Parse([]byte(doc), "policy.yaml", func(name string) ([]byte, error) {
+		if b, ok := files[filepath.Base(name)]; ok {
+			return b, nil
+		}
+		return nil, fmt.Errorf("%s: %w", name, os.ErrNotExist)
+	})
+	if err != nil {
+		t.Fatalf("policy: %v", err)
+	}
+	v, err := verifier.New(pol.TrustRoots())
+	if err != nil {
+		t.Fatalf("verifier: %v", err)
+	}
+	ev, err := proxy.NewEvidence(v, ups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := proxy.NewGate(pol, ev, kv, append([]proxy.GateOption{proxy.WithGateLogger(testLogger(t)), proxy.WithGateMetrics(m)}, o...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
 }
 
 // host is the proxy's host:port, as a client names it.
@@ -179,3 +224,9 @@ func withQuery(path, k, v string) string {
 }
 
 var _ = context.Background
+
+// tagTTL makes tags expire after n milliseconds, for tests that move tags.
+func tagTTL(ms int) proxy.Option { return proxy.WithTagTTL(time.Duration(ms) * time.Millisecond) }
+
+// waitTagTTL waits out tagTTL(1).
+func waitTagTTL() { time.Sleep(20 * time.Millisecond) }

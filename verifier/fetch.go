@@ -32,6 +32,9 @@ const (
 	// cosignSignPredicate is the predicate type of a bundle that is an image
 	// signature rather than an attestation (cosign 2 --new-bundle-format, cosign 3).
 	cosignSignPredicate = "https://sigstore.dev/cosign/sign/v1"
+	// emptyConfigType is the media type of the OCI empty descriptor, the
+	// config of artifact manifests.
+	emptyConfigType = "application/vnd.oci.empty.v1+json"
 	// maxBundleSize caps one bundle layer read into memory.
 	maxBundleSize = 4 << 20
 )
@@ -177,23 +180,43 @@ func (s *session) bundles() (found []bundleEvidence, invalid []error, err error)
 	}
 	n := 0
 	for _, desc := range idx.Manifests {
-		if !strings.HasPrefix(desc.ArtifactType, bundleArtifactPrefix) {
+		if !maybeBundle(desc) {
 			continue // not sigstore's: an SBOM, a Notation signature, ...
 		}
 		if n++; n > s.maxReferrers {
 			break
 		}
 		b, err := s.bundle(desc)
-		if errors.Is(err, ErrUnavailable) {
+		switch {
+		case errors.Is(err, errNotBundle):
+			continue
+		case errors.Is(err, ErrUnavailable):
 			return nil, nil, err
-		}
-		if err != nil {
+		case err != nil:
 			invalid = append(invalid, err)
 			continue
 		}
 		found = append(found, b)
 	}
 	return found, invalid, nil
+}
+
+// errNotBundle marks a referrer that turned out not to hold a sigstore bundle.
+var errNotBundle = errors.New("not a sigstore bundle")
+
+// maybeBundle reports whether the referrer desc may hold a sigstore bundle:
+// its artifactType says so, or it says nothing useful. Some registries (go-
+// containerregistry's pkg/registry among them) report the config media type,
+// which for cosign's bundles is the OCI empty descriptor's, instead of the
+// manifest's artifactType.
+func maybeBundle(desc v1.Descriptor) bool {
+	switch {
+	case strings.HasPrefix(desc.ArtifactType, bundleArtifactPrefix):
+		return true
+	case desc.ArtifactType == "" || desc.ArtifactType == emptyConfigType:
+		return true
+	}
+	return false
 }
 
 // bundle fetches and parses the bundle in the referrer manifest desc.
@@ -208,7 +231,7 @@ func (s *session) bundle(desc v1.Descriptor) (bundleEvidence, error) {
 		return bundleEvidence{}, unavailable("read bundle "+ref.String(), err)
 	}
 	if len(m.Layers) != 1 || !strings.HasPrefix(string(m.Layers[0].MediaType), bundleArtifactPrefix) {
-		return bundleEvidence{}, fmt.Errorf("referrer %s: want one sigstore bundle layer", desc.Digest)
+		return bundleEvidence{}, errNotBundle
 	}
 	raw, err := readLayer(img, m.Layers[0])
 	if err != nil {

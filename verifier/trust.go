@@ -1,10 +1,15 @@
 package verifier
 
 import (
+	"bytes"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
 
@@ -12,6 +17,7 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
+	"github.com/sigstore/sigstore/pkg/signature/options"
 
 	"github.com/portcullis/portcullis/policy"
 )
@@ -108,18 +114,68 @@ func parseRoot(name string, tr policy.TrustRoot) (*trustRoot, error) {
 	return r, nil
 }
 
-// loadKey parses a PEM public key (PKIX or PKCS#1) into a SHA-256 verifier:
-// ECDSA, RSA PKCS#1 v1.5 or Ed25519, as `cosign verify --key` does.
+// loadKey parses a PEM public key (PKIX or PKCS#1): ECDSA, RSA PKCS#1 v1.5
+// or Ed25519. cosign signs with the key's default algorithm (SHA-384 for
+// P-384, SHA-512 for P-521, Ed25519ph for Ed25519) while `cosign verify --key`
+// assumes SHA-256 and pure Ed25519; a signature made either way verifies.
 func loadKey(pemBytes []byte) (signature.Verifier, error) {
 	pub, err := cryptoutils.UnmarshalPEMToPublicKey(pemBytes)
 	if err != nil {
 		return nil, fmt.Errorf("public key: %w", err)
 	}
-	v, err := signature.LoadVerifier(pub, crypto.SHA256)
+	def, err := signature.LoadDefaultVerifier(pub, options.WithED25519ph())
 	if err != nil {
 		return nil, fmt.Errorf("public key: %w", err)
 	}
-	return v, nil
+	sha256, err := signature.LoadVerifier(pub, crypto.SHA256)
+	if err != nil {
+		return nil, fmt.Errorf("public key: %w", err)
+	}
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		if k.Curve == elliptic.P256() {
+			return sha256, nil // the default is SHA-256 already
+		}
+	case *rsa.PublicKey:
+		return sha256, nil
+	}
+	return eitherVerifier{def, sha256}, nil
+}
+
+// eitherVerifier accepts a signature that any of its verifiers (all for one
+// public key) accepts.
+type eitherVerifier []signature.Verifier
+
+func (e eitherVerifier) PublicKey(opts ...signature.PublicKeyOption) (crypto.PublicKey, error) {
+	return e[0].PublicKey(opts...)
+}
+
+func (e eitherVerifier) VerifySignature(sig, msg io.Reader, opts ...signature.VerifyOption) error {
+	s, err := io.ReadAll(sig)
+	if err != nil {
+		return err
+	}
+	var m []byte
+	if msg != nil {
+		if m, err = io.ReadAll(msg); err != nil {
+			return err
+		}
+	}
+	var first error
+	for _, v := range e {
+		var r io.Reader
+		if msg != nil {
+			r = bytes.NewReader(m)
+		}
+		err := v.VerifySignature(bytes.NewReader(s), r, opts...)
+		if err == nil {
+			return nil
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 func compileOptional(expr string) (*regexp.Regexp, error) {

@@ -102,7 +102,7 @@ func (h *Hits) wrap(next http.Handler) http.Handler {
 // when the path names none).
 func classify(path string) (Kind, string) {
 	rest, ok := strings.CutPrefix(path, "/v2")
-	if !ok {
+	if !ok || (rest != "" && rest[0] != '/') {
 		return KindOther, ""
 	}
 	rest = strings.Trim(rest, "/")

@@ -23,8 +23,9 @@ func WithGGCR() Option {
 }
 
 // WithBearerAuth puts the registry behind Docker-style token auth. Requests
-// without a token issued by the in-test token server get 401 and
-// `WWW-Authenticate: Bearer realm="<tokenserver>/token",service="registrytest",scope="repository:<repo>:pull"`
+// without a token issued by the in-test token server (a separate listener)
+// get 401 and
+// `WWW-Authenticate: Bearer realm="http://localhost:<port>/token",service="registrytest",scope="repository:<repo>:pull"`
 // (no scope on /v2/; "pull,push" for writes). The token server demands these
 // basic credentials when username is not empty and issues tokens to anyone
 // otherwise; tokens are random, opaque and valid for 300 s. Default: no auth.
@@ -45,8 +46,9 @@ func WithMiddleware(mw func(http.Handler) http.Handler) Option {
 	return func(c *config) { c.middlewares = append(c.middlewares, mw) }
 }
 
-// WithTLS serves HTTPS (httptest.NewTLSServer) on the registry and the token
-// server; CertPool returns a pool that trusts both. Default: plain HTTP.
+// WithTLS serves HTTPS on the registry and the token server with a fresh
+// self-signed certificate for 127.0.0.1, ::1 and localhost; CertPool returns
+// a pool that trusts it. Default: plain HTTP.
 func WithTLS() Option {
 	return func(c *config) { c.tls = true }
 }

@@ -1,11 +1,17 @@
 package registrytest
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
+	"io"
+	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -43,24 +49,30 @@ func New(t testing.TB, opts ...Option) *Registry {
 
 	r := &Registry{hits: newHits(), seed: httptest.NewServer(backend)}
 
+	var cert *tls.Certificate
+	if cfg.tls {
+		c, pool, err := newCert()
+		if err != nil {
+			t.Fatalf("registrytest: certificate: %v", err)
+		}
+		cert, r.pool = &c, pool
+	}
+
 	h := backend
 	if cfg.auth {
 		r.tokens = newTokenServer(cfg.username, cfg.password)
-		r.tokenSrv = start(r.tokens, cfg.tls)
-		r.tokens.realm = r.tokenSrv.URL + "/token"
+		r.tokenSrv = start(r.tokens, cert)
+		// A host name, not 127.0.0.1: go-containerregistry (so crane and
+		// cosign) refuses realms on private IP literals other than the
+		// registry's own host:port.
+		_, port, _ := net.SplitHostPort(r.tokenSrv.Listener.Addr().String())
+		r.tokens.realm = scheme(cert) + "://localhost:" + port + "/token"
 		h = r.tokens.gate(h)
 	}
 	for i := len(cfg.middlewares) - 1; i >= 0; i-- {
 		h = cfg.middlewares[i](h)
 	}
-	r.srv = start(r.hits.wrap(h), cfg.tls)
-
-	if cfg.tls {
-		// httptest signs every TLS server with one certificate, so this pool
-		// trusts the token server too.
-		r.pool = x509.NewCertPool()
-		r.pool.AddCert(r.srv.Certificate())
-	}
+	r.srv = start(r.hits.wrap(h), cert)
 
 	t.Cleanup(func() {
 		r.Close()
@@ -69,12 +81,36 @@ func New(t testing.TB, opts ...Option) *Registry {
 	return r
 }
 
-// start serves h on a loopback port, over TLS if asked.
-func start(h http.Handler, tls bool) *httptest.Server {
-	if tls {
-		return httptest.NewTLSServer(h)
+// start serves h on a loopback port, over TLS with cert when it is not nil.
+func start(h http.Handler, cert *tls.Certificate) *httptest.Server {
+	if cert == nil {
+		return httptest.NewServer(h)
 	}
-	return httptest.NewServer(h)
+	s := httptest.NewUnstartedServer(h)
+	s.TLS = &tls.Config{Certificates: []tls.Certificate{*cert}}
+	// Tests that prove an untrusting client fails would otherwise print
+	// "TLS handshake error" lines; other server errors (panics) still show.
+	s.Config.ErrorLog = log.New(handshakeFilter{os.Stderr}, "", log.LstdFlags)
+	s.StartTLS()
+	return s
+}
+
+// handshakeFilter drops http.Server's TLS handshake error lines.
+type handshakeFilter struct{ w io.Writer }
+
+func (f handshakeFilter) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte("TLS handshake error")) {
+		return len(p), nil
+	}
+	return f.w.Write(p)
+}
+
+// scheme is https when there is a certificate, http otherwise.
+func scheme(cert *tls.Certificate) string {
+	if cert != nil {
+		return "https"
+	}
+	return "http"
 }
 
 // URL returns the registry's base URL, e.g. http://127.0.0.1:PORT. The caller
@@ -97,8 +133,9 @@ func (r *Registry) Ref(repoAndTag string) string {
 	return r.Host() + "/" + repoAndTag
 }
 
-// CertPool returns a pool that trusts the registry and its token server, or
-// nil without WithTLS.
+// CertPool returns a pool that trusts the registry and its token server (one
+// fresh self-signed certificate for 127.0.0.1, ::1 and localhost), or nil
+// without WithTLS.
 func (r *Registry) CertPool() *x509.CertPool {
 	return r.pool
 }
@@ -106,6 +143,16 @@ func (r *Registry) CertPool() *x509.CertPool {
 // Hits returns the counter of requests the registry received.
 func (r *Registry) Hits() *Hits {
 	return r.hits
+}
+
+// TokenRealm returns the realm the registry's challenges name, e.g.
+// http://localhost:PORT/token, or "" without WithBearerAuth. A client that
+// refuses token realms on private hosts must be told to allow this one.
+func (r *Registry) TokenRealm() string {
+	if r.tokens == nil {
+		return ""
+	}
+	return r.tokens.realm
 }
 
 // TokensIssued returns how many tokens the token server has issued; always 0
