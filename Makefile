@@ -6,7 +6,7 @@ PKGS      ?= ./...
 export PORTCULLIS_REQUIRE_REDIS      ?= $(if $(CI),1,)
 export PORTCULLIS_REQUIRE_CONTAINERD ?= $(if $(CI),1,)
 
-.PHONY: all build test test-short deps run bench vet fmt clean
+.PHONY: all build test test-short deps run demo bench vet fmt clean
 
 all: build
 
@@ -25,6 +25,9 @@ test-short:
 
 run: build
 	./bin/portcullis serve --config configs/quickstart.yaml
+
+demo:
+	$(GO) run ./cmd/portcullis demo
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./integration/ | tee bench.txt

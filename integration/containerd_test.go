@@ -2,7 +2,10 @@ package integration
 
 import (
 	"context"
+	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -77,5 +80,57 @@ func TestContainerdTrustGate(t *testing.T) {
 	mustContain(t, "ctr output", out, "403 Forbidden", "denied by rule", "not signed by release")
 	if _, err := d.ImageDigest(ctx, e.up.Ref("node/unsigned:v1")); err == nil {
 		t.Error("containerd recorded the denied image")
+	}
+}
+
+// TestContainerdSampleHostsFiles pulls with the hosts.toml files shipped in configs/containerd, pointed at this
+// test's proxy and upstream: what a user installs is what is tested. A denial must not fall back to the registry.
+func TestContainerdSampleHostsFiles(t *testing.T) {
+	d := containerdtest.Start(t)
+	release := cosignKey(t)
+	e := newEnv(t, withPolicy(releasePolicy(""), map[string][]byte{"release.pub": release.pubPEM(t), "other.pub": release.pubPEM(t)}))
+	e.up.PushRandomImage(t, "sample/unsigned:v1", 1, 1024)
+	signed := e.up.PushRandomImage(t, "sample/signed:v1", 1, 1024)
+	sd, _ := signed.Digest()
+	cosigntest.Sign(t, cosigntest.Binary(t), e.up.Ref("sample/signed@"+sd.String()), release.priv)
+	for _, tc := range []struct{ file, dir string }{
+		{"hosts.toml", e.up.Host()},
+		{"_default-hosts.toml", "_default"},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			b, err := os.ReadFile("../configs/containerd/" + tc.file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			doc := strings.ReplaceAll(string(b), "http://127.0.0.1:5000", e.srv.URL)
+			doc = strings.ReplaceAll(doc, "https://registry-1.docker.io", e.up.URL().String())
+			hosts := t.TempDir()
+			if err := os.MkdirAll(filepath.Join(hosts, tc.dir), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(hosts, tc.dir, "hosts.toml"), []byte(doc), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if out, err := d.Pull(ctx, e.up.Ref("sample/signed:v1"), hosts, ""); err != nil {
+				t.Fatalf("signed image through the sample file: %v\n%s", err, out)
+			}
+			for _, r := range e.seen.all() {
+				if !strings.Contains(r, "ns="+url.QueryEscape(e.up.Host())) {
+					t.Errorf("request without ns=: %s", r)
+				}
+			}
+			e.up.Hits().Reset()
+			out, err := d.Pull(ctx, e.up.Ref("sample/unsigned:v1"), hosts, "")
+			if err == nil {
+				t.Fatalf("denied image pulled:\n%s\nproxy saw %v", out, e.seen.all())
+			}
+			mustContain(t, "ctr output", out, "not signed by release")
+			// The node never reached the registry itself: no blob of the denied image left it.
+			if n := e.up.Hits().Count(http.MethodGet, registrytest.KindBlob); n > 0 {
+				t.Errorf("the node fetched %d blobs from the registry itself after the denial", n)
+			}
+		})
 	}
 }

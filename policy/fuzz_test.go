@@ -11,7 +11,7 @@ func FuzzParse(f *testing.F) {
 	for _, doc := range []string{fullDoc, evalDoc, scanPolicy, "", "rules: []\n", "default: {mode: warn}\n", trustHeader} {
 		f.Add(doc)
 	}
-	paths, _ := filepath.Glob("testdata/*.yaml")
+	paths, _ := filepath.Glob("../configs/policies/*.yaml")
 	for _, path := range paths {
 		data, err := os.ReadFile(path)
 		if err != nil {

@@ -252,7 +252,7 @@ func TestTrustRootsAreCopies(t *testing.T) {
 }
 
 func TestLoadExamples(t *testing.T) {
-	paths, err := filepath.Glob("testdata/*.yaml")
+	paths, err := filepath.Glob("../configs/policies/*.yaml")
 	if err != nil || len(paths) == 0 {
 		t.Fatalf("no examples: %v", err)
 	}
@@ -270,11 +270,11 @@ func TestLoadExamples(t *testing.T) {
 }
 
 func TestLoadErrors(t *testing.T) {
-	if _, err := Load("testdata/does-not-exist.yaml"); err == nil || !errors.Is(err, fs.ErrNotExist) {
+	if _, err := Load("../configs/policies/does-not-exist.yaml"); err == nil || !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Load(missing) = %v, want ErrNotExist", err)
 	}
 	// Key paths are relative to the policy file, not the working directory.
-	p, err := Load("testdata/signed-only.yaml")
+	p, err := Load("../configs/policies/signed-only.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-
-	"github.com/opencontainers/go-digest"
 )
 
 // Rule is one compiled rule: which repositories it matches, what evidence it requires and
@@ -102,7 +100,7 @@ func (r *Rule) ErrorDecision(image string, err error) Decision {
 		Rule:    r.name,
 		Notes:   []string{msg, "admitted despite the error (onError: allow)"},
 		Message: fmt.Sprintf("portcullis: %s admitted by rule %q despite an error (onError: allow): %s",
-			shortImage(image), r.name, msg),
+			imageName(image), r.name, msg),
 	}
 }
 
@@ -223,7 +221,7 @@ func (a *attestationRule) conditionFailures(att Attestation) []string {
 // decide turns an evaluation into a Decision by the rule's mode.
 func (r *Rule) decide(image string, e *evaluation) Decision {
 	d := Decision{Allowed: true, Mode: r.mode, Rule: r.name, Failures: e.failures, Notes: e.notes}
-	img := shortImage(image)
+	img := imageName(image)
 	switch {
 	case len(e.failures) == 0:
 		d.Message = fmt.Sprintf("portcullis: %s admitted by rule %q", img, r.name)
@@ -237,21 +235,13 @@ func (r *Rule) decide(image string, e *evaluation) Decision {
 	return d
 }
 
-// shortImage shortens the digest in "name@algo:hex" to its first 12 hex characters, for
-// messages; anything else is returned as it is ("image" when empty).
-func shortImage(image string) string {
+// imageName names the image in a message: in full, digest included, so that a person can paste it into
+// `portcullis check` or a crane command.
+func imageName(image string) string {
 	if image == "" {
 		return "image"
 	}
-	name, ref, ok := strings.Cut(image, "@")
-	if !ok {
-		return oneLine(image)
-	}
-	algo, hex, _ := strings.Cut(ref, ":")
-	if !digest.DigestRegexpAnchored.MatchString(ref) || len(hex) <= 12 {
-		return oneLine(image)
-	}
-	return oneLine(name) + "@" + algo + ":" + hex[:12] + "…"
+	return oneLine(image)
 }
 
 // oneLine replaces line breaks, so that messages stay one line (they become headers).

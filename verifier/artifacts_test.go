@@ -14,6 +14,7 @@ import (
 )
 
 func TestArtifacts(t *testing.T) {
+	t.Parallel()
 	bin := cosigntest.Binary(t)
 	reg := registrytest.New(t)
 	key := newKeyPair(t)

@@ -18,6 +18,7 @@ const (
 )
 
 func TestAttestations(t *testing.T) {
+	t.Parallel()
 	bin := cosigntest.Binary(t)
 	reg := registrytest.New(t)
 	release, scanner := newKeyPair(t), newKeyPair(t)
@@ -71,6 +72,7 @@ func TestAttestations(t *testing.T) {
 // sigstore bundle under the fallback tag, next to the signature bundle,
 // which must not be reported as an attestation.
 func TestAttestationsBundle(t *testing.T) {
+	t.Parallel()
 	bin := cosigntest.Binary3(t)
 	reg := registrytest.New(t)
 	release, other := newKeyPair(t), newKeyPair(t)

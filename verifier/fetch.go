@@ -16,10 +16,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
 	"github.com/sigstore/cosign/v2/pkg/oci"
 	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
 	"github.com/sigstore/cosign/v2/pkg/oci/static"
+	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
 	sgbundle "github.com/sigstore/sigstore-go/pkg/bundle"
 )
 
@@ -69,6 +69,9 @@ func (v *Verifier) open(ctx context.Context, t Target) (*session, error) {
 	if tr == nil {
 		tr = http.DefaultTransport
 	}
+	if !t.Insecure {
+		tr = httpsOnly{host: ref.RegistryStr(), next: tr}
+	}
 	ropts := []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithTransport(tr),
@@ -89,6 +92,23 @@ func (v *Verifier) open(ctx context.Context, t Target) (*session, error) {
 		ropts:        append(ropts, remote.Reuse(puller)),
 		maxReferrers: v.maxReferrers,
 	}, nil
+}
+
+// httpsOnly sends every request for host over HTTPS. go-containerregistry
+// picks plain HTTP for loopback and private addresses, or falls back to it
+// when HTTPS fails there; a target that is not Insecure must never be read
+// in clear text.
+type httpsOnly struct {
+	host string
+	next http.RoundTripper
+}
+
+func (h httpsOnly) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Scheme == "http" && r.URL.Host == h.host {
+		r = r.Clone(r.Context())
+		r.URL.Scheme = "https"
+	}
+	return h.next.RoundTrip(r)
 }
 
 // tag returns the image's cosign tag with suffix: sha256-<hex>.sig for "sig",

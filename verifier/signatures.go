@@ -43,15 +43,18 @@ func (v *Verifier) Signatures(ctx context.Context, t Target, roots []string) (ma
 	if err != nil {
 		return nil, err
 	}
+	out := make(map[string]policy.SignatureResult, len(rs))
+	if len(rs) == 0 {
+		return out, nil
+	}
 	sigs, invalid, err := s.classic("sig")
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]policy.SignatureResult, len(rs))
 	failures := make(map[string][]failure, len(rs))
 	pending := 0
 	for _, r := range rs {
-		if ok, fails := verifyClassic(ctx, r.signatures, sigs, s.hash, cosign.VerifyImageSignature); ok {
+		if ok, fails := verifyClassic(ctx, r.signatures, sigs, s.hash); ok {
 			out[r.name] = policy.SignatureResult{Verified: true, Format: FormatCosignTag}
 		} else {
 			failures[r.name] = fails
@@ -100,16 +103,13 @@ type failure struct {
 	cert *x509.Certificate // the signing certificate, if the evidence had one
 }
 
-// classicCheck verifies one classic signature or attestation: cosign's
-// VerifyImageSignature or VerifyBlobAttestation.
-type classicCheck func(context.Context, oci.Signature, v1.Hash, *cosign.CheckOpts) (bool, error)
-
-// verifyClassic reports whether any of sigs verifies with co for image h,
-// and why each one that does not failed.
-func verifyClassic(ctx context.Context, co *cosign.CheckOpts, sigs []oci.Signature, h v1.Hash, check classicCheck) (bool, []failure) {
+// verifyClassic reports whether any of the classic signatures sigs verifies
+// with co for image h (including the claim that it signs h), and why each
+// one that does not failed.
+func verifyClassic(ctx context.Context, co *cosign.CheckOpts, sigs []oci.Signature, h v1.Hash) (bool, []failure) {
 	var fails []failure
 	for _, sig := range sigs {
-		_, err := check(ctx, sig, h, co)
+		_, err := cosign.VerifyImageSignature(ctx, sig, h, co)
 		if err == nil {
 			return true, nil
 		}

@@ -51,6 +51,7 @@ func failed(reason string) policy.SignatureResult {
 }
 
 func TestSignaturesClassicKey(t *testing.T) {
+	t.Parallel()
 	bin := cosigntest.Binary(t)
 	reg := registrytest.New(t)
 	release, other := newKeyPair(t), newKeyPair(t)
@@ -142,6 +143,7 @@ func TestSignaturesClassicKey(t *testing.T) {
 // TestSignaturesKeyTypes signs with RSA and Ed25519 keys imported into cosign
 // and verifies with their PEM public keys.
 func TestSignaturesKeyTypes(t *testing.T) {
+	t.Parallel()
 	bin := cosigntest.Binary(t)
 	reg := registrytest.New(t)
 	tests := []struct {
@@ -179,6 +181,7 @@ func TestSignaturesKeyTypes(t *testing.T) {
 }
 
 func TestSignaturesKeyless(t *testing.T) {
+	t.Parallel()
 	bin := cosigntest.Binary(t)
 	reg := registrytest.New(t)
 	ca, otherCA := cosigntest.TestCA(t), cosigntest.TestCA(t)
@@ -258,11 +261,23 @@ func TestSignaturesKeyless(t *testing.T) {
 
 // TestSignaturesBundle covers the sigstore bundle that cosign 3 writes by
 // default: under the sha256-<hex> fallback tag on CNCF Distribution (no
-// referrers API) and as a referrer on a registry with the API.
+// referrers API) and as a referrer on a registry with the API; signed with a
+// key and with a certificate from the test CA.
 func TestSignaturesBundle(t *testing.T) {
+	t.Parallel()
 	bin := cosigntest.Binary3(t)
 	release, other := newKeyPair(t), newKeyPair(t)
-	v := newVerifier(t, keyRoot(t, "release", release.pub), keyRoot(t, "other", other.pub))
+	ca := cosigntest.TestCA(t)
+	const issuer, subject = "https://accounts.example", "ci@acme.example"
+	trusted := ca.TrustedRoot(t)
+	keyless := func(name, subject string) policy.TrustRoot {
+		k := &policy.Keyless{TrustedRootJSON: trusted, Issuer: issuer, Subject: subject}
+		return policy.TrustRoot{Name: name, Keyless: k, IgnoreTlog: true, IgnoreSCT: true}
+	}
+	v := newVerifier(t, keyRoot(t, "release", release.pub), keyRoot(t, "other", other.pub),
+		keyless("ci", subject), keyless("evil-ci", "evil@acme.example"))
+	roots := []string{"release", "other", "ci", "evil-ci"}
+
 	tests := []struct {
 		name string
 		opts []registrytest.Option
@@ -273,22 +288,38 @@ func TestSignaturesBundle(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			reg := registrytest.New(t, tt.opts...)
-			img := pushImage(t, reg, "team/bundled")
-			cosigntest.SignBundle(t, bin, img.ref, release.priv)
+			keyed := pushImage(t, reg, "team/bundled")
+			cosigntest.SignBundle(t, bin, keyed.ref, release.priv)
+			certified := pushImage(t, reg, "team/bundled")
+			cosigntest.SignKeylessBundle(t, bin, certified.ref, ca, ca.Leaf(t, subject, issuer))
 
-			got, err := v.Signatures(t.Context(), img.target, []string{"release", "other"})
+			got, err := v.Signatures(t.Context(), keyed.target, roots)
 			if err != nil {
 				t.Fatalf("Signatures: %v", err)
 			}
 			checkResults(t, got, map[string]policy.SignatureResult{
 				"release": verified(verifier.FormatBundle),
 				"other":   failed("no signature verifies with key other: "),
+				"ci":      failed("no signature verifies with keyless root ci: no signing certificate"),
+				"evil-ci": failed("no signature verifies with keyless root evil-ci: no signing certificate"),
+			})
+
+			got, err = v.Signatures(t.Context(), certified.target, roots)
+			if err != nil {
+				t.Fatalf("Signatures: %v", err)
+			}
+			checkResults(t, got, map[string]policy.SignatureResult{
+				"release": failed("no signature verifies with key release: "),
+				"other":   failed("no signature verifies with key other: "),
+				"ci":      verified(verifier.FormatBundle),
+				"evil-ci": failed("certificate identity ci@acme.example (issuer https://accounts.example) does not match keyless root evil-ci"),
 			})
 		})
 	}
 }
 
 func TestSignaturesRegistryFailure(t *testing.T) {
+	t.Parallel()
 	bin := cosigntest.Binary(t)
 	key := newKeyPair(t)
 	tests := []struct {

@@ -23,6 +23,10 @@ func TestValidate(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("listen: 127.0.0.1:5000\nupstreams:\n  - name: docker.io\n    retires: 3\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	badPolicy := filepath.Join(dir, "bad-policy.yaml")
+	if err := os.WriteFile(badPolicy, []byte("trust: {}\ndefault:\n  signedBy: {anyOf: [nobody]}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name     string
 		args     []string
@@ -36,6 +40,7 @@ func TestValidate(t *testing.T) {
 		{"bad upstream flag", []string{"validate", "--upstream", "nourl"}, 2, "NAME=URL"},
 		{"unknown command", []string{"frobnicate"}, 2, "unknown command"},
 		{"missing file", []string{"validate", "--config", filepath.Join(dir, "nope.yaml")}, 1, "nope.yaml"},
+		{"policy with a line error", []string{"validate", "--policy", badPolicy}, 1, "bad-policy.yaml:3"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -129,4 +134,23 @@ func httpGet(t *testing.T, url string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// TestExamplePoliciesValidate keeps every policy in configs/policies passing `portcullis validate`.
+func TestExamplePoliciesValidate(t *testing.T) {
+	paths, _ := filepath.Glob("../../configs/policies/*.yaml")
+	if len(paths) == 0 {
+		t.Fatal("no example policies")
+	}
+	for _, p := range paths {
+		t.Run(filepath.Base(p), func(t *testing.T) {
+			var out, errb bytes.Buffer
+			if code := run(context.Background(), []string{"validate", "--policy", p}, &out, &errb); code != 0 {
+				t.Fatalf("exit %d: %s%s", code, out.String(), errb.String())
+			}
+			if !strings.Contains(out.String(), filepath.Base(p)+": ok") {
+				t.Errorf("output: %s", out.String())
+			}
+		})
+	}
 }

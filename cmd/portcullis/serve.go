@@ -85,7 +85,8 @@ func build(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*app, er
 	if cfg.Cache.Redis.Enabled() {
 		r := cfg.Cache.Redis
 		client := cache.RedisClient(r.Addrs, r.MasterName, r.Username, r.Password, r.DB)
-		a.kv = cache.NewRedis(client, cache.WithKeyPrefix(r.KeyPrefix))
+		// A local tier in front: a Redis outage degrades to what this replica knows, it does not stop pulls.
+		a.kv = cache.NewTiered(cache.NewMemory(), cache.NewRedis(client, cache.WithKeyPrefix(r.KeyPrefix)), 30*time.Second)
 		log.Info("shared state in Redis", "addrs", r.Addrs, "masterName", r.MasterName)
 	} else {
 		a.kv = cache.NewMemory()

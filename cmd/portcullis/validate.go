@@ -3,6 +3,9 @@ package main
 import (
 	"fmt"
 	"io"
+
+	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/verifier"
 )
 
 // validate checks a config (and, later, its policy) without serving.
@@ -27,5 +30,17 @@ func validate(args []string, stdout, stderr io.Writer) error {
 		src = "built-in defaults"
 	}
 	fmt.Fprintf(stdout, "%s: ok (%d upstreams, default %s)\n", src, len(cfg.Upstreams), cfg.DefaultUpstream().Name)
+	if cfg.Policy == "" {
+		fmt.Fprintln(stdout, "no policy: every image would be served")
+		return nil
+	}
+	pol, err := policy.Load(cfg.Policy)
+	if err != nil {
+		return err
+	}
+	if _, err := verifier.New(pol.TrustRoots()); err != nil { // keys and trusted roots must parse, too
+		return fmt.Errorf("%s: %w", cfg.Policy, err)
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d rules and a default, %d trust roots, hash %s)\n", cfg.Policy, len(pol.Rules()), len(pol.TrustRoots()), pol.Hash()[:12])
 	return nil
 }

@@ -31,9 +31,10 @@ func WriteHostsDir(t testing.TB, upstreamHost string, mirrorURL string) string {
 
 // hostsTOML renders the hosts.toml of WriteHostsDir.
 //
-// The upstream server keeps only the push capability: containerd falls back to the server after a mirror
-// answers with an error other than 404, and a pull must never bypass the mirror. The mirror lacks push,
-// which is what makes containerd treat it as a mirror and add ns=<upstreamHost> to its requests.
+// The server is the mirror as well: containerd falls back to the server after a mirror answers with an error
+// other than 404, and a push-only server does not stop that (a denied image was fetched from the registry
+// itself in integration's TestContainerdSampleHostsFiles before this). Neither entry has push, which is what
+// makes containerd treat them as mirrors and add ns=<upstreamHost> to every request.
 // override_path stays false, so requests go to <mirrorURL>/v2/<repo>/...
 func hostsTOML(upstreamHost, mirrorURL string) (string, error) {
 	if upstreamHost == "" || strings.ContainsAny(upstreamHost, "/\\ \"") {
@@ -47,15 +48,14 @@ func hostsTOML(upstreamHost, mirrorURL string) (string, error) {
 		strings.Contains(mirrorURL, "\"") {
 		return "", fmt.Errorf("invalid mirror URL %q: want http(s)://host[:port][/path]", mirrorURL)
 	}
-	server := "https://" + upstreamHost
-	if upstreamHost == "docker.io" {
-		server = "https://registry-1.docker.io"
-	}
+	mirror := strings.TrimSuffix(mirrorURL, "/")
+	// server is the mirror too: containerd falls back to server after any mirror error (a 403 included), and
+	// a push-only server does not stop that, so a denial must not be able to reach the registry itself.
 	return fmt.Sprintf(`# Written by containerdtest: pull %[1]s only through the mirror.
 server = %[2]q
-capabilities = ["push"]
+capabilities = ["pull", "resolve"]
 
-[host.%[3]q]
+[host.%[2]q]
   capabilities = ["pull", "resolve"]
-`, upstreamHost, server, strings.TrimSuffix(mirrorURL, "/")), nil
+`, upstreamHost, mirror), nil
 }

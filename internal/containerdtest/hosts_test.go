@@ -21,8 +21,8 @@ func TestHostsTOML(t *testing.T) {
 			upstream: "registry.example.test",
 			mirror:   "http://127.0.0.1:5000",
 			want: `# Written by containerdtest: pull registry.example.test only through the mirror.
-server = "https://registry.example.test"
-capabilities = ["push"]
+server = "http://127.0.0.1:5000"
+capabilities = ["pull", "resolve"]
 
 [host."http://127.0.0.1:5000"]
   capabilities = ["pull", "resolve"]
@@ -33,8 +33,8 @@ capabilities = ["push"]
 			upstream: "docker.io",
 			mirror:   "https://portcullis.example:8443/",
 			want: `# Written by containerdtest: pull docker.io only through the mirror.
-server = "https://registry-1.docker.io"
-capabilities = ["push"]
+server = "https://portcullis.example:8443"
+capabilities = ["pull", "resolve"]
 
 [host."https://portcullis.example:8443"]
   capabilities = ["pull", "resolve"]

@@ -71,7 +71,22 @@ func SignKeyless(t testing.TB, bin, ref string, leaf *Leaf, extra ...string) {
 // --new-bundle-format.
 func SignBundle(t testing.TB, bin, ref, privKey string, extra ...string) {
 	t.Helper()
-	Sign(t, bin, ref, privKey, append(bundleFlags(t, bin), extra...)...)
+	Sign(t, bin, ref, privKey, append(bundleFlags(t, bin, extra), extra...)...)
+}
+
+// SignKeylessBundle is SignBundle with a certificate from ca, as keyless
+// signing with cosign 3 would store it: the bundle carries the leaf
+// certificate. cosign checks the leaf against ca's trusted root as it signs.
+func SignKeylessBundle(t testing.TB, bin, ref string, ca *CA, leaf *Leaf, extra ...string) {
+	t.Helper()
+	ca.TrustedRoot(t)
+	SignBundle(t, bin, ref, leaf.KeyPath, append([]string{
+		// No --certificate-chain: cosign would put an X.509 chain in a v0.3
+		// bundle, which v0.3 forbids and sigstore-go rejects; the trusted
+		// root holds the chain.
+		"--certificate", leaf.CertPath,
+		"--trusted-root", ca.TrustedRootPath(),
+	}, extra...)...)
 }
 
 // AttestBundle is Attest in the format of SignBundle: a sigstore bundle
@@ -79,15 +94,16 @@ func SignBundle(t testing.TB, bin, ref, privKey string, extra ...string) {
 // sha256-<hex> fallback tag).
 func AttestBundle(t testing.TB, bin, ref, privKey, predicateType string, predicate []byte, extra ...string) {
 	t.Helper()
-	Attest(t, bin, ref, privKey, predicateType, predicate, append(bundleFlags(t, bin), extra...)...)
+	Attest(t, bin, ref, privKey, predicateType, predicate, append(bundleFlags(t, bin, extra), extra...)...)
 }
 
-// bundleFlags selects the offline new-bundle-format signing of SignBundle.
-func bundleFlags(t testing.TB, bin string) []string {
+// bundleFlags selects the offline new-bundle-format signing of SignBundle;
+// an empty trusted root unless extra names one.
+func bundleFlags(t testing.TB, bin string, extra []string) []string {
 	t.Helper()
-	flags := []string{
-		"--signing-config", SigningConfigNoTlog(t, bin),
-		"--trusted-root", emptyTrustedRoot(t),
+	flags := []string{"--signing-config", SigningConfigNoTlog(t, bin)}
+	if !slices.ContainsFunc(extra, func(a string) bool { return a == "--trusted-root" || strings.HasPrefix(a, "--trusted-root=") }) {
+		flags = append(flags, "--trusted-root", emptyTrustedRoot(t))
 	}
 	if !IsV3(bin) {
 		flags = append(flags, "--new-bundle-format")

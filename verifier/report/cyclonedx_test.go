@@ -1,0 +1,113 @@
+package report
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/portcullis/portcullis/policy"
+)
+
+func TestCycloneDXFindings(t *testing.T) {
+	bom := func(components, vulns string) []byte {
+		return []byte(`{"bomFormat":"CycloneDX","specVersion":"1.5","components":[` + components + `],"vulnerabilities":[` + vulns + `]}`)
+	}
+	tests := []struct {
+		name         string
+		comps, vulns string
+		want         []policy.Finding
+		notAffected  map[string]string
+	}{
+		{
+			name:  "rating of the vulnerability's own source wins",
+			vulns: `{"id":"CVE-1","source":{"name":"debian"},"ratings":[{"source":{"name":"nvd"},"severity":"critical"},{"source":{"name":"debian"},"severity":"low"}]}`,
+			want:  []policy.Finding{{ID: "CVE-1", Severity: "low"}},
+		},
+		{
+			name:  "nvd next",
+			vulns: `{"id":"CVE-1","source":{"name":"alpine"},"ratings":[{"source":{"name":"ghsa"},"severity":"critical"},{"source":{"name":"nvd"},"severity":"medium"}]}`,
+			want:  []policy.Finding{{ID: "CVE-1", Severity: "medium"}},
+		},
+		{
+			name:  "else the highest, by label or score",
+			vulns: `{"id":"CVE-1","ratings":[{"severity":"low"},{"score":7.2},{"severity":"none"},{}]}`,
+			want:  []policy.Finding{{ID: "CVE-1", Severity: "high"}},
+		},
+		{
+			name:  "no ratings",
+			vulns: `{"id":"CVE-1"}`,
+			want:  []policy.Finding{{ID: "CVE-1", Severity: "unknown"}},
+		},
+		{
+			name:  "nested component, maven group, one finding per affected ref",
+			comps: `{"bom-ref":"app","name":"app","components":[{"bom-ref":"c1","group":"org.yaml","name":"snakeyaml","version":"1.33","purl":"pkg:maven/org.yaml/snakeyaml@1.33"}]},{"bom-ref":"c2","name":"","purl":"pkg:npm/%40babel/traverse@7.22.0"}`,
+			vulns: `{"id":"CVE-2","ratings":[{"severity":"high"}],"recommendation":"Upgrade snakeyaml to version 2.0.","affects":[{"ref":"c1"},{"ref":"c2"},{"ref":"missing-ref"}]}`,
+			want: []policy.Finding{
+				{ID: "CVE-2", Severity: "high", Package: "org.yaml:snakeyaml", InstalledVersion: "1.33", FixedVersion: "2.0"},
+				{ID: "CVE-2", Severity: "high", Package: "@babel/traverse", InstalledVersion: "7.22.0", FixedVersion: "2.0"},
+				{ID: "CVE-2", Severity: "high", Package: "missing-ref", FixedVersion: "2.0"},
+			},
+		},
+		{
+			name:        "resolved and false_positive are not affected; exploitable is",
+			vulns:       `{"id":"CVE-3","analysis":{"state":"resolved"}},{"id":"CVE-4","analysis":{"state":"false_positive","detail":"wrong cpe"}},{"id":"CVE-5","analysis":{"state":"exploitable"}}`,
+			want:        []policy.Finding{{ID: "CVE-3", Severity: "unknown"}, {ID: "CVE-4", Severity: "unknown"}, {ID: "CVE-5", Severity: "unknown"}},
+			notAffected: map[string]string{"CVE-3": "resolved", "CVE-4": "false_positive: wrong cpe"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rep, err := ParseCycloneDX(bom(tt.comps, tt.vulns))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, rep.Findings, cmpReport); diff != "" {
+				t.Errorf("findings (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.notAffected, rep.NotAffected, cmpReport); diff != "" {
+				t.Errorf("not affected (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestParsePURL(t *testing.T) {
+	tests := []struct {
+		in     string
+		want   purl
+		wantOK bool
+		name   string
+	}{
+		{"pkg:apk/alpine/libssl3@3.1.4-r2?arch=x86_64&distro=3.19.1", purl{"apk", "alpine", "libssl3", "3.1.4-r2"}, true, "libssl3"},
+		{"pkg:maven/org.yaml/snakeyaml@1.33", purl{"maven", "org.yaml", "snakeyaml", "1.33"}, true, "org.yaml:snakeyaml"},
+		{"pkg:npm/%40babel/core@7.0.0", purl{"npm", "@babel", "core", "7.0.0"}, true, "@babel/core"},
+		{"pkg:golang/golang.org/x/net@v0.23.0", purl{"golang", "golang.org/x", "net", "v0.23.0"}, true, "golang.org/x/net"},
+		{"pkg:oci/app@sha256%3Aabc?repository_url=ghcr.io%2Fa", purl{"oci", "", "app", "sha256:abc"}, true, "app"},
+		{"pkg:generic/name", purl{"generic", "", "name", ""}, true, "name"},
+		{"pkg:nope", purl{}, false, ""},
+		{"not-a-purl", purl{}, false, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, ok := parsePURL(tt.in)
+			if ok != tt.wantOK || got != tt.want {
+				t.Fatalf("parsePURL = %+v, %v; want %+v, %v", got, ok, tt.want, tt.wantOK)
+			}
+			if ok && got.fullName() != tt.name {
+				t.Errorf("fullName = %q, want %q", got.fullName(), tt.name)
+			}
+		})
+	}
+}
+
+func TestHarborSeverities(t *testing.T) {
+	rep, err := ParseHarbor([]byte(`{"generated_at":"2026-01-01T00:00:00Z","scanner":{"name":"Clair","vendor":"CoreOS","version":"2.x"},
+		"vulnerabilities":[{"id":"a","severity":"Negligible"},{"id":"b","severity":"Unknown"},{"id":"c","severity":"High"},{"id":"d","severity":"Defcon1"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []policy.Finding{{ID: "a", Severity: "low"}, {ID: "b", Severity: "unknown"}, {ID: "c", Severity: "high"}, {ID: "d", Severity: "unknown"}}
+	if diff := cmp.Diff(want, rep.Findings); diff != "" {
+		t.Errorf("findings (-want +got):\n%s", diff)
+	}
+}
