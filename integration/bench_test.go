@@ -1,9 +1,17 @@
 package integration
 
 import (
+	"context"
 	"io"
 	"net/http"
+	"os"
 	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/portcullis/portcullis/internal/cosigntest"
+	"github.com/portcullis/portcullis/proxy"
+	"github.com/portcullis/portcullis/proxy/upstream"
 )
 
 // The benchmarks put the proxy next to a direct pull from the same in-process upstream: same client, same loopback.
@@ -58,5 +66,59 @@ func BenchmarkBlobWarm(b *testing.B) {
 	b.Run("proxy", func(b *testing.B) {
 		b.SetBytes(cl)
 		benchGet(b, client, e.srv.URL+"/v2/bench/blob/blobs/"+ld.String(), "")
+	})
+}
+
+// BenchmarkAdmission: what the trust gate costs. cold-verify-decide gathers signatures from the upstream and
+// evaluates the rule (no cache), next to upstream-manifest-fetch, the cold fetch every proxied pull pays anyway;
+// warm-decision-hit is a cached decision; warm-manifest-with-policy is a whole warm manifest GET through a gated proxy.
+func BenchmarkAdmission(b *testing.B) {
+	bin := cosigntest.Binary(b)
+	priv, pub := cosigntest.KeyPair(b)
+	pubPEM, err := os.ReadFile(pub)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := newEnv(b, withPolicy("trust:\n  release: {key: release.pub}\ndefault:\n  signedBy: {anyOf: [release]}\n",
+		map[string][]byte{"release.pub": pubPEM}))
+	img := e.up.PushRandomImage(b, "bench/signed:v1", 1, 1024)
+	d, _ := img.Digest()
+	cosigntest.Sign(b, bin, e.up.Ref("bench/signed@"+d.String()), priv)
+	raw, _ := img.RawManifest()
+	mt, _ := img.MediaType()
+	dgst := digest.Digest(d.String())
+	subject := proxy.Subject{Upstream: e.up.Host(), Repository: "bench/signed", Digest: dgst, MediaType: string(mt), Manifest: raw}
+	client, err := upstream.New(e.up.Host(), e.up.URL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+
+	b.Run("upstream-manifest-fetch", func(b *testing.B) {
+		for b.Loop() {
+			if _, _, _, err := client.Manifest(ctx, "bench/signed", d.String(), nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("cold-verify-decide", func(b *testing.B) {
+		for b.Loop() {
+			if pd, _, err := e.gate.Explain(ctx, subject); err != nil || !pd.Allowed {
+				b.Fatalf("%v %v", pd.Message, err)
+			}
+		}
+	})
+	b.Run("warm-decision-hit", func(b *testing.B) {
+		if _, err := e.gate.Admit(ctx, subject); err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			if dec, err := e.gate.Admit(ctx, subject); err != nil || !dec.Allowed {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("warm-manifest-with-policy", func(b *testing.B) {
+		benchGet(b, http.DefaultClient, e.srv.URL+"/v2/bench/signed/manifests/"+d.String(), string(mt))
 	})
 }
