@@ -44,6 +44,8 @@ type Config struct {
 	Cache Cache `yaml:"cache"`
 	// Shutdown configures graceful shutdown. Defaults: see Shutdown.
 	Shutdown Shutdown `yaml:"shutdown"`
+	// Admin configures the admin API (CI reports, VEX). Default: off until a token is set.
+	Admin Admin `yaml:"admin"`
 
 	// src remembers where each field came from, for error messages; nil for built configs.
 	src *source
@@ -159,6 +161,20 @@ type Redis struct {
 // Enabled reports whether Redis is configured (otherwise the store is embedded).
 func (r Redis) Enabled() bool { return len(r.Addrs) > 0 }
 
+// Admin configures the admin API: its own listener, bearer-token protected, never the registry port.
+type Admin struct {
+	// Listen is the admin listener address. Default 127.0.0.1:5002.
+	Listen string `yaml:"listen"`
+	// Token is the bearer token clients must send; may be overridden by PORTCULLIS_ADMIN_TOKEN. With no
+	// token (and no TokenFile) the admin API is off. Default "".
+	Token string `yaml:"token"`
+	// TokenFile is a file holding the token (trailing newline ignored); not with Token. Default "".
+	TokenFile string `yaml:"tokenFile"`
+}
+
+// Enabled reports whether the admin API has a token (or a token file) and so is served.
+func (a Admin) Enabled() bool { return a.Token != "" || a.TokenFile != "" }
+
 // Shutdown configures graceful shutdown.
 type Shutdown struct {
 	// DrainDelay is how long readiness reports false before the listener stops; 0 skips it.
@@ -198,6 +214,7 @@ func base() *Config {
 			DrainDelay:  Duration(5 * time.Second),
 			GracePeriod: Duration(30 * time.Second),
 		},
+		Admin: Admin{Listen: "127.0.0.1:5002"},
 	}
 }
 

@@ -26,6 +26,7 @@ func envName(name string) string {
 //	PORTCULLIS_UPSTREAM_<NAME>_USERNAME  upstream username
 //	PORTCULLIS_UPSTREAM_<NAME>_PASSWORD  upstream password; clears passwordFile
 //	PORTCULLIS_REDIS_PASSWORD            cache.redis.password
+//	PORTCULLIS_ADMIN_TOKEN               admin.token; clears admin.tokenFile
 //
 // where NAME is the upstream name as envName spells it. Either upstream variable also clears
 // the upstream's dockerConfig: credentials from the environment replace file-based ones.
@@ -49,5 +50,8 @@ func (c *Config) ApplyEnv(getenv func(string) string) {
 	}
 	if v := getenv("PORTCULLIS_REDIS_PASSWORD"); v != "" {
 		c.Cache.Redis.Password = v
+	}
+	if v := getenv("PORTCULLIS_ADMIN_TOKEN"); v != "" {
+		c.Admin.Token, c.Admin.TokenFile = v, ""
 	}
 }

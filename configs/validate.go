@@ -84,6 +84,15 @@ func (c *Config) Validate() error {
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		p.add("tls", "cert and key must be given together")
 	}
+	if c.Admin.Enabled() {
+		checkAddr(p, "admin.listen", c.Admin.Listen, false)
+		if c.Admin.Token != "" && c.Admin.TokenFile != "" {
+			p.add("admin.tokenFile", "set token or tokenFile, not both")
+		}
+		if !strings.HasSuffix(c.Admin.Listen, ":0") && (c.Admin.Listen == c.Listen || c.Admin.Listen == c.OpsListen) {
+			p.add("admin.listen", "must be its own listener, not %s", c.Admin.Listen)
+		}
+	}
 	if c.DataDir == "" {
 		p.add("dataDir", "must not be empty")
 	}
@@ -187,6 +196,7 @@ func (c *Config) CheckFiles() error {
 	exists(p, "tls.cert", c.TLS.Cert)
 	exists(p, "tls.key", c.TLS.Key)
 	exists(p, "policy", c.Policy)
+	exists(p, "admin.tokenFile", c.Admin.TokenFile)
 	for i, u := range c.Upstreams {
 		at := fmt.Sprintf("upstreams[%d]", i)
 		if u.CAFile != "" {
@@ -240,4 +250,20 @@ func exists(p *problems, path, file string) {
 	if _, err := os.Stat(file); err != nil {
 		p.add(path, "%v", err)
 	}
+}
+
+// AdminToken returns the admin token, reading TokenFile when set.
+func (c *Config) AdminToken() (string, error) {
+	if c.Admin.TokenFile == "" {
+		return c.Admin.Token, nil
+	}
+	b, err := os.ReadFile(c.Admin.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("admin.tokenFile: %w", err)
+	}
+	tok := strings.TrimRight(string(b), "\r\n")
+	if tok == "" {
+		return "", fmt.Errorf("admin.tokenFile %s is empty", c.Admin.TokenFile)
+	}
+	return tok, nil
 }

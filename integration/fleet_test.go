@@ -29,7 +29,7 @@ func replica(t *testing.T, first *env, kv cache.KV, contentDir string, pol strin
 	m := proxy.NewMetrics(nil)
 	opts := []proxy.Option{proxy.WithLogger(testLogger(t)), proxy.WithMetrics(m), proxy.WithSpoolDir(t.TempDir())}
 	if pol != "" {
-		opts = append(opts, proxy.WithAdmitter(newGate(t, pol, files, ups, kv, m)))
+		opts = append(opts, proxy.WithAdmitter(newGate(t, pol, files, ups, kv, m, nil)))
 	}
 	p, err := proxy.New(ups, "", e.content, kv, opts...)
 	if err != nil {

@@ -51,6 +51,8 @@ type envConfig struct {
 	policy      string
 	policyFiles map[string][]byte
 	gateOpts    []proxy.GateOption
+	// scanning builds the scan gate's report store, credentials and scanners.
+	scanning func(kv cache.KV, proxyURL, defaultUpstream string) *proxy.Scanning
 }
 
 // withPolicy puts a policy gate in front of the proxy. files are the keys and trusted roots the policy names.
@@ -101,25 +103,32 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		t.Cleanup(func() { _ = kv.Close() })
 	}
 	metrics := proxy.NewMetrics(nil)
+	seen := &requestLog{}
+	srv := httptest.NewServer(http.NotFoundHandler()) // the proxy's address is needed before the proxy (scanners pull through it)
+	t.Cleanup(srv.Close)
 	ups := append([]*proxy.Upstream{{Name: up.Host(), Registry: client}}, c.extra...)
 	popts := []proxy.Option{proxy.WithLogger(testLogger(t)), proxy.WithMetrics(metrics), proxy.WithSpoolDir(t.TempDir())}
 	var gate *proxy.Gate
 	if c.policy != "" {
-		gate = newGate(t, c.policy, c.policyFiles, ups, kv, metrics, c.gateOpts...)
+		var scanning *proxy.Scanning
+		if c.scanning != nil {
+			scanning = c.scanning(kv, srv.URL, up.Host())
+			c.gateOpts = append(c.gateOpts, proxy.WithReports(scanning.Reports))
+			popts = append(popts, proxy.WithScanCredentials(scanning.Credentials))
+		}
+		gate = newGate(t, c.policy, c.policyFiles, ups, kv, metrics, scanning, c.gateOpts...)
 		popts = append(popts, proxy.WithAdmitter(gate))
 	}
 	p, err := proxy.New(ups, "", content, kv, append(popts, c.proxyOpts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	seen := &requestLog{}
-	srv := httptest.NewServer(seen.wrap(p))
-	t.Cleanup(srv.Close)
+	srv.Config.Handler = seen.wrap(p)
 	return &env{up: up, proxy: p, srv: srv, content: content, kv: kv, metrics: metrics, seen: seen, gate: gate}
 }
 
 // newGate compiles a policy and builds the admission gate the way cmd/portcullis does.
-func newGate(t testing.TB, doc string, files map[string][]byte, ups []*proxy.Upstream, kv cache.KV, m *proxy.Metrics, o ...proxy.GateOption) *proxy.Gate {
+func newGate(t testing.TB, doc string, files map[string][]byte, ups []*proxy.Upstream, kv cache.KV, m *proxy.Metrics, scanning *proxy.Scanning, o ...proxy.GateOption) *proxy.Gate {
 	t.Helper()
 	pol, err := policy.Parse([]byte(doc), "policy.yaml", func(name string) ([]byte, error) {
 		if b, ok := files[filepath.Base(name)]; ok {
@@ -134,7 +143,7 @@ func newGate(t testing.TB, doc string, files map[string][]byte, ups []*proxy.Ups
 	if err != nil {
 		t.Fatalf("verifier: %v", err)
 	}
-	ev, err := proxy.NewEvidence(v, ups)
+	ev, err := proxy.NewEvidence(v, ups, scanning)
 	if err != nil {
 		t.Fatal(err)
 	}

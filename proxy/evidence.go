@@ -3,11 +3,17 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
+	"time"
+
+	"github.com/opencontainers/go-digest"
 
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/verifier"
+	"github.com/portcullis/portcullis/verifier/report"
 )
 
 // SignatureVerifier checks cosign signatures and attestations. *verifier.Verifier implements it.
@@ -24,17 +30,44 @@ type endpointer interface {
 }
 
 // VerifierEvidence gathers facts with a SignatureVerifier, reaching each upstream through its own client's
-// transport.
+// transport, and, for rules with a scan gate, vulnerability reports from attestations, CI and scanners.
 type VerifierEvidence struct {
 	verifier  SignatureVerifier
 	upstreams map[string]endpointer
+	scan      *Scanning
+	now       func() time.Time
+}
+
+// Scanner scans one image on demand: the Harbor Pluggable Scanner API. *harbor.Client implements it.
+type Scanner interface {
+	Scan(ctx context.Context, registryURL, registryAuth, repo string, dgst digest.Digest, mediaType string) (*policy.ScanReport, error)
+}
+
+// ScannerEndpoint is a configured scanner and the registry URL it pulls through (Portcullis's own).
+type ScannerEndpoint struct {
+	Scanner Scanner
+	// PullURL is the Portcullis registry URL as the scanner reaches it, e.g. http://portcullis:5000.
+	PullURL string
+}
+
+// Scanning is what the scan gate needs besides the verifier.
+type Scanning struct {
+	// Reports holds CI and scanner reports and posted VEX.
+	Reports *Reports
+	// Credentials mints the scanner's pull credential.
+	Credentials *ScanCredentials
+	// Scanners by policy name.
+	Scanners map[string]ScannerEndpoint
+	// DefaultUpstream is the upstream reached without a path prefix; others are named by prefix to the scanner.
+	DefaultUpstream string
 }
 
 var _ Evidence = (*VerifierEvidence)(nil)
 
-// NewEvidence returns the Evidence that checks signatures and attestations on the given upstreams.
-func NewEvidence(v SignatureVerifier, ups []*Upstream) (*VerifierEvidence, error) {
-	e := &VerifierEvidence{verifier: v, upstreams: map[string]endpointer{}}
+// NewEvidence returns the Evidence that checks signatures and attestations on the given upstreams, and scan
+// reports when scan is not nil.
+func NewEvidence(v SignatureVerifier, ups []*Upstream, scan *Scanning) (*VerifierEvidence, error) {
+	e := &VerifierEvidence{verifier: v, upstreams: map[string]endpointer{}, scan: scan, now: time.Now}
 	for _, u := range ups {
 		ep, ok := u.Registry.(endpointer)
 		if !ok {
@@ -65,6 +98,11 @@ func (e *VerifierEvidence) Gather(ctx context.Context, s Subject, req policy.Req
 	for _, a := range req.Attestations {
 		attRoots = append(attRoots, a.SignedBy.Roots()...)
 	}
+	if req.Scan != nil && slices.Contains(req.Scan.Sources, policy.SourceAttestation) {
+		attRoots = append(attRoots, req.Scan.SignedBy.Roots()...)
+	}
+	slices.Sort(attRoots)
+	attRoots = slices.Compact(attRoots)
 	if len(attRoots) > 0 {
 		atts, err := e.verifier.Attestations(ctx, t, attRoots)
 		if err != nil {
@@ -72,5 +110,114 @@ func (e *VerifierEvidence) Gather(ctx context.Context, s Subject, req policy.Req
 		}
 		f.Attestations = atts
 	}
+	if req.Scan != nil {
+		if err := e.gatherScan(ctx, s, req.Scan, &f); err != nil {
+			return f, err
+		}
+	}
 	return f, nil
+}
+
+// Predicate types the scan gate reads from verified attestations.
+const (
+	predicateVuln     = "https://cosign.sigstore.dev/attestation/vuln/v1"
+	predicateOpenVEX  = "https://openvex.dev/ns"
+	predicateOpenVEX2 = "https://openvex.dev/ns/v0.2.0"
+)
+
+// gatherScan finds the freshest report among the sources the rule accepts; with none (or only one past its
+// maxAge) and a scanner to ask, it asks and waits. VEX statements (attested by the scan signers, or posted) mark
+// findings that do not count.
+func (e *VerifierEvidence) gatherScan(ctx context.Context, s Subject, req *policy.ScanRequirement, f *policy.Facts) error {
+	notAffected := map[string]string{}
+	var best *policy.ScanReport
+	consider := func(r *policy.ScanReport) {
+		if r != nil && (best == nil || r.ScanTime.After(best.ScanTime)) {
+			best = r
+		}
+	}
+	signers := req.SignedBy.Roots()
+	for _, src := range req.Sources {
+		switch src {
+		case policy.SourceAttestation:
+			for _, a := range f.Attestations {
+				if !slices.ContainsFunc(a.SignedBy, func(r string) bool { return slices.Contains(signers, r) }) {
+					continue // signed, but not by a key the rule trusts for scans
+				}
+				switch a.PredicateType {
+				case predicateVuln:
+					if r, err := report.ParseCosignVuln(a.Predicate); err == nil {
+						r.Source = string(policy.SourceAttestation)
+						consider(r)
+					} else {
+						f.ScanError = "unreadable vulnerability attestation: " + err.Error()
+					}
+				case predicateOpenVEX, predicateOpenVEX2:
+					if m, err := report.OpenVEXFor(a.Predicate, s.Digest); err == nil {
+						maps.Copy(notAffected, m)
+					}
+				}
+			}
+		case policy.SourceCI, policy.SourceScanner:
+			if e.scan != nil {
+				if r, ok := e.scan.Reports.Get(ctx, src, s.Digest); ok {
+					consider(r)
+				}
+			}
+		}
+	}
+	stale := best != nil && req.MaxAge > 0 && e.now().Sub(best.ScanTime) > req.MaxAge
+	if (best == nil || stale) && req.Scanner != "" && slices.Contains(req.Sources, policy.SourceScanner) &&
+		(req.OnMissing == policy.OnMissingScanAndWait || stale) {
+		r, err := e.scanNow(ctx, s, req)
+		if err != nil {
+			f.ScanError = err.Error()
+		}
+		consider(r)
+	}
+	if e.scan != nil {
+		maps.Copy(notAffected, e.scan.Reports.VEX(ctx, s.Digest))
+	}
+	if best != nil {
+		if best.NotAffected == nil {
+			best.NotAffected = map[string]string{}
+		}
+		maps.Copy(best.NotAffected, notAffected)
+		f.Scan = best
+	}
+	return nil
+}
+
+// scanNow asks the rule's scanner to scan the image, handing it a credential that lets it pull this one image
+// through Portcullis although it is not admitted yet, and waits at most the rule's waitTimeout.
+func (e *VerifierEvidence) scanNow(ctx context.Context, s Subject, req *policy.ScanRequirement) (*policy.ScanReport, error) {
+	if e.scan == nil {
+		return nil, fmt.Errorf("scanner %s: scanning is not configured", req.Scanner)
+	}
+	ep, ok := e.scan.Scanners[req.Scanner]
+	if !ok {
+		return nil, fmt.Errorf("scanner %s is not configured", req.Scanner)
+	}
+	wait := req.WaitTimeout
+	if wait <= 0 {
+		wait = 2 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	tok, err := e.scan.Credentials.Mint(ctx, s.Upstream, s.Repository, s.Digest, wait+time.Minute)
+	if err != nil {
+		return nil, fmt.Errorf("scanner %s: credential: %w", req.Scanner, err)
+	}
+	repo := s.Repository
+	if s.Upstream != e.scan.DefaultUpstream {
+		repo = s.Upstream + "/" + repo
+	}
+	r, err := ep.Scanner.Scan(ctx, ep.PullURL, "Bearer "+tok, repo, s.Digest, s.MediaType)
+	if err != nil {
+		return nil, fmt.Errorf("scanner %s: %w", req.Scanner, err)
+	}
+	if err := e.scan.Reports.Put(context.WithoutCancel(ctx), policy.SourceScanner, s.Digest, r); err != nil {
+		return r, nil // the report is good for this decision even if it could not be shared
+	}
+	return r, nil
 }

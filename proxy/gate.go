@@ -28,6 +28,7 @@ type Evidence interface {
 type Gate struct {
 	policy   *policy.Policy
 	evidence Evidence
+	reports  *Reports
 	kv       KV
 	log      *slog.Logger
 	metrics  *Metrics
@@ -36,6 +37,7 @@ type Gate struct {
 	denyTTL  time.Duration
 	goodTTL  time.Duration
 	flight   singleflight.Group
+	hot      *hotSet
 }
 
 var (
@@ -66,6 +68,10 @@ func WithGateLogger(l *slog.Logger) GateOption { return func(g *Gate) error { g.
 // WithGateMetrics sets where decisions are counted. Default: not exported.
 func WithGateMetrics(m *Metrics) GateOption { return func(g *Gate) error { g.metrics = m; return nil } }
 
+// WithReports makes decisions depend on the reports and VEX posted for a digest: a new one is looked at on the
+// next pull. Default: none.
+func WithReports(r *Reports) GateOption { return func(g *Gate) error { g.reports = r; return nil } }
+
 // WithGateClock sets the clock. Default time.Now.
 func WithGateClock(now func() time.Time) GateOption {
 	return func(g *Gate) error { g.now = now; return nil }
@@ -77,7 +83,7 @@ func NewGate(pol *policy.Policy, ev Evidence, kv KV, opts ...GateOption) (*Gate,
 		return nil, errors.New("gate: policy, evidence and KV are required")
 	}
 	g := &Gate{policy: pol, evidence: ev, kv: kv, log: slog.Default(), now: time.Now,
-		allowTTL: time.Hour, denyTTL: time.Minute, goodTTL: 30 * 24 * time.Hour}
+		allowTTL: time.Hour, denyTTL: time.Minute, goodTTL: 30 * 24 * time.Hour, hot: newHotSet(1000)}
 	for _, o := range opts {
 		if err := o(g); err != nil {
 			return nil, err
@@ -95,7 +101,8 @@ func (g *Gate) Policy() *policy.Policy { return g.policy }
 // cachedDecision is a Decision as stored in the KV.
 type cachedDecision struct {
 	Decision
-	Children []digest.Digest `json:"children,omitempty"`
+	// Expires is when the cached decision lapses; the refresher decides again before that.
+	Expires time.Time `json:"expires"`
 }
 
 func (g *Gate) key(kind, upstream, repo, suffix string) string {
@@ -107,9 +114,12 @@ var artifactTag = regexp.MustCompile(`^(sha256)-([a-f0-9]{64})(?:\.(?:sig|att|sb
 
 // Admit decides whether s may be served.
 func (g *Gate) Admit(ctx context.Context, s Subject) (Decision, error) {
-	dkey := g.key("decision", s.Upstream, s.Repository, "@"+s.Digest.String())
+	dkey := g.decisionKey(ctx, s.Upstream, s.Repository, s.Digest)
 	if d, ok := g.load(ctx, dkey); ok {
 		g.count(d.Decision, "cached")
+		if d.Allowed && g.policy.Match(s.Upstream, s.Repository).Requirements().Scan != nil {
+			g.hot.touch(s, g.now())
+		}
 		return d.Decision, nil
 	}
 	// A child of an admitted index, or a referrer of an admitted image: admitted through its parent.
@@ -123,7 +133,7 @@ func (g *Gate) Admit(ctx context.Context, s Subject) (Decision, error) {
 	// the proxy.
 	if m := artifactTag.FindStringSubmatch(s.Tag); m != nil {
 		subject := digest.NewDigestFromEncoded(digest.Algorithm(m[1]), m[2])
-		if d, ok := g.load(ctx, g.key("decision", s.Upstream, s.Repository, "@"+subject.String())); ok && d.Allowed {
+		if d, ok := g.load(ctx, g.decisionKey(ctx, s.Upstream, s.Repository, subject)); ok && d.Allowed {
 			ad := Decision{Allowed: true, Reason: fmt.Sprintf("portcullis: %s is an artifact of admitted %s", s.Tag, subject)}
 			g.recordContents(ctx, s, ad)
 			g.count(ad, "artifact")
@@ -160,7 +170,7 @@ func (g *Gate) decide(ctx context.Context, s Subject, dkey string) Decision {
 	rule := g.policy.Match(s.Upstream, s.Repository)
 	image := s.Upstream + "/" + s.Repository + "@" + s.Digest.String()
 	start := g.now()
-	pd, _, err := g.Explain(ctx, s)
+	pd, facts, err := g.Explain(ctx, s)
 	d := Decision{Allowed: pd.Allowed, Reason: pd.Message, Rule: pd.Rule, Mode: string(pd.Mode), KeepLastGood: rule.KeepLastGood()}
 	if pd.Allowed && pd.Failed() && pd.Mode == policy.ModeWarn {
 		d.Warnings = []string{pd.Message}
@@ -175,7 +185,19 @@ func (g *Gate) decide(ctx context.Context, s Subject, dkey string) Decision {
 	if !d.Allowed || err != nil {
 		ttl = g.denyTTL
 	}
-	g.store(ctx, dkey, cachedDecision{Decision: d}, ttl)
+	if sr := rule.Requirements().Scan; sr != nil && sr.MaxAge > 0 && facts.Scan != nil {
+		// A decision on a report must not outlive the report's freshness.
+		if left := sr.MaxAge - g.now().Sub(facts.Scan.ScanTime); left < ttl {
+			ttl = max(left, time.Second)
+		}
+	}
+	// Gathering may itself have stored a report (a scan on demand), which moves the epoch: key the decision by
+	// the facts it was made on.
+	dkey = g.decisionKey(ctx, s.Upstream, s.Repository, s.Digest)
+	g.store(ctx, dkey, cachedDecision{Decision: d, Expires: g.now().Add(ttl)}, ttl)
+	if rule.Requirements().Scan != nil && d.Allowed {
+		g.hot.touch(s, g.now())
+	}
 	if d.Allowed {
 		g.recordContents(ctx, s, d)
 		if s.Tag != "" && !pd.Failed() {
@@ -242,7 +264,7 @@ func (g *Gate) LastGood(ctx context.Context, upstream, repo, tag string) (digest
 
 // AdmitReferrers admits the listed referrers of an admitted subject, so that they can then be fetched by digest.
 func (g *Gate) AdmitReferrers(ctx context.Context, upstream, repo string, subject digest.Digest, referrers []digest.Digest) (bool, error) {
-	d, ok := g.load(ctx, g.key("decision", upstream, repo, "@"+subject.String()))
+	d, ok := g.load(ctx, g.decisionKey(ctx, upstream, repo, subject))
 	if !ok || !d.Allowed {
 		return false, nil
 	}
@@ -251,6 +273,16 @@ func (g *Gate) AdmitReferrers(ctx context.Context, upstream, repo string, subjec
 		g.set(ctx, g.key("child", upstream, repo, "@"+r.String()), parent, 2*g.allowTTL)
 	}
 	return true, nil
+}
+
+// decisionKey names the cached decision for a digest in a repository under this policy and the digest's current
+// facts epoch (bumped when a report or VEX is posted for it).
+func (g *Gate) decisionKey(ctx context.Context, upstream, repo string, dgst digest.Digest) string {
+	epoch := "0"
+	if g.reports != nil {
+		epoch = g.reports.Epoch(ctx, dgst)
+	}
+	return g.key("decision", upstream, repo, "@"+dgst.String()+"#"+epoch)
 }
 
 func (g *Gate) load(ctx context.Context, key string) (cachedDecision, bool) {

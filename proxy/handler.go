@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"context"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -25,7 +27,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		p.metrics.latency.WithLabelValues(r.kind.String()).Observe(time.Since(start).Seconds())
 	}()
 	if err == nil {
-		err = p.dispatch(w, req, r)
+		err = p.dispatch(w, req.WithContext(withBearer(req.Context(), req.Header.Get("Authorization"))), r)
 	}
 	if err != nil {
 		ae := toAPIError(err, r.kind, r)
@@ -90,3 +92,19 @@ func (s *statusWriter) status() int {
 
 // Unwrap lets http.ResponseController reach the connection.
 func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+type bearerKey struct{}
+
+// withBearer keeps a request's bearer token (a scanner's credential) for the checks deeper down.
+func withBearer(ctx context.Context, authorization string) context.Context {
+	tok, ok := strings.CutPrefix(authorization, "Bearer ")
+	if !ok || tok == "" {
+		return ctx
+	}
+	return context.WithValue(ctx, bearerKey{}, tok)
+}
+
+func bearer(ctx context.Context) string {
+	tok, _ := ctx.Value(bearerKey{}).(string)
+	return tok
+}

@@ -67,6 +67,8 @@ type Proxy struct {
 	spoolDir     string
 	blobTimeout  time.Duration
 
+	scanCreds *ScanCredentials
+
 	tags      singleflight.Group
 	manifests singleflight.Group
 	blobs     *downloads
@@ -132,6 +134,12 @@ func WithSpoolDir(dir string) Option {
 // WithBlobTimeout bounds one upstream blob download, which goes on after its client hangs up. Default 1h.
 func WithBlobTimeout(d time.Duration) Option {
 	return func(p *Proxy) error { p.blobTimeout = d; return nil }
+}
+
+// WithScanCredentials lets a scanner holding a credential minted by c pull the one image it was handed, although
+// that image is not admitted yet (scan-and-wait). Default: none.
+func WithScanCredentials(c *ScanCredentials) Option {
+	return func(p *Proxy) error { p.scanCreds = c; return nil }
 }
 
 // WithClock sets the clock. Default: time.Now.

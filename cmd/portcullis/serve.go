@@ -25,6 +25,7 @@ import (
 	"github.com/portcullis/portcullis/proxy"
 	"github.com/portcullis/portcullis/proxy/upstream"
 	"github.com/portcullis/portcullis/verifier"
+	"github.com/portcullis/portcullis/verifier/harbor"
 )
 
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
@@ -58,6 +59,7 @@ type app struct {
 	kv      cache.KV
 	reg     *prometheus.Registry
 	gate    *proxy.Gate
+	reports *proxy.Reports
 	clients map[string]*upstream.Client
 	ready   atomic.Bool
 	closers []func() error
@@ -66,6 +68,7 @@ type app struct {
 	listening chan struct{}
 	addr      net.Addr
 	opsAddr   net.Addr
+	adminAddr net.Addr
 }
 
 // build wires the graph from a validated config. Only this package wires.
@@ -128,12 +131,14 @@ func build(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*app, er
 	if cfg.Policy == "" {
 		log.Info("no policy configured: every image is served (set policy: or --policy to enable the trust and scan gates)")
 	} else {
-		gate, err := newGate(cfg.Policy, ups, a.kv, metrics, log)
+		a.reports = proxy.NewReports(a.kv, 0)
+		creds := proxy.NewScanCredentials(a.kv)
+		gate, err := newGate(cfg, ups, a.kv, a.reports, creds, metrics, log)
 		if err != nil {
 			return nil, err
 		}
 		a.gate = gate
-		opts = append(opts, proxy.WithAdmitter(gate))
+		opts = append(opts, proxy.WithAdmitter(gate), proxy.WithScanCredentials(creds))
 	}
 	p, err := proxy.New(ups, def.Name, content, a.kv, opts...)
 	if err != nil {
@@ -143,8 +148,10 @@ func build(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*app, er
 	return a, nil
 }
 
-// newGate loads and compiles the policy and builds the admission gate with its verifier.
-func newGate(path string, ups []*proxy.Upstream, kv cache.KV, m *proxy.Metrics, log *slog.Logger) (*proxy.Gate, error) {
+// newGate loads and compiles the policy and builds the admission gate with its verifier and scanners.
+func newGate(cfg *configs.Config, ups []*proxy.Upstream, kv cache.KV, reports *proxy.Reports, creds *proxy.ScanCredentials,
+	m *proxy.Metrics, log *slog.Logger) (*proxy.Gate, error) {
+	path := cfg.Policy
 	pol, err := policy.Load(path)
 	if err != nil {
 		return nil, err
@@ -153,16 +160,38 @@ func newGate(path string, ups []*proxy.Upstream, kv cache.KV, m *proxy.Metrics, 
 	if err != nil {
 		return nil, fmt.Errorf("policy %s: %w", path, err)
 	}
-	ev, err := proxy.NewEvidence(v, ups)
+	scanning := &proxy.Scanning{Reports: reports, Credentials: creds, Scanners: map[string]proxy.ScannerEndpoint{},
+		DefaultUpstream: cfg.DefaultUpstream().Name}
+	for name, sc := range pol.Scanners() {
+		client, err := harbor.New(sc.URL, harbor.WithHTTPClient(&http.Client{Timeout: sc.Timeout}))
+		if err != nil {
+			return nil, fmt.Errorf("policy %s: scanner %s: %w", path, name, err)
+		}
+		pull := sc.PullURL
+		if pull == "" {
+			pull = registryURL(cfg)
+		}
+		scanning.Scanners[name] = proxy.ScannerEndpoint{Scanner: client, PullURL: pull}
+	}
+	ev, err := proxy.NewEvidence(v, ups, scanning)
 	if err != nil {
 		return nil, err
 	}
-	gate, err := proxy.NewGate(pol, ev, kv, proxy.WithGateLogger(log), proxy.WithGateMetrics(m))
+	gate, err := proxy.NewGate(pol, ev, kv, proxy.WithGateLogger(log), proxy.WithGateMetrics(m), proxy.WithReports(reports))
 	if err != nil {
 		return nil, err
 	}
 	log.Info("policy loaded: images are served only when they pass it", "policy", path, "hash", pol.Hash()[:12])
 	return gate, nil
+}
+
+// registryURL is where scanners reach this proxy's registry listener when the policy does not say (pullURL).
+func registryURL(cfg *configs.Config) string {
+	scheme := "http"
+	if cfg.TLS.Enabled() {
+		scheme = "https"
+	}
+	return scheme + "://" + cfg.Listen
 }
 
 func newUpstreamClient(uc configs.Upstream, m *proxy.Metrics, cfg *configs.Config) (*upstream.Client, error) {
@@ -218,7 +247,7 @@ func (a *app) Run(ctx context.Context) error {
 	regSrv := &http.Server{Handler: a.proxy, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
 	servers := []*http.Server{regSrv}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	if cfg.TLS.Enabled() {
 		go func() { errc <- regSrv.ServeTLS(regLn, cfg.TLS.Cert, cfg.TLS.Key) }()
 	} else {
@@ -242,6 +271,19 @@ func (a *app) Run(ctx context.Context) error {
 		go func() { errc <- opsSrv.Serve(opsLn) }()
 		a.log.Info("ops listening", "addr", "http://"+a.opsAddr.String(), "endpoints", "/metrics /healthz /readyz")
 	}
+	if cfg.Admin.Enabled() {
+		srv, err := a.startAdmin(errc)
+		if err != nil {
+			for _, s := range servers {
+				_ = s.Close()
+			}
+			return err
+		}
+		servers = append(servers, srv)
+	}
+	if a.gate != nil {
+		go a.gate.RunRefresher(ctx, time.Minute)
+	}
 	a.ready.Store(true)
 	close(a.listening)
 
@@ -263,6 +305,32 @@ func (a *app) Run(ctx context.Context) error {
 	}
 	a.log.Info("stopped")
 	return errors.Join(errs...)
+}
+
+// startAdmin serves the admin API on its own listener. Without a policy there are no reports to keep, so it
+// answers only that.
+func (a *app) startAdmin(errc chan<- error) (*http.Server, error) {
+	tok, err := a.cfg.AdminToken()
+	if err != nil {
+		return nil, err
+	}
+	reports := a.reports
+	if reports == nil {
+		reports = proxy.NewReports(a.kv, 0)
+	}
+	h, err := proxy.NewAdmin(reports, tok, a.log)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", a.cfg.Admin.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s (admin.listen): %w", a.cfg.Admin.Listen, err)
+	}
+	a.adminAddr = ln.Addr()
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() { errc <- srv.Serve(ln) }()
+	a.log.Info("admin API listening", "addr", "http://"+a.adminAddr.String(), "endpoints", "POST /admin/v1/reports/{digest}, POST /admin/v1/vex")
+	return srv, nil
 }
 
 func (a *app) opsHandler() http.Handler {

@@ -150,9 +150,10 @@ func sarifFinding(res sarifResult, rule *sarifRule) (policy.Finding, bool) {
 		InstalledVersion: first(prop(res.Properties, "installedVersion", "version", "InstalledVersion"), msg["installed version"], msg["version"], help["installed version"], help["version"]),
 		FixedVersion:     first(prop(res.Properties, "fixedVersion", "fixVersion", "fixed_version", "FixedVersion"), msg["fixed version"], msg["fix version"], help["fixed version"], help["fix version"]),
 	}
+	label := first(prop(res.Properties, "severity"), msg["severity"], help["severity"])
 	switch {
-	case isSeverity(first(prop(res.Properties, "severity"), msg["severity"], help["severity"])):
-		f.Severity = first(prop(res.Properties, "severity"), msg["severity"], help["severity"])
+	case isSeverity(label):
+		f.Severity = label
 	case tagSeverity(tags) != "":
 		f.Severity = tagSeverity(tags)
 	default:

@@ -1,0 +1,291 @@
+package integration
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/crane"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/portcullis/portcullis/cache"
+	"github.com/portcullis/portcullis/internal/cosigntest"
+	"github.com/portcullis/portcullis/internal/harbortest"
+	"github.com/portcullis/portcullis/proxy"
+	"github.com/portcullis/portcullis/verifier/harbor"
+)
+
+// trivyVuln is one finding in a Trivy JSON report.
+type trivyVuln struct{ id, pkg, installed, fixed, severity string }
+
+// trivyReport renders a Trivy JSON report (`trivy image -f json`, schema 2).
+func trivyReport(created time.Time, vulns ...trivyVuln) map[string]any {
+	var vs []map[string]any
+	for _, v := range vulns {
+		vs = append(vs, map[string]any{"VulnerabilityID": v.id, "PkgName": v.pkg, "InstalledVersion": v.installed,
+			"FixedVersion": v.fixed, "Severity": v.severity})
+	}
+	return map[string]any{"SchemaVersion": 2, "CreatedAt": created.Format(time.RFC3339), "ArtifactName": "app",
+		"ArtifactType": "container_image", "Results": []map[string]any{{"Target": "app (debian 12.8)", "Class": "os-pkgs", "Type": "debian", "Vulnerabilities": vs}}}
+}
+
+// vulnPredicate is cosign's vuln attestation predicate (`cosign attest --type vuln`) wrapping a Trivy report.
+func vulnPredicate(scanned time.Time, vulns ...trivyVuln) []byte {
+	b, _ := json.Marshal(map[string]any{
+		"invocation": map[string]any{"parameters": nil, "uri": "", "event_id": "", "builder.id": ""},
+		"scanner": map[string]any{"uri": "pkg:github/aquasecurity/trivy@v0.58.1", "version": "0.58.1",
+			"db": map[string]any{"uri": "", "version": "v1-" + scanned.Format("2006010215")}, "result": trivyReport(scanned, vulns...)},
+		"metadata": map[string]any{"scanStartedOn": scanned.Add(-time.Minute).Format(time.RFC3339), "scanFinishedOn": scanned.Format(time.RFC3339)},
+	})
+	return b
+}
+
+var (
+	critical = trivyVuln{"CVE-2024-9001", "openssl", "3.0.1", "3.0.15", "CRITICAL"}
+	high     = trivyVuln{"CVE-2024-9002", "zlib", "1.2.11", "1.2.13", "HIGH"}
+	low      = trivyVuln{"CVE-2024-9003", "bash", "5.1", "", "LOW"}
+)
+
+type scanEnv struct {
+	*env
+	bin      string
+	scanKey  keyPair
+	otherKey keyPair
+	scanner  *harbortest.Scanner
+	admin    *httptest.Server
+	clock    *atomic.Int64
+}
+
+const scanPolicy = `trust:
+  scanner: {key: scanner.pub}
+  other: {key: other.pub}
+scanners:
+  trivy: {url: %q, timeout: 30s}
+rules:
+  - name: scanned
+    match: {repository: "scan/**"}
+    scan:
+      maxSeverity: medium
+      maxAge: 7d
+      signedBy: {anyOf: [scanner]}
+  - name: allowlisted
+    match: {repository: "allow/**"}
+    scan:
+      maxSeverity: medium
+      signedBy: {anyOf: [scanner]}
+      allow:
+        - {id: CVE-2024-9001, until: 2026-12-31, reason: "openssl is not reachable in this image"}
+  - name: waited
+    match: {repository: "wait/**"}
+    scan:
+      maxSeverity: medium
+      sources: [scanner, ci]
+      onMissing: scan-and-wait
+      scanner: trivy
+      waitTimeout: 30s
+  - name: refreshed
+    match: {repository: "fresh/**"}
+    scan:
+      maxSeverity: medium
+      maxAge: 7d
+      signedBy: {anyOf: [scanner]}
+      sources: [attestation, scanner]
+      scanner: trivy
+`
+
+func newScanEnv(t *testing.T, findings func(repo string, d digest.Digest) []harbortest.Vulnerability) *scanEnv {
+	t.Helper()
+	se := &scanEnv{bin: cosigntest.Binary(t), scanKey: cosignKey(t), otherKey: cosignKey(t), clock: &atomic.Int64{}}
+	se.clock.Store(time.Now().UnixNano())
+	if findings == nil {
+		findings = func(string, digest.Digest) []harbortest.Vulnerability { return nil }
+	}
+	se.scanner = harbortest.New(t, findings, harbortest.WithDelay(1500*time.Millisecond))
+	files := map[string][]byte{"scanner.pub": se.scanKey.pubPEM(t), "other.pub": se.otherKey.pubPEM(t)}
+	var reports *proxy.Reports
+	se.env = newEnv(t,
+		withPolicy(fmt.Sprintf(scanPolicy, se.scanner.URL()), files,
+			proxy.WithGateClock(func() time.Time { return time.Unix(0, se.clock.Load()) }),
+			proxy.WithDecisionTTL(20*time.Millisecond, 20*time.Millisecond)),
+		func(c *envConfig) {
+			c.scanning = func(kv cache.KV, proxyURL, defaultUpstream string) *proxy.Scanning {
+				client, err := harbor.New(se.scanner.URL(), harbor.WithPollInterval(200*time.Millisecond))
+				if err != nil {
+					t.Fatal(err)
+				}
+				reports = proxy.NewReports(kv, 0)
+				return &proxy.Scanning{Reports: reports, Credentials: proxy.NewScanCredentials(kv),
+					Scanners: map[string]proxy.ScannerEndpoint{"trivy": {Scanner: client, PullURL: proxyURL}}, DefaultUpstream: defaultUpstream}
+			}
+		})
+	admin, err := proxy.NewAdmin(reports, "admin-secret", testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	se.admin = httptest.NewServer(admin)
+	t.Cleanup(se.admin.Close)
+	return se
+}
+
+// push pushes an image and returns its digest reference on the upstream.
+func (se *scanEnv) push(t *testing.T, repo string) (ref string, d digest.Digest) {
+	t.Helper()
+	img := se.up.PushRandomImage(t, repo+":v1", 1, 2048)
+	h, _ := img.Digest()
+	return se.up.Ref(repo + "@" + h.String()), digest.Digest(h.String())
+}
+
+func (se *scanEnv) attestVuln(t *testing.T, ref string, key keyPair, scanned time.Time, vulns ...trivyVuln) {
+	t.Helper()
+	cosigntest.Attest(t, se.bin, ref, key.priv, "vuln", vulnPredicate(scanned, vulns...))
+}
+
+func (se *scanEnv) post(t *testing.T, path string, body []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, se.admin.URL+path, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer admin-secret")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST %s: %d", path, resp.StatusCode)
+	}
+}
+
+func (se *scanEnv) allowed(t *testing.T, repo string) {
+	t.Helper()
+	if _, err := crane.Pull(se.ref(repo+":v1"), pullOpts()...); err != nil {
+		t.Fatalf("%s should be served: %v", repo, err)
+	}
+}
+
+func TestScanGateAttestations(t *testing.T) {
+	se := newScanEnv(t, nil)
+	now := time.Now()
+
+	ref, _ := se.push(t, "scan/clean")
+	se.attestVuln(t, ref, se.scanKey, now.Add(-time.Hour), low)
+	ref, _ = se.push(t, "scan/vulnerable")
+	se.attestVuln(t, ref, se.scanKey, now.Add(-time.Hour), critical, high, low)
+	ref, _ = se.push(t, "scan/old")
+	se.attestVuln(t, ref, se.scanKey, now.Add(-10*24*time.Hour), low)
+	ref, _ = se.push(t, "scan/wrongsigner")
+	se.attestVuln(t, ref, se.otherKey, now.Add(-time.Hour), low)
+	se.push(t, "scan/missing")
+
+	t.Run("below threshold admitted", func(t *testing.T) { se.allowed(t, "scan/clean") })
+	t.Run("above threshold denied with the findings", func(t *testing.T) {
+		msg := denial(t, se.env, "/v2/scan/vulnerable/manifests/v1")
+		mustContain(t, "denial", msg, `rule "scanned"`, "1 critical", "1 high", "above medium",
+			"CVE-2024-9001 openssl (fixed in 3.0.15)", "CVE-2024-9002 zlib (fixed in 1.2.13)")
+	})
+	t.Run("report older than maxAge denied", func(t *testing.T) {
+		mustContain(t, "denial", denial(t, se.env, "/v2/scan/old/manifests/v1"), "old", "7d")
+	})
+	t.Run("attestation by a non-scanner key ignored", func(t *testing.T) {
+		mustContain(t, "denial", denial(t, se.env, "/v2/scan/wrongsigner/manifests/v1"), "no scan report")
+	})
+	t.Run("missing report denied", func(t *testing.T) {
+		mustContain(t, "denial", denial(t, se.env, "/v2/scan/missing/manifests/v1"), "no scan report")
+	})
+}
+
+func TestScanGateAllowlistAndVEX(t *testing.T) {
+	se := newScanEnv(t, nil)
+	ref, d := se.push(t, "allow/app")
+	se.attestVuln(t, ref, se.scanKey, time.Now().Add(-time.Hour), critical)
+
+	// Before 2026-12-31 the allowlist entry holds.
+	se.clock.Store(time.Date(2026, 12, 30, 12, 0, 0, 0, time.UTC).UnixNano())
+	se.allowed(t, "allow/app")
+	// After it, it stops applying, and the denial says so.
+	se.clock.Store(time.Date(2027, 1, 2, 0, 0, 0, 0, time.UTC).UnixNano())
+	time.Sleep(30 * time.Millisecond) // past the decision TTL
+	mustContain(t, "denial", denial(t, se.env, "/v2/allow/app/manifests/v1"), "CVE-2024-9001", "1 critical")
+
+	// A VEX statement that the image is not affected suppresses the finding.
+	vex := fmt.Sprintf(`{"@context":"https://openvex.dev/ns/v0.2.0","@id":"https://acme.example/vex/1","author":"security@acme.example",
+"timestamp":"2026-11-23T00:00:00Z","version":1,"statements":[{"vulnerability":{"name":"CVE-2024-9001"},
+"products":[{"@id":"pkg:oci/app@%s"}],"status":"not_affected","justification":"vulnerable_code_not_in_execute_path"}]}`,
+		strings.Replace(d.String(), ":", "%3A", 1))
+	se.post(t, "/admin/v1/vex", []byte(vex))
+	se.allowed(t, "allow/app")
+}
+
+func TestScanGateCIReport(t *testing.T) {
+	se := newScanEnv(t, nil)
+	_, d := se.push(t, "wait/ci")
+	// CI posts a Trivy report with a critical finding: denied (no scanner needed, a report exists).
+	bad, _ := json.Marshal(trivyReport(time.Now(), critical))
+	se.post(t, "/admin/v1/reports/"+d.String(), bad)
+	mustContain(t, "denial", denial(t, se.env, "/v2/wait/ci/manifests/v1"), "1 critical")
+	// A fixed build's clean report for the same digest replaces it at once (the facts epoch moved).
+	good, _ := json.Marshal(trivyReport(time.Now(), low))
+	se.post(t, "/admin/v1/reports/"+d.String(), good)
+	se.allowed(t, "wait/ci")
+	if n := len(se.scanner.Requests()); n != 0 {
+		t.Errorf("scanner asked %d times although CI reports existed", n)
+	}
+}
+
+func TestScanAndWait(t *testing.T) {
+	se := newScanEnv(t, func(repo string, d digest.Digest) []harbortest.Vulnerability {
+		if strings.Contains(repo, "dirty") {
+			return []harbortest.Vulnerability{{ID: "CVE-2024-9001", Package: "openssl", Version: "3.0.1", FixVersion: "3.0.15", Severity: "Critical"}}
+		}
+		return []harbortest.Vulnerability{{ID: "CVE-2024-9003", Package: "bash", Version: "5.1", Severity: "Low"}}
+	})
+	_, d := se.push(t, "wait/clean")
+	se.push(t, "wait/dirty")
+
+	// Before any scan, knowing the digest is not enough to pull it.
+	denial(t, se.env, "/v2/wait/clean/blobs/"+d.String())
+
+	se.allowed(t, "wait/clean") // waits for the scanner (1.5 s), then serves
+	mustContain(t, "denial", denial(t, se.env, "/v2/wait/dirty/manifests/v1"), "1 critical", "CVE-2024-9001 openssl")
+
+	reqs := se.scanner.Requests()
+	if len(reqs) != 2 {
+		t.Fatalf("scanner got %d scan requests, want 2: %+v", len(reqs), reqs)
+	}
+	for _, r := range reqs {
+		if r.RegistryURL != se.srv.URL || !strings.HasPrefix(r.Authorization, "Bearer pcs_") || !r.Pulled {
+			t.Errorf("scanner request %+v: want a pull through Portcullis (%s) with a scanner credential", r, se.srv.URL)
+		}
+	}
+	// The scanner's credential opens that one image only.
+	req, _ := http.NewRequest(http.MethodGet, se.srv.URL+"/v2/scan/missing/manifests/v1", nil)
+	req.Header.Set("Authorization", reqs[0].Authorization)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusForbidden {
+		t.Errorf("credential used for another repository: %d", resp.StatusCode)
+	}
+	// The verdict is kept: the next decision needs no scan.
+	time.Sleep(30 * time.Millisecond)
+	se.allowed(t, "wait/clean")
+	if n := len(se.scanner.Requests()); n != 2 {
+		t.Errorf("rescanned: %d requests", n)
+	}
+}
+
+func TestStaleReportRefreshedByScanner(t *testing.T) {
+	se := newScanEnv(t, nil)
+	ref, _ := se.push(t, "fresh/app")
+	se.attestVuln(t, ref, se.scanKey, time.Now().Add(-10*24*time.Hour), low) // 10 days old, maxAge 7d
+	se.allowed(t, "fresh/app")                                               // the scanner was asked for a fresh report
+	if n := len(se.scanner.Requests()); n != 1 {
+		t.Errorf("scanner asked %d times, want 1", n)
+	}
+}

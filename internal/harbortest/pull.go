@@ -1,0 +1,141 @@
+package harbortest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	digest "github.com/opencontainers/go-digest"
+)
+
+// maxDepth bounds index nesting.
+const maxDepth = 4
+
+// pull fetches repo@dgst and everything it references from the registry at
+// registryURL, sending authorization on every request to that host, and
+// verifies every digest. Like harbor-scanner-trivy it uses the URL's scheme
+// and host only; http means an insecure registry.
+func pull(ctx context.Context, rt http.RoundTripper, registryURL, authorization, repo string, dgst digest.Digest) error {
+	u, err := url.Parse(registryURL)
+	if err != nil {
+		return fmt.Errorf("parsing registry URL: %w", err)
+	}
+	var nopts []name.Option
+	if u.Scheme == "http" {
+		nopts = append(nopts, name.Insecure)
+	}
+	r, err := name.NewRepository(u.Host+"/"+repo, nopts...)
+	if err != nil {
+		return err
+	}
+	p, err := remote.NewPuller(
+		remote.WithContext(ctx),
+		remote.WithAuth(authn.Anonymous),
+		remote.WithTransport(&authTransport{base: rt, host: u.Host, value: authorization}),
+	)
+	if err != nil {
+		return err
+	}
+	return pullManifest(ctx, p, r, dgst, 0)
+}
+
+// manifest is what pull reads of an image manifest or index.
+type manifest struct {
+	Config    *descriptor  `json:"config"`
+	Layers    []descriptor `json:"layers"`
+	Manifests []descriptor `json:"manifests"`
+}
+
+type descriptor struct {
+	MediaType string        `json:"mediaType"`
+	Digest    digest.Digest `json:"digest"`
+	URLs      []string      `json:"urls"`
+}
+
+func pullManifest(ctx context.Context, p *remote.Puller, r name.Repository, dgst digest.Digest, depth int) error {
+	if depth > maxDepth {
+		return fmt.Errorf("index nesting deeper than %d", maxDepth)
+	}
+	desc, err := p.Get(ctx, r.Digest(dgst.String()))
+	if err != nil {
+		return fmt.Errorf("manifest %s: %w", dgst, err)
+	}
+	if err := dgst.Validate(); err != nil || dgst.Algorithm().FromBytes(desc.Manifest) != dgst {
+		return fmt.Errorf("manifest %s: content does not match its digest", dgst)
+	}
+	var m manifest
+	if err := json.Unmarshal(desc.Manifest, &m); err != nil {
+		return fmt.Errorf("manifest %s: %w", dgst, err)
+	}
+	for _, child := range m.Manifests {
+		if err := pullManifest(ctx, p, r, child.Digest, depth+1); err != nil {
+			return err
+		}
+	}
+	blobs := m.Layers
+	if m.Config != nil {
+		blobs = append([]descriptor{*m.Config}, blobs...)
+	}
+	for _, b := range blobs {
+		if len(b.URLs) > 0 {
+			continue // a foreign layer lives elsewhere
+		}
+		if err := pullBlob(ctx, p, r, b.Digest); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func pullBlob(ctx context.Context, p *remote.Puller, r name.Repository, dgst digest.Digest) error {
+	if err := dgst.Validate(); err != nil {
+		return fmt.Errorf("blob %q: %w", dgst, err)
+	}
+	l, err := p.Layer(ctx, r.Digest(dgst.String()))
+	if err != nil {
+		return fmt.Errorf("blob %s: %w", dgst, err)
+	}
+	rc, err := l.Compressed()
+	if err != nil {
+		return fmt.Errorf("blob %s: %w", dgst, err)
+	}
+	defer rc.Close()
+	v := dgst.Verifier()
+	if _, err := io.Copy(v, rc); err != nil {
+		return fmt.Errorf("blob %s: %w", dgst, err)
+	}
+	if !v.Verified() {
+		return fmt.Errorf("blob %s: content does not match its digest", dgst)
+	}
+	return nil
+}
+
+// authTransport sets the scan request's Authorization header on every request
+// to the registry's host, whatever go-containerregistry's auth dance would
+// have sent, and never on requests to other hosts.
+type authTransport struct {
+	base  http.RoundTripper
+	host  string
+	value string
+}
+
+func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Host != t.host {
+		return t.base.RoundTrip(req)
+	}
+	r := req.Clone(req.Context())
+	if t.value == "" {
+		r.Header.Del("Authorization")
+	} else {
+		r.Header.Set("Authorization", t.value)
+	}
+	return t.base.RoundTrip(r)
+}
+
+var _ http.RoundTripper = (*authTransport)(nil)

@@ -1,0 +1,121 @@
+package proxy
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/verifier/report"
+)
+
+// maxReportBytes caps a posted report or VEX document.
+const maxReportBytes = 32 << 20
+
+// Admin is the admin API: its own listener, bearer-token protected, never the registry port. For now it takes
+// the vulnerability reports CI posts (Trivy JSON, SARIF, CycloneDX) and OpenVEX documents, bound to digests.
+type Admin struct {
+	reports *Reports
+	token   string
+	log     *slog.Logger
+	mux     *http.ServeMux
+}
+
+// NewAdmin returns the admin API handler. An empty token is an error: the admin API is never open.
+func NewAdmin(reports *Reports, token string, log *slog.Logger) (*Admin, error) {
+	if token == "" {
+		return nil, errors.New("admin: a token is required")
+	}
+	a := &Admin{reports: reports, token: token, log: log, mux: http.NewServeMux()}
+	a.mux.HandleFunc("POST /admin/v1/reports/{digest}", a.postReport)
+	a.mux.HandleFunc("POST /admin/v1/vex", a.postVEX)
+	return a, nil
+}
+
+// ServeHTTP checks the bearer token, then serves the admin routes.
+func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	tok, ok := bearerOf(r.Header.Get("Authorization"))
+	if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(a.token)) != 1 {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="portcullis-admin"`)
+		adminError(w, http.StatusUnauthorized, "UNAUTHORIZED", "a valid admin token is required")
+		return
+	}
+	a.mux.ServeHTTP(w, r)
+}
+
+func (a *Admin) postReport(w http.ResponseWriter, r *http.Request) {
+	dgst, err := digest.Parse(r.PathValue("digest"))
+	if err != nil {
+		adminError(w, http.StatusBadRequest, "DIGEST_INVALID", "invalid digest: "+err.Error())
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxReportBytes))
+	if err != nil {
+		adminError(w, http.StatusRequestEntityTooLarge, "SIZE_INVALID", fmt.Sprintf("report over %d bytes", maxReportBytes))
+		return
+	}
+	rep, err := report.Detect(body)
+	if err != nil {
+		adminError(w, http.StatusBadRequest, "REPORT_INVALID", err.Error())
+		return
+	}
+	if err := a.reports.Put(r.Context(), policy.SourceCI, dgst, rep); err != nil {
+		adminError(w, http.StatusServiceUnavailable, "UNAVAILABLE", err.Error())
+		return
+	}
+	a.log.Info("audit: CI report stored", "audit", true, "who", "admin-token", "why", r.Header.Get("X-Portcullis-Reason"),
+		"digest", dgst, "scanner", rep.Scanner, "findings", len(rep.Findings), "scanTime", rep.ScanTime)
+	writeAdminJSON(w, http.StatusCreated, map[string]any{"digest": dgst, "scanner": rep.Scanner, "findings": len(rep.Findings), "scanTime": rep.ScanTime})
+}
+
+func (a *Admin) postVEX(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxReportBytes))
+	if err != nil {
+		adminError(w, http.StatusRequestEntityTooLarge, "SIZE_INVALID", fmt.Sprintf("document over %d bytes", maxReportBytes))
+		return
+	}
+	_, digests, err := report.ParseOpenVEX(body)
+	if err != nil {
+		adminError(w, http.StatusBadRequest, "VEX_INVALID", err.Error())
+		return
+	}
+	if len(digests) == 0 {
+		adminError(w, http.StatusBadRequest, "VEX_INVALID", "no statement names an image digest (products[].@id as pkg:oci/...?digest= or sha256:...)")
+		return
+	}
+	for _, d := range digests {
+		statuses, err := report.OpenVEXFor(body, d)
+		if err == nil {
+			err = a.reports.PutVEX(r.Context(), d, statuses)
+		}
+		if err != nil {
+			adminError(w, http.StatusServiceUnavailable, "UNAVAILABLE", err.Error())
+			return
+		}
+	}
+	a.log.Info("audit: VEX stored", "audit", true, "who", "admin-token", "why", r.Header.Get("X-Portcullis-Reason"), "digests", digests)
+	writeAdminJSON(w, http.StatusCreated, map[string]any{"digests": digests})
+}
+
+func bearerOf(h string) (string, bool) {
+	if len(h) > 7 && (h[:7] == "Bearer " || h[:7] == "bearer ") {
+		return h[7:], true
+	}
+	return "", false
+}
+
+func adminError(w http.ResponseWriter, status int, code, msg string) {
+	writeAdminJSON(w, status, errorBody{Errors: []errorEntry{{Code: code, Message: msg}}})
+}
+
+func writeAdminJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
