@@ -6,10 +6,15 @@ import (
 	"net/http"
 	"os"
 	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/crane"
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/internal/cosigntest"
+	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy"
 	"github.com/portcullis/portcullis/proxy/upstream"
 )
@@ -121,4 +126,46 @@ func BenchmarkAdmission(b *testing.B) {
 	b.Run("warm-manifest-with-policy", func(b *testing.B) {
 		benchGet(b, http.DefaultClient, e.srv.URL+"/v2/bench/signed/manifests/"+d.String(), string(mt))
 	})
+}
+
+// BenchmarkScanVerdict: the scan gate's cost. cold-verdict-from-attestation verifies the vuln attestation,
+// parses its Trivy report and evaluates the rule (no cache); verdict-cache-hit is the cached decision.
+func BenchmarkScanVerdict(b *testing.B) {
+	se := newScanEnv(b, nil)
+	ref, d := se.push(b, "scan/bench")
+	se.attestVuln(b, ref, se.scanKey, time.Now().Add(-time.Hour), low, high)
+	raw, err := crane.Manifest(ref, crane.Insecure)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := proxy.Subject{Upstream: se.up.Host(), Repository: "scan/bench", Digest: d, MediaType: "application/vnd.oci.image.manifest.v1+json", Manifest: raw}
+	ctx := context.Background()
+	b.Run("cold-verdict-from-attestation", func(b *testing.B) {
+		for b.Loop() {
+			if pd, facts, err := se.gate.Explain(ctx, s); err != nil || facts.Scan == nil || pd.Allowed {
+				b.Fatalf("%s %v", pd.Message, err)
+			}
+		}
+	})
+	b.Run("verdict-cache-hit", func(b *testing.B) {
+		g, err := proxy.NewGate(se.gate.Policy(), benchEvidence{}, cache.NewMemory(), proxy.WithGateLogger(testLogger(b)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := g.Admit(ctx, s); err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			if _, err := g.Admit(ctx, s); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// benchEvidence is a report that never changes, so a cached verdict is all the second benchmark measures.
+type benchEvidence struct{}
+
+func (benchEvidence) Gather(context.Context, proxy.Subject, policy.Requirements) (policy.Facts, error) {
+	return policy.Facts{Scan: &policy.ScanReport{Source: "ci", ScanTime: time.Now()}}, nil
 }

@@ -99,7 +99,7 @@ rules:
       scanner: trivy
 `
 
-func newScanEnv(t *testing.T, findings func(repo string, d digest.Digest) []harbortest.Vulnerability) *scanEnv {
+func newScanEnv(t testing.TB, findings func(repo string, d digest.Digest) []harbortest.Vulnerability) *scanEnv {
 	t.Helper()
 	se := &scanEnv{bin: cosigntest.Binary(t), scanKey: cosignKey(t), otherKey: cosignKey(t), clock: &atomic.Int64{}}
 	se.clock.Store(time.Now().UnixNano())
@@ -134,19 +134,19 @@ func newScanEnv(t *testing.T, findings func(repo string, d digest.Digest) []harb
 }
 
 // push pushes an image and returns its digest reference on the upstream.
-func (se *scanEnv) push(t *testing.T, repo string) (ref string, d digest.Digest) {
+func (se *scanEnv) push(t testing.TB, repo string) (ref string, d digest.Digest) {
 	t.Helper()
 	img := se.up.PushRandomImage(t, repo+":v1", 1, 2048)
 	h, _ := img.Digest()
 	return se.up.Ref(repo + "@" + h.String()), digest.Digest(h.String())
 }
 
-func (se *scanEnv) attestVuln(t *testing.T, ref string, key keyPair, scanned time.Time, vulns ...trivyVuln) {
+func (se *scanEnv) attestVuln(t testing.TB, ref string, key keyPair, scanned time.Time, vulns ...trivyVuln) {
 	t.Helper()
 	cosigntest.Attest(t, se.bin, ref, key.priv, "vuln", vulnPredicate(scanned, vulns...))
 }
 
-func (se *scanEnv) post(t *testing.T, path string, body []byte) {
+func (se *scanEnv) post(t testing.TB, path string, body []byte) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, se.admin.URL+path, bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer admin-secret")

@@ -19,13 +19,13 @@ import (
 // keys are cosign key pairs made by the cosign CLI, shared by the trust tests (generating one takes a while).
 type keyPair struct{ priv, pub string }
 
-func cosignKey(t *testing.T) keyPair {
+func cosignKey(t testing.TB) keyPair {
 	t.Helper()
 	priv, pub := cosigntest.KeyPair(t)
 	return keyPair{priv, pub}
 }
 
-func (k keyPair) pubPEM(t *testing.T) []byte {
+func (k keyPair) pubPEM(t testing.TB) []byte {
 	t.Helper()
 	b, err := os.ReadFile(k.pub)
 	if err != nil {
