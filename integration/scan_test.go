@@ -289,3 +289,31 @@ func TestStaleReportRefreshedByScanner(t *testing.T) {
 		t.Errorf("scanner asked %d times, want 1", n)
 	}
 }
+
+// TestScanGateVEXAttestation: an OpenVEX attestation by the scan signers suppresses the finding it covers.
+func TestScanGateVEXAttestation(t *testing.T) {
+	se := newScanEnv(t, nil)
+	for _, tc := range []struct {
+		repo  string
+		key   func() keyPair
+		allow bool
+	}{
+		{"scan/vexed", func() keyPair { return se.scanKey }, true},
+		{"scan/vexbyother", func() keyPair { return se.otherKey }, false}, // VEX from an untrusted signer does not count
+	} {
+		t.Run(tc.repo, func(t *testing.T) {
+			ref, d := se.push(t, tc.repo)
+			se.attestVuln(t, ref, se.scanKey, time.Now().Add(-time.Hour), critical)
+			vex := fmt.Sprintf(`{"@context":"https://openvex.dev/ns/v0.2.0","@id":"https://acme.example/vex/%s","author":"security@acme.example",
+"timestamp":"%s","version":1,"statements":[{"vulnerability":{"name":"CVE-2024-9001"},
+"products":[{"@id":"%s"}],"status":"not_affected","justification":"vulnerable_code_not_in_execute_path"}]}`,
+				d.Encoded()[:8], time.Now().UTC().Format(time.RFC3339), d)
+			cosigntest.Attest(t, se.bin, ref, tc.key().priv, "openvex", []byte(vex))
+			if tc.allow {
+				se.allowed(t, tc.repo)
+				return
+			}
+			mustContain(t, "denial", denial(t, se.env, "/v2/"+tc.repo+"/manifests/v1"), "1 critical")
+		})
+	}
+}

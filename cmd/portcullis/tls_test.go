@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/crane"
+
+	"github.com/portcullis/portcullis/internal/registrytest"
+)
+
+// selfSigned writes a certificate for 127.0.0.1 and its key, and returns their paths and a pool trusting it.
+func selfSigned(t *testing.T) (certPath, keyPath string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "portcullis-test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	dir := t.TempDir()
+	certPath, keyPath = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	_ = os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	_ = os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certPath, keyPath, pool
+}
+
+func TestServeTLS(t *testing.T) {
+	up := registrytest.New(t)
+	img := up.PushRandomImage(t, "tls/app:v1", 1, 1024)
+	certPath, keyPath, pool := selfSigned(t)
+
+	var cf commonFlags
+	cf.listen, cf.opsListen, cf.dataDir = "127.0.0.1:0", "127.0.0.1:0", t.TempDir()
+	_ = cf.upstreams.Set(up.Host() + "=" + up.URL().String())
+	cfg, err := cf.load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.TLS.Cert, cfg.TLS.Key, cfg.Shutdown.DrainDelay = certPath, keyPath, 0
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a, err := build(ctx, cfg, newLogger(cfg.Log, &syncBuffer{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	select {
+	case <-a.listening:
+	case err := <-done:
+		t.Fatal(err)
+	}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	got, err := crane.Pull(a.addr.String()+"/tls/app:v1", crane.WithTransport(tr))
+	if err != nil {
+		t.Fatalf("pull over TLS: %v", err)
+	}
+	gd, _ := got.Digest()
+	wd, _ := img.Digest()
+	if gd != wd {
+		t.Errorf("digest %s, want %s", gd, wd)
+	}
+	// Plain HTTP to a TLS listener is refused, not served.
+	if resp, err := http.Get("http://" + a.addr.String() + "/v2/"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Error("plain HTTP answered 200 on the TLS listener")
+		}
+	}
+	cancel()
+	<-done
+}
