@@ -97,11 +97,8 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer a.Close()
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	select {
-	case <-a.listening:
-	case err := <-done:
+	done, err := a.start(ctx)
+	if err != nil {
 		return err
 	}
 	proxy := a.addr.String()

@@ -78,11 +78,8 @@ func TestServeLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	select {
-	case <-a.listening:
-	case err := <-done:
+	done, err := a.start(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(logs.String(), "no policy configured: every image is served") {

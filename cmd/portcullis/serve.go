@@ -333,6 +333,19 @@ func (a *app) startAdmin(errc chan<- error) (*http.Server, error) {
 	return srv, nil
 }
 
+// start runs the app in the background until ctx ends and returns once it listens; done then yields Run's result.
+// An error here means it never came up.
+func (a *app) start(ctx context.Context) (done <-chan error, err error) {
+	ch := make(chan error, 1)
+	go func() { ch <- a.Run(ctx) }()
+	select {
+	case <-a.listening:
+		return ch, nil
+	case err := <-ch:
+		return nil, err
+	}
+}
+
 func (a *app) opsHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))

@@ -67,11 +67,8 @@ func TestServeTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	select {
-	case <-a.listening:
-	case err := <-done:
+	done, err := a.start(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
