@@ -2,11 +2,13 @@ package harbortest
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -18,9 +20,12 @@ import (
 const maxDepth = 4
 
 // pull fetches repo@dgst and everything it references from the registry at
-// registryURL, sending authorization on every request to that host, and
-// verifies every digest. Like harbor-scanner-trivy it uses the URL's scheme
-// and host only; http means an insecure registry.
+// registryURL and verifies every digest. Like harbor-scanner-trivy (which hands
+// Trivy TRIVY_USERNAME/TRIVY_PASSWORD or TRIVY_REGISTRY_TOKEN) it turns the
+// authorization into go-containerregistry credentials and lets the registry's
+// own challenge (the /v2/ ping) decide how they are sent, so a registry that
+// answers the ping anonymously gets no credential at all. It uses the URL's
+// scheme and host only; http means an insecure registry.
 func pull(ctx context.Context, rt http.RoundTripper, registryURL, authorization, repo string, dgst digest.Digest) error {
 	u, err := url.Parse(registryURL)
 	if err != nil {
@@ -36,8 +41,8 @@ func pull(ctx context.Context, rt http.RoundTripper, registryURL, authorization,
 	}
 	p, err := remote.NewPuller(
 		remote.WithContext(ctx),
-		remote.WithAuth(authn.Anonymous),
-		remote.WithTransport(&authTransport{base: rt, host: u.Host, value: authorization}),
+		remote.WithAuth(credentials(authorization)),
+		remote.WithTransport(rt),
 	)
 	if err != nil {
 		return err
@@ -116,26 +121,17 @@ func pullBlob(ctx context.Context, p *remote.Puller, r name.Repository, dgst dig
 	return nil
 }
 
-// authTransport sets the scan request's Authorization header on every request
-// to the registry's host, whatever go-containerregistry's auth dance would
-// have sent, and never on requests to other hosts.
-type authTransport struct {
-	base  http.RoundTripper
-	host  string
-	value string
-}
-
-func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.URL.Host != t.host {
-		return t.base.RoundTrip(req)
+// credentials maps a Harbor scan request's registry authorization to what Trivy would use.
+func credentials(authorization string) authn.Authenticator {
+	scheme, value, _ := strings.Cut(authorization, " ")
+	switch strings.ToLower(scheme) {
+	case "bearer":
+		return authn.FromConfig(authn.AuthConfig{RegistryToken: value})
+	case "basic":
+		if raw, err := base64.StdEncoding.DecodeString(value); err == nil {
+			user, pass, _ := strings.Cut(string(raw), ":")
+			return &authn.Basic{Username: user, Password: pass}
+		}
 	}
-	r := req.Clone(req.Context())
-	if t.value == "" {
-		r.Header.Del("Authorization")
-	} else {
-		r.Header.Set("Authorization", t.value)
-	}
-	return t.base.RoundTrip(r)
+	return authn.Anonymous
 }
-
-var _ http.RoundTripper = (*authTransport)(nil)

@@ -7,13 +7,11 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -352,33 +350,5 @@ func TestAdapterAuthorization(t *testing.T) {
 	resp, _ = api(t, http.MethodGet, s.URL()+"/api/v1/metadata", map[string]string{"Authorization": "Bearer adapter"}, "")
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("with credential: %d", resp.StatusCode)
-	}
-}
-
-func TestAuthTransportKeepsTheCredentialOnItsHost(t *testing.T) {
-	var mu sync.Mutex
-	seen := map[string]string{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		seen[r.Host] = r.Header.Get("Authorization")
-		mu.Unlock()
-	}))
-	defer srv.Close()
-	u, _ := url.Parse(srv.URL)
-	rt := &authTransport{base: http.DefaultTransport, host: u.Host, value: credential}
-	other := strings.Replace(srv.URL, "127.0.0.1", "localhost", 1)
-	for _, target := range []string{srv.URL + "/v2/", other + "/token"} {
-		req, _ := http.NewRequest(http.MethodGet, target, nil)
-		req.Header.Set("Authorization", "Bearer from-ggcr")
-		resp, err := rt.RoundTrip(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-	}
-	lu, _ := url.Parse(other)
-	want := map[string]string{u.Host: credential, lu.Host: "Bearer from-ggcr"}
-	if diff := cmp.Diff(want, seen); diff != "" {
-		t.Errorf("Authorization per host (-want +got):\n%s", diff)
 	}
 }
