@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -315,5 +316,23 @@ func TestScanGateVEXAttestation(t *testing.T) {
 			}
 			mustContain(t, "denial", denial(t, se.env, "/v2/"+tc.repo+"/manifests/v1"), "1 critical")
 		})
+	}
+}
+
+// TestRefresherRenewsReportBeforeItAgesOut: a busy image whose report is about to age out gets a fresh scan in the
+// background, not on a pull.
+func TestRefresherRenewsReportBeforeItAgesOut(t *testing.T) {
+	se := newScanEnv(t, nil)
+	ref, _ := se.push(t, "fresh/busy")
+	se.attestVuln(t, ref, se.scanKey, time.Now().Add(-7*24*time.Hour+30*time.Minute), low) // ages out in 30 minutes
+	se.allowed(t, "fresh/busy")
+	if n := len(se.scanner.Requests()); n != 0 {
+		t.Fatalf("the pull itself asked the scanner (%d): the report was still fresh", n)
+	}
+	if n := se.gate.Refresh(context.Background(), time.Hour); n != 1 {
+		t.Fatalf("refreshed %d decisions, want 1", n)
+	}
+	if n := len(se.scanner.Requests()); n != 1 {
+		t.Errorf("refresher asked the scanner %d times, want 1 (the report ages out within the margin)", n)
 	}
 }

@@ -166,7 +166,8 @@ func (e *VerifierEvidence) gatherScan(ctx context.Context, s Subject, req *polic
 			}
 		}
 	}
-	stale := best != nil && req.MaxAge > 0 && e.now().Sub(best.ScanTime) > req.MaxAge
+	// The refresher asks for a fresh report a margin before the old one ages out, so a pull never waits for one.
+	stale := best != nil && req.MaxAge > 0 && e.now().Sub(best.ScanTime) > req.MaxAge-refreshMargin(ctx)
 	if (best == nil || stale) && req.Scanner != "" && slices.Contains(req.Sources, policy.SourceScanner) &&
 		(req.OnMissing == policy.OnMissingScanAndWait || stale) {
 		r, err := e.scanNow(ctx, s, req)

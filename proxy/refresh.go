@@ -63,7 +63,7 @@ func (g *Gate) Refresh(ctx context.Context, margin time.Duration) int {
 		if d, ok := g.load(ctx, dkey); ok && d.Expires.Sub(g.now()) > margin {
 			continue
 		}
-		g.decide(ctx, s, dkey)
+		g.decide(withRefreshMargin(ctx, margin), s, dkey)
 		n++
 	}
 	return n
@@ -87,4 +87,16 @@ func (g *Gate) RunRefresher(ctx context.Context, interval time.Duration) {
 			}
 		}
 	}
+}
+
+type refreshKey struct{}
+
+// withRefreshMargin marks a decision made by the refresher: evidence then renews reports that age out within margin.
+func withRefreshMargin(ctx context.Context, margin time.Duration) context.Context {
+	return context.WithValue(ctx, refreshKey{}, margin)
+}
+
+func refreshMargin(ctx context.Context) time.Duration {
+	m, _ := ctx.Value(refreshKey{}).(time.Duration)
+	return m
 }
