@@ -3,6 +3,8 @@ package configs
 import (
 	"path/filepath"
 	"time"
+
+	"github.com/portcullis/portcullis/internal/strictyaml"
 )
 
 // Defaults, as documented on the fields of Config.
@@ -48,7 +50,7 @@ type Config struct {
 	Admin Admin `yaml:"admin"`
 
 	// src remembers where each field came from, for error messages; nil for built configs.
-	src *source
+	src *strictyaml.Source
 }
 
 // TLS names a PEM certificate chain and private key; both or neither.

@@ -2,13 +2,13 @@ package configs
 
 import (
 	"fmt"
-	"math"
 	"math/big"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/portcullis/portcullis/internal/strictyaml"
 	"gopkg.in/yaml.v3"
 )
 
@@ -17,74 +17,21 @@ import (
 // Plain numbers without a unit are rejected (except "0"), so "30" is never read as 30ns.
 type Duration time.Duration
 
-var daysRE = regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)?)d(.*)$`)
-
-// parseDuration parses s as a Duration, accepting a leading days component.
+// parseDuration parses s as a Duration (see strictyaml.ParseDuration): a sign is allowed,
+// Validate rejects negative values where they make no sense.
 func parseDuration(s string) (Duration, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return 0, fmt.Errorf("empty duration")
-	}
-	neg := false
-	body := s
-	if body[0] == '-' || body[0] == '+' {
-		neg = body[0] == '-'
-		body = body[1:]
-	}
-	m := daysRE.FindStringSubmatch(body)
-	if m == nil {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			return 0, fmt.Errorf("invalid duration %q (want e.g. 30s, 5m, 24h, 7d)", s)
-		}
-		return Duration(d), nil
-	}
-	days, err := strconv.ParseFloat(m[1], 64)
-	if err != nil {
-		return 0, fmt.Errorf("invalid duration %q (want e.g. 30s, 5m, 24h, 7d)", s)
-	}
-	total := days * float64(24*time.Hour)
-	if rest := m[2]; rest != "" {
-		if rest[0] == '-' || rest[0] == '+' {
-			return 0, fmt.Errorf("invalid duration %q (want e.g. 30s, 5m, 24h, 7d)", s)
-		}
-		r, err := time.ParseDuration(rest)
-		if err != nil {
-			return 0, fmt.Errorf("invalid duration %q (want e.g. 30s, 5m, 24h, 7d)", s)
-		}
-		total += float64(r)
-	}
-	if total >= math.MaxInt64 {
-		return 0, fmt.Errorf("duration %q is too long", s)
-	}
-	d := time.Duration(math.Round(total))
-	if neg {
-		d = -d
-	}
-	return Duration(d), nil
+	d, err := strictyaml.ParseDuration(s)
+	return Duration(d), err
 }
 
 // String formats d compactly so that it parses back to the same value: whole days as "7d",
 // otherwise like time.Duration without trailing zero units ("1h30m", "5m", "1.5s").
-func (d Duration) String() string {
-	td := time.Duration(d)
-	if td != 0 && td%(24*time.Hour) == 0 {
-		return strconv.FormatInt(int64(td/(24*time.Hour)), 10) + "d"
-	}
-	s := td.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
-}
+func (d Duration) String() string { return strictyaml.FormatDuration(time.Duration(d)) }
 
 // UnmarshalYAML reads a scalar such as "30s" or "7d".
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("expected a duration string such as 30s, got a %s", kindName(n))
+		return fmt.Errorf("expected a duration string such as 30s, got a %s", strictyaml.KindName(n))
 	}
 	v, err := parseDuration(n.Value)
 	if err != nil {
@@ -181,7 +128,7 @@ func (b ByteSize) String() string {
 // UnmarshalYAML reads a scalar such as 4MiB or 1048576.
 func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("expected a size such as 4MiB, got a %s", kindName(n))
+		return fmt.Errorf("expected a size such as 4MiB, got a %s", strictyaml.KindName(n))
 	}
 	v, err := parseByteSize(n.Value)
 	if err != nil {

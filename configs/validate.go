@@ -2,72 +2,18 @@ package configs
 
 import (
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"net"
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/portcullis/portcullis/internal/strictyaml"
 )
 
 // Error is one configuration problem. File and Line are set when the problem can be traced to
 // the parsed file; Path is the field path, such as "upstreams[1].url".
-type Error struct {
-	File string // config file name; "" when unknown
-	Line int    // 1-based line; 0 when unknown
-	Path string // field path; "" when the message names its place itself
-	Msg  string // what is wrong
-}
-
-// Error formats e as "FILE:LINE: PATH: MSG", leaving out the parts that are unknown.
-func (e *Error) Error() string {
-	var b strings.Builder
-	switch {
-	case e.File != "" && e.Line > 0:
-		fmt.Fprintf(&b, "%s:%d: ", e.File, e.Line)
-	case e.File != "":
-		b.WriteString(e.File + ": ")
-	case e.Line > 0:
-		fmt.Fprintf(&b, "line %d: ", e.Line)
-	}
-	if e.Path != "" {
-		b.WriteString(e.Path + ": ")
-	}
-	b.WriteString(e.Msg)
-	return b.String()
-}
-
-// problems collects Errors, locating each field path in the parsed file when possible.
-type problems struct {
-	src  *source
-	errs []error
-}
-
-func (p *problems) add(path, format string, args ...any) {
-	e := &Error{Path: path, Msg: fmt.Sprintf(format, args...)}
-	if p.src != nil {
-		e.File = p.src.file
-		// A field left out of the file is reported at its closest parent that is in it.
-		for q := path; q != ""; q = parent(q) {
-			if line, ok := p.src.lines[q]; ok {
-				e.Line = line
-				break
-			}
-		}
-	}
-	p.errs = append(p.errs, e)
-}
-
-func (p *problems) err() error { return errors.Join(p.errs...) }
-
-// parent strips the last element of a field path: "a.b[1].c" -> "a.b[1]" -> "a.b" -> "a".
-func parent(path string) string {
-	i := strings.LastIndexAny(path, ".[")
-	if i < 0 {
-		return ""
-	}
-	return path[:i]
-}
+type Error = strictyaml.Error
 
 // Validate checks the configuration's meaning without touching the file system: addresses,
 // upstream names and URLs, one default upstream at most, positive durations, known log
@@ -75,36 +21,36 @@ func parent(path string) string {
 // each an *Error naming the field path and, for parsed configs, the file and line.
 // CheckFiles checks the files the configuration names.
 func (c *Config) Validate() error {
-	p := &problems{src: c.src}
+	p := &strictyaml.Problems{Source: c.src}
 	checkAddr(p, "listen", c.Listen, false)
 	checkAddr(p, "opsListen", c.OpsListen, true)
 	if c.Listen != "" && c.Listen == c.OpsListen && !strings.HasSuffix(c.Listen, ":0") { // :0 picks a free port each
-		p.add("opsListen", "must differ from listen (%s)", c.Listen)
+		p.Add("opsListen", "must differ from listen (%s)", c.Listen)
 	}
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
-		p.add("tls", "cert and key must be given together")
+		p.Add("tls", "cert and key must be given together")
 	}
 	if c.Admin.Enabled() {
 		checkAddr(p, "admin.listen", c.Admin.Listen, false)
 		if c.Admin.Token != "" && c.Admin.TokenFile != "" {
-			p.add("admin.tokenFile", "set token or tokenFile, not both")
+			p.Add("admin.tokenFile", "set token or tokenFile, not both")
 		}
 		if !strings.HasSuffix(c.Admin.Listen, ":0") && (c.Admin.Listen == c.Listen || c.Admin.Listen == c.OpsListen) {
-			p.add("admin.listen", "must be its own listener, not %s", c.Admin.Listen)
+			p.Add("admin.listen", "must be its own listener, not %s", c.Admin.Listen)
 		}
 	}
 	if c.DataDir == "" {
-		p.add("dataDir", "must not be empty")
+		p.Add("dataDir", "must not be empty")
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
-		p.add("log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
+		p.Add("log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
 	}
 	switch c.Log.Format {
 	case "text", "json":
 	default:
-		p.add("log.format", "must be text or json, not %q", c.Log.Format)
+		p.Add("log.format", "must be text or json, not %q", c.Log.Format)
 	}
 	c.validateUpstreams(p)
 
@@ -112,17 +58,17 @@ func (c *Config) Validate() error {
 	if c.Tags.StaleIfError {
 		positive(p, "tags.maxStale", c.Tags.MaxStale)
 	} else if c.Tags.MaxStale < 0 {
-		p.add("tags.maxStale", "must not be negative")
+		p.Add("tags.maxStale", "must not be negative")
 	}
 
 	if strings.TrimSpace(c.Content.Driver) == "" {
-		p.add("content.driver", "must name a storage driver (filesystem, inmemory, s3aws, ...)")
+		p.Add("content.driver", "must name a storage driver (filesystem, inmemory, s3aws, ...)")
 	}
 	if c.Content.MaxSize < 0 {
-		p.add("content.maxSize", "must not be negative")
+		p.Add("content.maxSize", "must not be negative")
 	}
 	if c.Content.MaxManifestSize <= 0 {
-		p.add("content.maxManifestSize", "must be positive")
+		p.Add("content.maxManifestSize", "must be positive")
 	}
 
 	r := c.Cache.Redis
@@ -130,25 +76,25 @@ func (c *Config) Validate() error {
 		checkAddr(p, fmt.Sprintf("cache.redis.addrs[%d]", i), a, false)
 	}
 	if r.MasterName != "" && len(r.Addrs) == 0 {
-		p.add("cache.redis.masterName", "needs sentinel addresses in cache.redis.addrs")
+		p.Add("cache.redis.masterName", "needs sentinel addresses in cache.redis.addrs")
 	}
 	if r.DB < 0 {
-		p.add("cache.redis.db", "must not be negative")
+		p.Add("cache.redis.db", "must not be negative")
 	}
 	if r.DB != 0 && r.MasterName == "" && len(r.Addrs) > 1 {
-		p.add("cache.redis.db", "must be 0 for a Redis cluster (several addrs without masterName)")
+		p.Add("cache.redis.db", "must be 0 for a Redis cluster (several addrs without masterName)")
 	}
 
 	if c.Shutdown.DrainDelay < 0 {
-		p.add("shutdown.drainDelay", "must not be negative")
+		p.Add("shutdown.drainDelay", "must not be negative")
 	}
 	positive(p, "shutdown.gracePeriod", c.Shutdown.GracePeriod)
-	return p.err()
+	return p.Err()
 }
 
-func (c *Config) validateUpstreams(p *problems) {
+func (c *Config) validateUpstreams(p *strictyaml.Problems) {
 	if len(c.Upstreams) == 0 {
-		p.add("upstreams", "at least one upstream is required")
+		p.Add("upstreams", "at least one upstream is required")
 		return
 	}
 	names := map[string]int{}
@@ -156,32 +102,32 @@ func (c *Config) validateUpstreams(p *problems) {
 	for i, u := range c.Upstreams {
 		at := fmt.Sprintf("upstreams[%d]", i)
 		if err := checkHost(u.Name); err != nil {
-			p.add(at+".name", "%v", err)
+			p.Add(at+".name", "%v", err)
 		} else if j, dup := names[u.Name]; dup {
-			p.add(at+".name", "%q is already the name of upstreams[%d]", u.Name, j)
+			p.Add(at+".name", "%q is already the name of upstreams[%d]", u.Name, j)
 		} else {
 			names[u.Name] = i
 		}
 		if u.URL != "" {
 			if _, err := u.Endpoint(); err != nil {
-				p.add(at+".url", "%v", err)
+				p.Add(at+".url", "%v", err)
 			}
 		}
 		if u.Default {
 			defaults++
 			if defaults > 1 {
-				p.add(at+".default", "only one upstream may be the default")
+				p.Add(at+".default", "only one upstream may be the default")
 			}
 		}
 		if u.Password != "" && u.PasswordFile != "" {
-			p.add(at+".passwordFile", "password and passwordFile exclude each other")
+			p.Add(at+".passwordFile", "password and passwordFile exclude each other")
 		}
 		if u.DockerConfig != "" && (u.Username != "" || u.Password != "" || u.PasswordFile != "") {
-			p.add(at+".dockerConfig", "dockerConfig excludes username, password and passwordFile")
+			p.Add(at+".dockerConfig", "dockerConfig excludes username, password and passwordFile")
 		}
 		positive(p, at+".timeout", u.Timeout)
 		if u.Retries < 0 {
-			p.add(at+".retries", "must not be negative")
+			p.Add(at+".retries", "must not be negative")
 		}
 	}
 }
@@ -192,7 +138,7 @@ func (c *Config) validateUpstreams(p *problems) {
 // calls it after Validate; callers that only check a configuration's shape (tests of
 // examples whose files live elsewhere) may skip it.
 func (c *Config) CheckFiles() error {
-	p := &problems{src: c.src}
+	p := &strictyaml.Problems{Source: c.src}
 	exists(p, "tls.cert", c.TLS.Cert)
 	exists(p, "tls.key", c.TLS.Key)
 	exists(p, "policy", c.Policy)
@@ -203,9 +149,9 @@ func (c *Config) CheckFiles() error {
 			pem, err := os.ReadFile(u.CAFile)
 			switch {
 			case err != nil:
-				p.add(at+".caFile", "%v", err)
+				p.Add(at+".caFile", "%v", err)
 			case !x509.NewCertPool().AppendCertsFromPEM(pem):
-				p.add(at+".caFile", "%s holds no PEM certificate", u.CAFile)
+				p.Add(at+".caFile", "%s holds no PEM certificate", u.CAFile)
 			}
 		}
 		if _, _, err := u.Credentials(); err != nil {
@@ -213,42 +159,42 @@ func (c *Config) CheckFiles() error {
 			if u.DockerConfig != "" {
 				field = ".dockerConfig"
 			}
-			p.add(at+field, "%v", err)
+			p.Add(at+field, "%v", err)
 		}
 	}
-	return p.err()
+	return p.Err()
 }
 
 // checkAddr checks a host:port listen or dial address; "" is allowed only when optional.
-func checkAddr(p *problems, path, addr string, optional bool) {
+func checkAddr(p *strictyaml.Problems, path, addr string, optional bool) {
 	if addr == "" {
 		if !optional {
-			p.add(path, "must not be empty")
+			p.Add(path, "must not be empty")
 		}
 		return
 	}
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		p.add(path, "must be host:port: %v", err)
+		p.Add(path, "must be host:port: %v", err)
 		return
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-		p.add(path, "invalid port %q", port)
+		p.Add(path, "invalid port %q", port)
 	}
 }
 
-func positive(p *problems, path string, d Duration) {
+func positive(p *strictyaml.Problems, path string, d Duration) {
 	if d <= 0 {
-		p.add(path, "must be a positive duration, not %s", d)
+		p.Add(path, "must be a positive duration, not %s", d)
 	}
 }
 
-func exists(p *problems, path, file string) {
+func exists(p *strictyaml.Problems, path, file string) {
 	if file == "" {
 		return
 	}
 	if _, err := os.Stat(file); err != nil {
-		p.add(path, "%v", err)
+		p.Add(path, "%v", err)
 	}
 }
 

@@ -25,6 +25,9 @@ func TestNoIO(t *testing.T) {
 		"github.com/portcullis/portcullis/policy": true,
 		"gopkg.in/yaml.v3":                        true,
 		"github.com/opencontainers/go-digest":     true,
+		// The strict YAML decoder shared with configs; go list -deps lists its own
+		// dependencies too, so they are held to the same rules.
+		"github.com/portcullis/portcullis/internal/strictyaml": true,
 	}
 	// Named for clear failures; the allow-list below would catch them too.
 	forbidden := []string{"net", "net/http", "crypto/tls", "os/exec", "github.com/redis/", "github.com/sigstore/"}

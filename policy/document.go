@@ -1,5 +1,7 @@
 package policy
 
+import "github.com/portcullis/portcullis/internal/strictyaml"
+
 // The types in this file are the policy file as written: plain data, decoded strictly and not
 // yet checked. Compile turns them into a Policy. Strings stand for durations, dates and enums
 // so that a bad value is reported by Compile with its field path; pointers tell a field left
@@ -96,4 +98,11 @@ type scanDoc struct {
 	WaitTimeout   string      `yaml:"waitTimeout"`
 	Scanner       string      `yaml:"scanner"`
 	Allow         []*allowDoc `yaml:"allow"`
+}
+
+// decodeDocument strictly decodes one YAML document into doc: an unknown field, a duplicate
+// key or a value of the wrong type is an *Error naming the file, line and field path. It
+// records the line of every field path it sees in src. An empty document leaves doc as is.
+func decodeDocument(data []byte, src *source, doc *document) error {
+	return strictyaml.Decode(data, src.shared(), doc, strictyaml.Root("policy"))
 }
