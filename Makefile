@@ -18,7 +18,7 @@ deps:
 
 test: deps
 	$(GO) vet $(PKGS)
-	$(GO) test -race -timeout 15m $(PKGS)
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 
 test-short:
 	$(GO) test -short $(PKGS)
