@@ -62,26 +62,10 @@ func TestServeLifecycle(t *testing.T) {
 	up := registrytest.New(t)
 	img := up.PushRandomImage(t, "team/app:v1", 2, 2048)
 
-	var cf commonFlags
-	cf.listen, cf.opsListen, cf.dataDir = "127.0.0.1:0", "127.0.0.1:0", t.TempDir()
-	_ = cf.upstreams.Set(up.Host() + "=" + up.URL().String())
-	cfg, err := cf.load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Shutdown.DrainDelay = configs.Duration(300 * time.Millisecond)
 	var logs syncBuffer
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	a, err := build(ctx, cfg, newLogger(cfg.Log, &logs))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	done, err := a.start(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, done, cancel := startApp(t, up, &logs, func(cfg *configs.Config) {
+		cfg.Shutdown.DrainDelay = configs.Duration(300 * time.Millisecond)
+	})
 	if !strings.Contains(logs.String(), "no policy configured: every image is served") {
 		t.Errorf("start-up log does not say that every image is served:\n%s", logs.String())
 	}
@@ -150,4 +134,30 @@ func TestExamplePoliciesValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startApp wires and starts the app the way serve does, with free ports, in front of up; edit adjusts the
+// config first. The app stops when the test ends or when cancel is called.
+func startApp(t *testing.T, up *registrytest.Registry, logs io.Writer, edit func(*configs.Config)) (*app, <-chan error, context.CancelFunc) {
+	t.Helper()
+	var cf commonFlags
+	cf.listen, cf.opsListen, cf.dataDir = "127.0.0.1:0", "127.0.0.1:0", t.TempDir()
+	_ = cf.upstreams.Set(up.Host() + "=" + up.URL().String())
+	cfg, err := cf.load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	a, err := build(ctx, cfg, newLogger(cfg.Log, logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	done, err := a.start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, done, cancel
 }

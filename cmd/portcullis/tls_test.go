@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/crane"
 
+	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/internal/registrytest"
 )
 
@@ -52,25 +52,9 @@ func TestServeTLS(t *testing.T) {
 	img := up.PushRandomImage(t, "tls/app:v1", 1, 1024)
 	certPath, keyPath, pool := selfSigned(t)
 
-	var cf commonFlags
-	cf.listen, cf.opsListen, cf.dataDir = "127.0.0.1:0", "127.0.0.1:0", t.TempDir()
-	_ = cf.upstreams.Set(up.Host() + "=" + up.URL().String())
-	cfg, err := cf.load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.TLS.Cert, cfg.TLS.Key, cfg.Shutdown.DrainDelay = certPath, keyPath, 0
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	a, err := build(ctx, cfg, newLogger(cfg.Log, &syncBuffer{}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	done, err := a.start(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, done, cancel := startApp(t, up, &syncBuffer{}, func(cfg *configs.Config) {
+		cfg.TLS.Cert, cfg.TLS.Key, cfg.Shutdown.DrainDelay = certPath, keyPath, 0
+	})
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
 	got, err := crane.Pull(a.addr.String()+"/tls/app:v1", crane.WithTransport(tr))
 	if err != nil {
