@@ -141,7 +141,7 @@ func (g *Gate) Admit(ctx context.Context, s Subject) (Decision, error) {
 		}
 	}
 	v, err, _ := g.flight.Do(dkey, func() (any, error) {
-		return g.decide(context.WithoutCancel(ctx), s, dkey), nil
+		return g.decide(context.WithoutCancel(ctx), s), nil
 	})
 	if err != nil {
 		return Decision{}, err
@@ -166,7 +166,7 @@ func (g *Gate) Explain(ctx context.Context, s Subject) (policy.Decision, policy.
 }
 
 // decide gathers the evidence and evaluates the rule; it never fails: an error becomes the rule's onError decision.
-func (g *Gate) decide(ctx context.Context, s Subject, dkey string) Decision {
+func (g *Gate) decide(ctx context.Context, s Subject) Decision {
 	rule := g.policy.Match(s.Upstream, s.Repository)
 	image := s.Upstream + "/" + s.Repository + "@" + s.Digest.String()
 	start := g.now()
@@ -193,7 +193,7 @@ func (g *Gate) decide(ctx context.Context, s Subject, dkey string) Decision {
 	}
 	// Gathering may itself have stored a report (a scan on demand), which moves the epoch: key the decision by
 	// the facts it was made on.
-	dkey = g.decisionKey(ctx, s.Upstream, s.Repository, s.Digest)
+	dkey := g.decisionKey(ctx, s.Upstream, s.Repository, s.Digest)
 	g.store(ctx, dkey, cachedDecision{Decision: d, Expires: g.now().Add(ttl)}, ttl)
 	if rule.Requirements().Scan != nil && d.Allowed {
 		g.hot.touch(s, g.now())

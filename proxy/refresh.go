@@ -59,11 +59,10 @@ func (g *Gate) Refresh(ctx context.Context, margin time.Duration) int {
 		if ctx.Err() != nil {
 			break
 		}
-		dkey := g.decisionKey(ctx, s.Upstream, s.Repository, s.Digest)
-		if d, ok := g.load(ctx, dkey); ok && d.Expires.Sub(g.now()) > margin {
+		if d, ok := g.load(ctx, g.decisionKey(ctx, s.Upstream, s.Repository, s.Digest)); ok && d.Expires.Sub(g.now()) > margin {
 			continue
 		}
-		g.decide(withRefreshMargin(ctx, margin), s, dkey)
+		g.decide(withRefreshMargin(ctx, margin), s)
 		n++
 	}
 	return n
