@@ -66,6 +66,29 @@ func (r *Redis) Get(ctx context.Context, key string) ([]byte, error) {
 	return val, nil
 }
 
+// GetTTL is Get with the key's remaining time to live (0: no expiry), read in one round trip.
+func (r *Redis) GetTTL(ctx context.Context, key string) ([]byte, time.Duration, error) {
+	var get *redis.StringCmd
+	var ttl *redis.DurationCmd
+	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		get = p.Get(ctx, r.prefix+key)
+		ttl = p.PTTL(ctx, r.prefix+key)
+		return nil
+	})
+	if errors.Is(err, redis.Nil) || errors.Is(get.Err(), redis.Nil) {
+		return nil, 0, fmt.Errorf("%w: %q", ErrNotFound, key)
+	}
+	if err != nil {
+		return nil, 0, unavailable("get", err)
+	}
+	val, _ := get.Bytes()
+	d := ttl.Val()
+	if d < 0 { // -1: no expiry; -2: gone between the two commands
+		d = 0
+	}
+	return val, d, nil
+}
+
 // Set implements KV. Redis keeps TTLs with millisecond precision; a ttl under 1ms becomes 1ms.
 func (r *Redis) Set(ctx context.Context, key string, val []byte, ttl time.Duration) error {
 	if ttl < 0 {

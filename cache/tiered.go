@@ -8,7 +8,8 @@ import (
 
 // Tiered is a KV with a local tier in front of a shared one: what this replica wrote or read recently is answered
 // locally, and a shared store outage degrades to the local tier instead of failing. Writes go to both; a local
-// copy of a value read from the shared tier lives at most maxLocal (it does not know the shared TTL).
+// copy of a value read from the shared tier lives at most maxLocal, and never past its shared TTL when the shared
+// tier can tell it (TTLGetter).
 type Tiered struct {
 	local    KV
 	shared   KV
@@ -32,16 +33,34 @@ func (t *Tiered) Get(ctx context.Context, key string) ([]byte, error) {
 	if v, err := t.local.Get(ctx, key); err == nil {
 		return v, nil
 	}
-	v, err := t.shared.Get(ctx, key)
+	var v []byte
+	var err error
+	ttl := t.maxLocal
+	if tg, ok := t.shared.(TTLGetter); ok {
+		var left time.Duration
+		v, left, err = tg.GetTTL(ctx, key)
+		if left > 0 && left < ttl {
+			ttl = left
+		}
+	} else {
+		v, err = t.shared.Get(ctx, key)
+	}
 	if err != nil {
 		if errors.Is(err, ErrUnavailable) {
 			return nil, errors.Join(ErrNotFound, err)
 		}
 		return nil, err
 	}
-	_ = t.local.Set(ctx, key, v, t.maxLocal)
+	_ = t.local.Set(ctx, key, v, ttl)
 	return v, nil
 }
+
+// TTLGetter is a KV that can tell a key's remaining time to live (0: none) with its value. *Redis implements it.
+type TTLGetter interface {
+	GetTTL(ctx context.Context, key string) ([]byte, time.Duration, error)
+}
+
+var _ TTLGetter = (*Redis)(nil)
 
 // Set writes both tiers. It fails only when the local tier fails; a shared outage is returned wrapped in
 // ErrUnavailable after the local write succeeded, so callers may log it and go on.
