@@ -152,6 +152,10 @@ func (p *Proxy) manifestByDigest(ctx context.Context, r route, dgst digest.Diges
 	p.metrics.cache.WithLabelValues("manifest", "miss").Inc()
 	v, err, _ := p.manifests.Do(r.upstream.Name+"/"+r.repo+"@"+dgst.String(), func() (any, error) {
 		ctx := context.WithoutCancel(ctx)
+		// A flight that ended between our store miss and this one has stored it: look again before fetching.
+		if body, err := p.store.Get(ctx, dgst, p.maxManifest); err == nil && dgst.Algorithm().FromBytes(body) == dgst {
+			return manifest{dgst: dgst, mediaType: detectMediaType(body), body: body}, nil
+		}
 		body, mediaType, got, err := r.upstream.Registry.Manifest(ctx, r.repo, dgst.String(), accept)
 		if err != nil {
 			return nil, err

@@ -51,6 +51,10 @@ func (p *Proxy) resolveTag(ctx context.Context, r route) (resolution, error) {
 	v, err, _ := p.tags.Do(key, func() (any, error) {
 		// Detached: one caller hanging up must not fail the others sharing this lookup.
 		ctx := context.WithoutCancel(ctx)
+		// A flight that ended between our miss and this one has resolved it: look again before asking upstream.
+		if e, ok := p.loadTag(ctx, key); ok && p.now().Sub(e.Resolved) < p.tagTTL {
+			return e, nil
+		}
 		desc, err := r.upstream.Registry.Resolve(ctx, r.repo, r.ref, resolveAccept)
 		if err != nil {
 			return nil, err
