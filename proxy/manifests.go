@@ -139,22 +139,16 @@ func tagOf(r route) string {
 // manifestByDigest returns a manifest's verified bytes: from the content store, else from the upstream (one fetch
 // however many ask), verified and stored.
 func (p *Proxy) manifestByDigest(ctx context.Context, r route, dgst digest.Digest, accept []string) (manifest, error) {
-	body, err := p.store.Get(ctx, dgst, p.maxManifest)
-	if err == nil && dgst.Verifier() != nil {
-		if dgst.Algorithm().FromBytes(body) == dgst {
-			p.metrics.cache.WithLabelValues("manifest", "hit").Inc()
-			return manifest{dgst: dgst, mediaType: detectMediaType(body), body: body}, nil
-		}
-		p.log.Error("stored manifest does not match its digest; refetching", "digest", dgst)
-	} else if err != nil && !isNotFound(err) {
-		p.log.Warn("content store read failed; fetching upstream", "digest", dgst, "error", err)
+	if m, ok := p.storedManifest(ctx, dgst); ok {
+		p.metrics.cache.WithLabelValues("manifest", "hit").Inc()
+		return m, nil
 	}
 	p.metrics.cache.WithLabelValues("manifest", "miss").Inc()
 	v, err, _ := p.manifests.Do(r.upstream.Name+"/"+r.repo+"@"+dgst.String(), func() (any, error) {
 		ctx := context.WithoutCancel(ctx)
 		// A flight that ended between our store miss and this one has stored it: look again before fetching.
-		if body, err := p.store.Get(ctx, dgst, p.maxManifest); err == nil && dgst.Algorithm().FromBytes(body) == dgst {
-			return manifest{dgst: dgst, mediaType: detectMediaType(body), body: body}, nil
+		if m, ok := p.storedManifest(ctx, dgst); ok {
+			return m, nil
 		}
 		body, mediaType, got, err := r.upstream.Registry.Manifest(ctx, r.repo, dgst.String(), accept)
 		if err != nil {
@@ -176,6 +170,20 @@ func (p *Proxy) manifestByDigest(ctx context.Context, r route, dgst digest.Diges
 		return manifest{}, err
 	}
 	return v.(manifest), nil
+}
+
+// storedManifest returns the manifest from the content store if it is there and still matches its digest.
+func (p *Proxy) storedManifest(ctx context.Context, dgst digest.Digest) (manifest, bool) {
+	body, err := p.store.Get(ctx, dgst, p.maxManifest)
+	switch {
+	case err == nil && dgst.Algorithm().FromBytes(body) == dgst:
+		return manifest{dgst: dgst, mediaType: detectMediaType(body), body: body}, true
+	case err == nil:
+		p.log.Error("stored manifest does not match its digest; refetching", "digest", dgst)
+	case !isNotFound(err):
+		p.log.Warn("content store read failed; fetching upstream", "digest", dgst, "error", err)
+	}
+	return manifest{}, false
 }
 
 // detectMediaType reads a manifest's own mediaType field, or infers OCI index/manifest from its shape.
