@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/crane"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/internal/registrytest"
@@ -35,6 +36,8 @@ type env struct {
 	content *cache.Content
 	kv      cache.KV
 	metrics *proxy.Metrics
+	// reg holds metrics, for tests that read them as Prometheus would.
+	reg *prometheus.Registry
 	// seen records every request the proxy received (method, path?query).
 	seen *requestLog
 	gate *proxy.Gate
@@ -102,7 +105,8 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		kv = cache.NewMemory()
 		t.Cleanup(func() { _ = kv.Close() })
 	}
-	metrics := proxy.NewMetrics(nil)
+	reg := prometheus.NewRegistry()
+	metrics := proxy.NewMetrics(reg)
 	seen := &requestLog{}
 	srv := httptest.NewServer(http.NotFoundHandler()) // the proxy's address is needed before the proxy (scanners pull through it)
 	t.Cleanup(srv.Close)
@@ -124,7 +128,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		t.Fatal(err)
 	}
 	srv.Config.Handler = seen.wrap(p)
-	return &env{up: up, proxy: p, srv: srv, content: content, kv: kv, metrics: metrics, seen: seen, gate: gate}
+	return &env{up: up, proxy: p, srv: srv, content: content, kv: kv, metrics: metrics, reg: reg, seen: seen, gate: gate}
 }
 
 // newGate compiles a policy and builds the admission gate the way cmd/portcullis does.
@@ -239,3 +243,38 @@ func tagTTL(ms int) proxy.Option { return proxy.WithTagTTL(time.Duration(ms) * t
 
 // waitTagTTL waits out tagTTL(1).
 func waitTagTTL() { time.Sleep(20 * time.Millisecond) }
+
+// metricSample is one series of a metric family.
+type metricSample struct {
+	labels map[string]string
+	value  float64
+}
+
+// gatherMetric returns the series of the named counter or gauge family as the proxy exports them.
+func gatherMetric(t testing.TB, e *env, name string) []metricSample {
+	t.Helper()
+	families, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []metricSample
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			s := metricSample{labels: map[string]string{}}
+			for _, l := range m.GetLabel() {
+				s.labels[l.GetName()] = l.GetValue()
+			}
+			switch {
+			case m.GetCounter() != nil:
+				s.value = m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				s.value = m.GetGauge().GetValue()
+			}
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -75,7 +75,9 @@ func compile(doc *document, src *source, readFile func(string) ([]byte, error)) 
 		}
 		pol.def = c.rule("default", doc.Default, true)
 	} else {
+		// No default section: what no rule matches is denied, never silently admitted.
 		pol.def = c.rule("default", &ruleDoc{}, true)
+		pol.def.unmatched = true
 	}
 	pol.def.index = -1
 	if err := c.p.err(); err != nil {

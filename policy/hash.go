@@ -33,6 +33,7 @@ type canonRule struct {
 	OnError      OnError            `json:"onError"`
 	Attestations []canonAttestation `json:"attestations"`
 	Scan         *canonScan         `json:"scan"`
+	Unmatched    bool               `json:"unmatched,omitempty"`
 }
 
 type canonAttestation struct {
@@ -89,6 +90,7 @@ func canonicalRule(r *Rule) canonRule {
 		SignedBy:     r.signedBy,
 		KeepLastGood: r.keepLastGood,
 		OnError:      r.onError,
+		Unmatched:    r.unmatched,
 	}
 	for _, a := range r.attestations {
 		ca := canonAttestation{PredicateType: a.predicateType, SignedBy: a.signedBy}

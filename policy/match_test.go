@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -108,12 +109,22 @@ rules:
 	}
 }
 
+// A policy that forgets its default section must not admit what no rule names: the gate fails closed.
 func TestMatchNoDefaultSection(t *testing.T) {
 	p := mustParse(t, "rules:\n  - {name: a, match: {repository: a}}\n")
 	r := p.Match("docker.io", "b")
 	d := r.Evaluate(Facts{Image: "docker.io/b@sha256:" + fmt.Sprintf("%064x", 1)})
-	if r.Name() != "default" || !d.Allowed || d.Failed() {
-		t.Errorf("default rule %q decided %+v, want an admission", r.Name(), d)
+	if r.Name() != "default" || d.Allowed || !strings.Contains(d.Message, "no rule matches this repository and the policy has no default: section") {
+		t.Errorf("default rule %q decided %+v, want a denial naming the missing default section", r.Name(), d)
+	}
+	if p.HasDefault() {
+		t.Error("HasDefault is true for a policy without a default section")
+	}
+	if q := mustParse(t, "default: {}\n"); !q.HasDefault() || !q.Default().Evaluate(Facts{}).Allowed {
+		t.Error("an empty default section must admit (it says so in so many words)")
+	}
+	if p.Hash() == mustParse(t, "rules:\n  - {name: a, match: {repository: a}}\ndefault: {}\n").Hash() {
+		t.Error("a policy without a default section hashes like one with an admitting default")
 	}
 	if got := len(p.Rules()); got != 1 {
 		t.Errorf("Rules() has %d rules, want 1", got)

@@ -87,8 +87,13 @@ func moreSpecific(a, b *Rule) bool {
 func (p *Policy) Rules() []*Rule { return slices.Clone(p.rules) }
 
 // Default returns the rule for repositories no named rule matches. When the document has no
-// default section it is an enforce-mode rule with no requirements, which admits everything.
+// default section it is an enforce-mode rule that denies everything it is asked about: a policy
+// that forgets its default never admits what no rule names (HasDefault tells the two apart).
 func (p *Policy) Default() *Rule { return p.def }
+
+// HasDefault reports whether the document has a default section. Without one, images that no
+// rule matches are denied.
+func (p *Policy) HasDefault() bool { return !p.def.unmatched }
 
 // TrustRoots returns a copy of the policy's trust roots by name, for the verifier to build
 // its verifiers from.

@@ -20,6 +20,8 @@ type Rule struct {
 	attestations []*attestationRule
 	scan         *scanRule
 	global       []allowEntry // the policy-wide CVE allowlist
+	// unmatched marks the stand-in default rule of a policy without a default section: it denies.
+	unmatched bool
 }
 
 // attestationRule is a compiled attestation requirement.
@@ -73,10 +75,25 @@ func (r *Rule) Requirements() Requirements {
 // of the rule and f: it reads no clock (f.Now is the time) and does no I/O.
 func (r *Rule) Evaluate(f Facts) Decision {
 	e := &evaluation{}
+	if r.unmatched {
+		e.fail("no rule matches this repository and the policy has no default: section")
+		return r.decide(f.Image, e)
+	}
 	r.checkSignatures(e, f)
 	for _, a := range r.attestations {
 		a.check(e, f)
 	}
+	if r.scan != nil {
+		r.checkScan(e, f)
+	}
+	return r.decide(f.Image, e)
+}
+
+// EvaluateScan decides on an image from its scan facts alone: the rule's scan gate, for a manifest whose
+// signatures and attestations were established through the index that lists it (a platform child with reports of
+// its own). A rule without a scan gate admits. Like Evaluate it is pure.
+func (r *Rule) EvaluateScan(f Facts) Decision {
+	e := &evaluation{}
 	if r.scan != nil {
 		r.checkScan(e, f)
 	}

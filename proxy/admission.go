@@ -47,10 +47,10 @@ type LastGood interface {
 	LastGood(ctx context.Context, upstream, repository, tag string) (digest.Digest, bool)
 }
 
-// ReferrerGate is an Admitter that admits the referrers (signatures, attestations, SBOMs) listed for an admitted
-// subject, so that a client can verify the image through the proxy.
-type ReferrerGate interface {
-	AdmitReferrers(ctx context.Context, upstream, repository string, subject digest.Digest, referrers []digest.Digest) (bool, error)
+// Admitted is an Admitter that can tell whether a manifest is admitted now, without deciding: the proxy lists an
+// image's referrers only then. Listing admits nothing; each referrer is decided on its own manifest when fetched.
+type Admitted interface {
+	Admitted(ctx context.Context, upstream, repository string, dgst digest.Digest) (bool, error)
 }
 
 // Admitter decides whether a manifest may be served. Its error means it could not decide; the proxy then denies

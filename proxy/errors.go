@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/portcullis/portcullis/proxy/upstream"
 )
@@ -35,6 +36,9 @@ type apiError struct {
 	detail  any
 	// retryAfter, in seconds, is sent as Retry-After when positive.
 	retryAfter int
+	// reasonPhrase puts the message in the HTTP/1.1 status line of a HEAD answer, which has no body: the status
+	// line is all that containerd (and so kubelet's events) shows of a failed HEAD.
+	reasonPhrase bool
 }
 
 func (e *apiError) Error() string { return e.code + ": " + e.message }
@@ -87,7 +91,8 @@ type errorEntry struct {
 	Detail  any    `json:"detail,omitempty"`
 }
 
-// writeError sends the spec's error body. HEAD requests get the status alone.
+// writeError sends the spec's error body. HEAD requests get the status alone, with the message as the reason
+// phrase when e asks for it.
 func writeError(w http.ResponseWriter, req *http.Request, e *apiError) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json; charset=utf-8")
@@ -96,6 +101,9 @@ func writeError(w http.ResponseWriter, req *http.Request, e *apiError) {
 	}
 	body, _ := json.Marshal(errorBody{Errors: []errorEntry{{Code: e.code, Message: e.message, Detail: e.detail}}})
 	h.Set("Content-Length", strconv.Itoa(len(body)))
+	if req.Method == http.MethodHead && e.reasonPhrase && writeWithReason(w, req, e.status, e.message) {
+		return
+	}
 	w.WriteHeader(e.status)
 	if req.Method != http.MethodHead {
 		_, _ = w.Write(body)
@@ -107,4 +115,49 @@ func quote(s string) string {
 		s = s[:200] + "..."
 	}
 	return strconv.Quote(s)
+}
+
+// maxReasonPhrase caps the reason phrase; a longer message is cut (the Warning header has it whole).
+const maxReasonPhrase = 1024
+
+// writeWithReason answers a bodiless request with status and a reason phrase of its own, which net/http cannot
+// send: it takes over the HTTP/1.x connection, writes the status line and the headers already set, and closes
+// the connection. It reports false (nothing written) on HTTP/2 or when the connection cannot be taken over.
+func writeWithReason(w http.ResponseWriter, req *http.Request, status int, reason string) bool {
+	if req.ProtoMajor != 1 {
+		return false
+	}
+	rc := http.NewResponseController(w)
+	conn, brw, err := rc.Hijack()
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	_ = conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if sw, ok := w.(*statusWriter); ok {
+		sw.code, sw.wrote = status, true
+	}
+	h := w.Header().Clone()
+	h.Set("Connection", "close")
+	h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	_, _ = fmt.Fprintf(brw, "HTTP/1.1 %03d %s\r\n", status, reasonPhrase(reason))
+	_ = h.Write(brw)
+	_, _ = brw.WriteString("\r\n")
+	_ = brw.Flush()
+	return true
+}
+
+// reasonPhrase makes s a valid HTTP/1.1 reason phrase (RFC 9112: tab, space, visible ASCII and obs-text): control
+// characters become spaces, and it is capped.
+func reasonPhrase(s string) string {
+	b := []byte(s)
+	if len(b) > maxReasonPhrase {
+		b = append(b[:maxReasonPhrase-3], "..."...)
+	}
+	for i, c := range b {
+		if (c < 0x20 && c != '\t') || c == 0x7f {
+			b[i] = ' '
+		}
+	}
+	return string(b)
 }

@@ -7,12 +7,13 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/portcullis/portcullis/internal/manifest"
 	"github.com/portcullis/portcullis/policy"
 )
 
@@ -23,8 +24,10 @@ type Evidence interface {
 }
 
 // Gate is the policy admission gate: match the rule, gather evidence, evaluate, cache the decision by
-// (policy hash, repository, digest), and remember what an admitted manifest lets through (its blobs, its
-// children, its tag's last good digest).
+// (policy hash, repository, digest, facts epoch), and grant what an admitted manifest lets through (its blobs,
+// its children, its tag's last good digest). A manifest that was not evaluated itself is admitted only through
+// an admitted one: as a child of an evaluated index, or as an artifact-shaped signature, attestation or SBOM of
+// an admitted image (by its cosign tag or its subject), never by its name or a list that names it.
 type Gate struct {
 	policy   *policy.Policy
 	evidence Evidence
@@ -38,13 +41,17 @@ type Gate struct {
 	goodTTL  time.Duration
 	flight   singleflight.Group
 	hot      *hotSet
+
+	timeout   time.Duration // one decision's deadline
+	slots     chan struct{} // cold decisions running at once
+	queueWait time.Duration // how long a cold decision waits for a slot
 }
 
 var (
-	_ Admitter     = (*Gate)(nil)
-	_ BlobGate     = (*Gate)(nil)
-	_ LastGood     = (*Gate)(nil)
-	_ ReferrerGate = (*Gate)(nil)
+	_ Admitter = (*Gate)(nil)
+	_ BlobGate = (*Gate)(nil)
+	_ LastGood = (*Gate)(nil)
+	_ Admitted = (*Gate)(nil)
 )
 
 // GateOption configures a Gate.
@@ -58,6 +65,32 @@ func WithDecisionTTL(allow, deny time.Duration) GateOption {
 			return errors.New("gate: decision TTLs must be positive")
 		}
 		g.allowTTL, g.denyTTL = allow, deny
+		return nil
+	}
+}
+
+// WithDecisionTimeout bounds one decision: gathering evidence and evaluating. A rule with scan-and-wait gets its
+// waitTimeout on top. An overrun is an error, which the rule's onError turns into a decision (deny by default).
+// Default 30s.
+func WithDecisionTimeout(d time.Duration) GateOption {
+	return func(g *Gate) error {
+		if d <= 0 {
+			return errors.New("gate: decision timeout must be positive")
+		}
+		g.timeout = d
+		return nil
+	}
+}
+
+// WithMaxConcurrentDecisions caps the cold decisions (evidence gathering, on-demand scans) running at once; one
+// more waits at most wait for a slot and is then refused with ErrOverloaded (429 to the client), so a burst of new
+// digests cannot pile up goroutines and upstream requests. Default 32 and 10s.
+func WithMaxConcurrentDecisions(n int, wait time.Duration) GateOption {
+	return func(g *Gate) error {
+		if n <= 0 || wait < 0 {
+			return errors.New("gate: max concurrent decisions must be positive and the wait not negative")
+		}
+		g.slots, g.queueWait = make(chan struct{}, n), wait
 		return nil
 	}
 }
@@ -83,7 +116,8 @@ func NewGate(pol *policy.Policy, ev Evidence, kv KV, opts ...GateOption) (*Gate,
 		return nil, errors.New("gate: policy, evidence and KV are required")
 	}
 	g := &Gate{policy: pol, evidence: ev, kv: kv, log: slog.Default(), now: time.Now,
-		allowTTL: time.Hour, denyTTL: time.Minute, goodTTL: 30 * 24 * time.Hour, hot: newHotSet(1000)}
+		allowTTL: time.Hour, denyTTL: time.Minute, goodTTL: 30 * 24 * time.Hour, hot: newHotSet(1000),
+		timeout: 30 * time.Second, slots: make(chan struct{}, 32), queueWait: 10 * time.Second}
 	for _, o := range opts {
 		if err := o(g); err != nil {
 			return nil, err
@@ -98,55 +132,218 @@ func NewGate(pol *policy.Policy, ev Evidence, kv KV, opts ...GateOption) (*Gate,
 // Policy returns the gate's policy.
 func (g *Gate) Policy() *policy.Policy { return g.policy }
 
+// ErrOverloaded means a decision could not start within its queue wait: too many cold decisions are running. The
+// client is told to retry (429 with Retry-After); nothing is cached.
+var ErrOverloaded = errors.New("too many admission decisions in progress; retry shortly")
+
 // cachedDecision is a Decision as stored in the KV.
 type cachedDecision struct {
 	Decision
 	// Expires is when the cached decision lapses; the refresher decides again before that.
 	Expires time.Time `json:"expires"`
+	// Anchors are the admissions this decision rests on besides its own facts (a platform child's index); empty
+	// for a manifest evaluated on its own.
+	Anchors []anchor `json:"anchors,omitempty"`
 }
 
 func (g *Gate) key(kind, upstream, repo, suffix string) string {
 	return kind + "/" + g.policy.Hash()[:16] + "/" + upstream + "/" + repo + suffix
 }
 
+func (g *Gate) grantKey(kind, upstream, repo string, item digest.Digest) string {
+	return g.key(kind, upstream, repo, "@"+item.String())
+}
+
+// decisionKey names the cached decision for a digest in a repository under this policy and a facts epoch.
+func (g *Gate) decisionKey(upstream, repo string, dgst digest.Digest, epoch string) string {
+	return g.key("decision", upstream, repo, "@"+dgst.String()+"#"+epoch)
+}
+
+// unknownEpoch keys what was decided while the facts epoch could not be read (shared state down).
+const unknownEpoch = "?"
+
+// epoch returns the digest's facts epoch; known is false when the shared state could not be read.
+func (g *Gate) epoch(ctx context.Context, dgst digest.Digest) (string, bool) {
+	if g.reports == nil {
+		return "0", true
+	}
+	e, err := g.reports.Epoch(ctx, dgst)
+	if err != nil {
+		g.log.Warn("facts epoch unreadable; deciding afresh", "digest", dgst, "error", err)
+		return unknownEpoch, false
+	}
+	return e, true
+}
+
 // artifactTag matches the tags cosign and the referrers fallback store next to an image: sha256-<hex>[.sig|.att|.sbom].
 var artifactTag = regexp.MustCompile(`^(sha256)-([a-f0-9]{64})(?:\.(?:sig|att|sbom))?$`)
 
-// Admit decides whether s may be served.
+// Admit decides whether s may be served: a cached decision, else admission through a parent index or as an
+// artifact of an admitted image, else an evaluation of its own (one at a time per digest, under the concurrency
+// cap). A cached denial of a manifest's own facts does not stop it from being admitted through a parent or a
+// subject admitted since.
 func (g *Gate) Admit(ctx context.Context, s Subject) (Decision, error) {
-	dkey := g.decisionKey(ctx, s.Upstream, s.Repository, s.Digest)
-	if d, ok := g.load(ctx, dkey); ok {
-		g.count(d.Decision, "cached")
-		if d.Allowed && g.policy.Match(s.Upstream, s.Repository).Requirements().Scan != nil {
-			g.hot.touch(s, g.now())
+	epoch, _ := g.epoch(ctx, s.Digest)
+	var denied *cachedDecision
+	if d, ok := g.load(ctx, g.decisionKey(s.Upstream, s.Repository, s.Digest, epoch)); ok && g.anchorsHold(ctx, s.Upstream, s.Repository, d.Anchors) {
+		if d.Allowed || len(d.Anchors) > 0 {
+			g.count(d.Decision, "cached")
+			if d.Allowed {
+				if g.policy.Match(s.Upstream, s.Repository).Requirements().Scan != nil {
+					g.hot.touch(s, g.now())
+				}
+				if c, err := manifest.Parse(s.Manifest); err == nil {
+					own := append(d.Anchors, anchor{Digest: s.Digest, Epoch: epoch})
+					g.ensureContents(ctx, s, c, own, len(d.Anchors) == 0)
+				}
+			}
+			return d.Decision, nil
 		}
-		return d.Decision, nil
+		denied = &d
 	}
-	// A child of an admitted index, or a referrer of an admitted image: admitted through its parent.
-	if b, err := g.kv.Get(ctx, g.key("child", s.Upstream, s.Repository, "@"+s.Digest.String())); err == nil {
-		d := Decision{Allowed: true, Reason: fmt.Sprintf("portcullis: %s/%s@%s admitted as part of %s", s.Upstream, s.Repository, s.Digest, string(b))}
-		g.recordContents(ctx, s, d)
-		g.count(d, "parent")
-		return d, nil
-	}
-	// Signature and attestation artifacts of an admitted image are served so that `cosign verify` works through
-	// the proxy.
-	if m := artifactTag.FindStringSubmatch(s.Tag); m != nil {
-		subject := digest.NewDigestFromEncoded(digest.Algorithm(m[1]), m[2])
-		if d, ok := g.load(ctx, g.decisionKey(ctx, s.Upstream, s.Repository, subject)); ok && d.Allowed {
-			ad := Decision{Allowed: true, Reason: fmt.Sprintf("portcullis: %s is an artifact of admitted %s", s.Tag, subject)}
-			g.recordContents(ctx, s, ad)
-			g.count(ad, "artifact")
-			return ad, nil
+	c, perr := manifest.Parse(s.Manifest)
+	if perr == nil {
+		if d, ok, err := g.viaParent(ctx, s, c); err != nil || ok {
+			return d, err
 		}
 	}
-	v, err, _ := g.flight.Do(dkey, func() (any, error) {
-		return g.decide(context.WithoutCancel(ctx), s), nil
-	})
+	notArtifact := ""
+	if perr == nil {
+		var ok bool
+		var d Decision
+		if d, notArtifact, ok = g.asArtifact(ctx, s, c); ok {
+			return d, nil
+		}
+	}
+	var d Decision
+	if denied != nil {
+		g.count(denied.Decision, "cached")
+		d = denied.Decision
+	} else {
+		v, err, _ := g.flight.Do(s.Upstream+"/"+s.Repository+"@"+s.Digest.String(), func() (any, error) {
+			return g.evaluate(context.WithoutCancel(ctx), s, 0)
+		})
+		if err != nil {
+			return Decision{}, err
+		}
+		d = v.(Decision)
+	}
+	if !d.Allowed && notArtifact != "" {
+		d.Reason += "; " + notArtifact
+	}
+	return d, nil
+}
+
+// viaParent admits s as a child of an index that was evaluated and admitted, while that admission holds. A child
+// with reports of its own (a platform image scanned apart from its index) must also pass the rule's scan gate on
+// them.
+func (g *Gate) viaParent(ctx context.Context, s Subject, c manifest.Contents) (Decision, bool, error) {
+	gr, ok, err := g.granted(ctx, grantChild, s.Upstream, s.Repository, s.Digest)
+	if err != nil {
+		g.log.Warn("child grants unreadable; evaluating the manifest on its own", "digest", s.Digest, "error", err)
+	}
+	if !ok {
+		return Decision{}, false, nil
+	}
+	rule := g.policy.Match(s.Upstream, s.Repository)
+	anchors := gr.Anchors
+	if rule.Requirements().Scan != nil && g.reports != nil {
+		if epoch, known := g.epoch(ctx, s.Digest); known && epoch != "0" {
+			d, err := g.decideChildScan(ctx, s, rule, gr, epoch)
+			if err != nil || !d.Allowed {
+				return d, true, err
+			}
+			anchors = append(anchors, anchor{Digest: s.Digest, Epoch: epoch})
+		}
+	}
+	d := Decision{Allowed: true, Rule: rule.Name(), Mode: string(rule.Mode()),
+		Reason: fmt.Sprintf("portcullis: %s/%s@%s admitted as part of %s", s.Upstream, s.Repository, s.Digest, gr.Via)}
+	g.recordContents(ctx, s, c, anchors, false)
+	g.logVia(ctx, s, d, "parent", gr.Via)
+	return d, true, nil
+}
+
+// decideChildScan evaluates the scan gate of a child on its own reports, with its signatures and attestations
+// established through its parent, and caches the decision resting on the parent.
+func (g *Gate) decideChildScan(ctx context.Context, s Subject, rule *policy.Rule, gr grant, epoch string) (Decision, error) {
+	image := s.Upstream + "/" + s.Repository + "@" + s.Digest.String()
+	release, err := g.acquire(ctx)
 	if err != nil {
 		return Decision{}, err
 	}
-	return v.(Decision), nil
+	defer release()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.timeoutFor(rule))
+	defer cancel()
+	req := rule.Requirements()
+	facts, err := g.evidence.Gather(ctx, s, policy.Requirements{Scan: req.Scan})
+	var pd policy.Decision
+	if err != nil {
+		pd = rule.ErrorDecision(image, err)
+	} else {
+		facts.Image = image
+		if facts.Now.IsZero() {
+			facts.Now = g.now()
+		}
+		pd = rule.EvaluateScan(facts)
+	}
+	d := Decision{Allowed: pd.Allowed, Reason: pd.Message, Rule: pd.Rule, Mode: string(pd.Mode)}
+	if d.Allowed {
+		d.Reason = fmt.Sprintf("portcullis: %s admitted as part of %s, and its own scan passed", image, gr.Via)
+	}
+	ttl := g.allowTTL
+	if !d.Allowed || err != nil {
+		ttl = g.denyTTL
+	}
+	g.store(ctx, g.decisionKey(s.Upstream, s.Repository, s.Digest, epoch), cachedDecision{Decision: d, Expires: g.now().Add(ttl), Anchors: gr.Anchors}, ttl)
+	g.log.Log(ctx, levelOf(d.Allowed, pd.Failed()), "admission decision", "image", image, "allowed", d.Allowed, "rule", pd.Rule, "via", "parent",
+		"parent", gr.Via, "failures", pd.Failures, "notes", pd.Notes, "error", err)
+	g.count(d, "parent")
+	return d, nil
+}
+
+// asArtifact admits s as a signature, attestation, SBOM or bundle of an admitted image in the same repository:
+// the image its cosign tag names (sha256-<hex>.sig/.att/.sbom, or the referrers fallback tag) or its subject.
+// Only an artifact-shaped manifest qualifies (see manifest.Contents.ArtifactOf), and it admits its blobs only.
+// When s claims to be an artifact (by tag or subject) but is not admitted as one, why says so.
+func (g *Gate) asArtifact(ctx context.Context, s Subject, c manifest.Contents) (d Decision, why string, ok bool) {
+	type candidate struct {
+		subject digest.Digest
+		how     string
+	}
+	var cands []candidate
+	if m := artifactTag.FindStringSubmatch(s.Tag); m != nil {
+		cands = append(cands, candidate{digest.NewDigestFromEncoded(digest.Algorithm(m[1]), m[2]), "artifact"})
+	}
+	if c.Subject != nil && (len(cands) == 0 || cands[0].subject != c.Subject.Digest) {
+		cands = append(cands, candidate{c.Subject.Digest, "referrer"})
+	}
+	var whys []string
+	for _, cand := range cands {
+		if err := c.ArtifactOf(cand.subject); err != nil {
+			whys = append(whys, fmt.Sprintf("not admitted as a %s of %s: %v", cand.how, cand.subject, err))
+			continue
+		}
+		epoch, _ := g.epoch(ctx, cand.subject)
+		sd, found := g.load(ctx, g.decisionKey(s.Upstream, s.Repository, cand.subject, epoch))
+		if !found || !sd.Allowed || !g.anchorsHold(ctx, s.Upstream, s.Repository, sd.Anchors) {
+			whys = append(whys, fmt.Sprintf("not admitted as a %s of %s: that image is not admitted (pull it first)", cand.how, cand.subject))
+			continue
+		}
+		via := s.Upstream + "/" + s.Repository + "@" + cand.subject.String()
+		d := Decision{Allowed: true, Rule: sd.Rule, Mode: sd.Mode,
+			Reason: fmt.Sprintf("portcullis: %s/%s@%s admitted as a %s of %s", s.Upstream, s.Repository, s.Digest, cand.how, via)}
+		g.recordContents(ctx, s, c, append(sd.Anchors, anchor{Digest: cand.subject, Epoch: epoch}), false)
+		g.logVia(ctx, s, d, cand.how, via)
+		return d, "", true
+	}
+	return Decision{}, strings.Join(whys, "; "), false
+}
+
+// logVia logs and counts an admission through another manifest like any decision.
+func (g *Gate) logVia(ctx context.Context, s Subject, d Decision, how, via string) {
+	g.log.Info("admission decision", "image", s.Upstream+"/"+s.Repository+"@"+s.Digest.String(), "tag", s.Tag,
+		"allowed", d.Allowed, "rule", d.Rule, "via", how, "through", via)
+	g.count(d, how)
 }
 
 // Explain evaluates s afresh, bypassing every cache, and returns the rule's decision with the evidence behind it.
@@ -165,91 +362,137 @@ func (g *Gate) Explain(ctx context.Context, s Subject) (policy.Decision, policy.
 	return rule.Evaluate(facts), facts, nil
 }
 
-// decide gathers the evidence and evaluates the rule; it never fails: an error becomes the rule's onError decision.
-func (g *Gate) decide(ctx context.Context, s Subject) Decision {
+// timeoutFor is a decision's deadline under rule: the decision timeout, plus the scan wait for scan-and-wait.
+func (g *Gate) timeoutFor(rule *policy.Rule) time.Duration {
+	t := g.timeout
+	if sr := rule.Requirements().Scan; sr != nil && sr.OnMissing == policy.OnMissingScanAndWait {
+		wait := sr.WaitTimeout
+		if wait <= 0 {
+			wait = 2 * time.Minute
+		}
+		t += wait
+	}
+	return t
+}
+
+// acquire takes a decision slot, waiting at most the queue wait.
+func (g *Gate) acquire(ctx context.Context) (release func(), err error) {
+	select {
+	case g.slots <- struct{}{}:
+	default:
+		t := time.NewTimer(g.queueWait)
+		defer t.Stop()
+		select {
+		case g.slots <- struct{}{}:
+		case <-t.C:
+			g.metrics.overloaded.Inc()
+			return nil, ErrOverloaded
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	g.metrics.inflight.Inc()
+	return func() {
+		g.metrics.inflight.Dec()
+		<-g.slots
+	}, nil
+}
+
+// evaluate gathers the evidence and evaluates the rule under the concurrency cap and the decision's deadline; an
+// error gathering becomes the rule's onError decision. The facts epoch is read before gathering and again after:
+// a decision is cached only under the epoch it was made on, and when a report or VEX arrived meanwhile it decides
+// again, so nothing posted during a long scan-and-wait is ignored for the life of a cached decision.
+// refreshMargin > 0 marks the refresher, which renews reports that age out within it.
+func (g *Gate) evaluate(ctx context.Context, s Subject, refreshMargin time.Duration) (Decision, error) {
+	release, err := g.acquire(ctx)
+	if err != nil {
+		return Decision{}, err
+	}
+	defer release()
 	rule := g.policy.Match(s.Upstream, s.Repository)
+	ctx, cancel := context.WithTimeout(ctx, g.timeoutFor(rule))
+	defer cancel()
+	if refreshMargin > 0 {
+		ctx = withRefreshMargin(ctx, refreshMargin)
+	}
 	image := s.Upstream + "/" + s.Repository + "@" + s.Digest.String()
-	start := g.now()
-	pd, facts, err := g.Explain(ctx, s)
-	d := Decision{Allowed: pd.Allowed, Reason: pd.Message, Rule: pd.Rule, Mode: string(pd.Mode), KeepLastGood: rule.KeepLastGood()}
-	if pd.Allowed && pd.Failed() && pd.Mode == policy.ModeWarn {
-		d.Warnings = []string{pd.Message}
-	}
-	level := slog.LevelInfo
-	if !d.Allowed || pd.Failed() {
-		level = slog.LevelWarn
-	}
-	g.log.Log(ctx, level, "admission decision", "image", image, "tag", s.Tag, "allowed", d.Allowed, "rule", pd.Rule,
-		"mode", pd.Mode, "failures", pd.Failures, "notes", pd.Notes, "error", err, "took", g.now().Sub(start).Round(time.Microsecond))
-	ttl := g.allowTTL
-	if !d.Allowed || err != nil {
-		ttl = g.denyTTL
-	}
-	if sr := rule.Requirements().Scan; sr != nil && sr.MaxAge > 0 && facts.Scan != nil {
-		// A decision on a report must not outlive the report's freshness.
-		if left := sr.MaxAge - g.now().Sub(facts.Scan.ScanTime); left < ttl {
-			ttl = max(left, time.Second)
+	const attempts = 3
+	for attempt := 1; ; attempt++ {
+		start := g.now()
+		before, knownBefore := g.epoch(ctx, s.Digest)
+		pd, facts, err := g.Explain(ctx, s)
+		if errors.Is(err, ErrOverloaded) {
+			return Decision{}, err
 		}
-	}
-	// Gathering may itself have stored a report (a scan on demand), which moves the epoch: key the decision by
-	// the facts it was made on.
-	dkey := g.decisionKey(ctx, s.Upstream, s.Repository, s.Digest)
-	g.store(ctx, dkey, cachedDecision{Decision: d, Expires: g.now().Add(ttl)}, ttl)
-	if rule.Requirements().Scan != nil && d.Allowed {
-		g.hot.touch(s, g.now())
-	}
-	if d.Allowed {
-		g.recordContents(ctx, s, d)
-		if s.Tag != "" && !pd.Failed() {
-			g.set(ctx, g.key("lastgood", s.Upstream, s.Repository, ":"+s.Tag), []byte(s.Digest.String()), g.goodTTL)
+		after, knownAfter := g.epoch(ctx, s.Digest)
+		changed := knownBefore && knownAfter && before != after
+		if changed && attempt < attempts {
+			g.log.Info("facts changed while deciding; deciding again", "image", image, "attempt", attempt)
+			continue
 		}
-	}
-	g.count(d, "evaluated")
-	return d
-}
-
-// recordContents remembers what an admitted manifest lets through: its config and layers (blobs), the manifests an
-// index lists (children). Kept twice as long as the decision, so a client that got the manifest just before the
-// decision expired can still fetch its blobs.
-func (g *Gate) recordContents(ctx context.Context, s Subject, d Decision) {
-	var m struct {
-		Config    *ocispec.Descriptor  `json:"config"`
-		Layers    []ocispec.Descriptor `json:"layers"`
-		Manifests []ocispec.Descriptor `json:"manifests"`
-		Blobs     []ocispec.Descriptor `json:"blobs"` // artifact manifests
-	}
-	if err := json.Unmarshal(s.Manifest, &m); err != nil {
-		return
-	}
-	ttl := 2 * g.allowTTL
-	parent := []byte(s.Upstream + "/" + s.Repository + "@" + s.Digest.String())
-	blobs := append(m.Layers, m.Blobs...)
-	if m.Config != nil {
-		blobs = append(blobs, *m.Config)
-	}
-	for _, b := range blobs {
-		if b.Digest.Validate() == nil {
-			g.set(ctx, g.key("blob", s.Upstream, s.Repository, "@"+b.Digest.String()), parent, ttl)
+		d := Decision{Allowed: pd.Allowed, Reason: pd.Message, Rule: pd.Rule, Mode: string(pd.Mode), KeepLastGood: rule.KeepLastGood()}
+		if pd.Allowed && pd.Failed() && pd.Mode == policy.ModeWarn {
+			d.Warnings = []string{pd.Message}
 		}
-	}
-	for _, c := range m.Manifests {
-		if c.Digest.Validate() == nil {
-			g.set(ctx, g.key("child", s.Upstream, s.Repository, "@"+c.Digest.String()), parent, ttl)
+		g.log.Log(ctx, levelOf(d.Allowed, pd.Failed()), "admission decision", "image", image, "tag", s.Tag, "allowed", d.Allowed, "rule", pd.Rule,
+			"mode", pd.Mode, "failures", pd.Failures, "notes", pd.Notes, "error", err, "took", g.now().Sub(start).Round(time.Microsecond))
+		g.count(d, "evaluated")
+		if changed {
+			return d, nil // facts kept moving: serve this answer, cache nothing
 		}
+		epoch := after
+		ttl := g.allowTTL
+		if !d.Allowed || err != nil {
+			ttl = g.denyTTL
+		}
+		if !knownBefore || !knownAfter {
+			epoch, ttl = unknownEpoch, min(ttl, g.denyTTL)
+		}
+		if sr := rule.Requirements().Scan; sr != nil && sr.MaxAge > 0 && facts.Scan != nil {
+			// A decision on a report must not outlive the report's freshness.
+			if left := sr.MaxAge - g.now().Sub(facts.Scan.ScanTime); left < ttl {
+				ttl = max(left, time.Second)
+			}
+		}
+		g.store(ctx, g.decisionKey(s.Upstream, s.Repository, s.Digest, epoch), cachedDecision{Decision: d, Expires: g.now().Add(ttl)}, ttl)
+		if d.Allowed {
+			if rule.Requirements().Scan != nil {
+				g.hot.touch(s, g.now())
+			}
+			if c, err := manifest.Parse(s.Manifest); err == nil {
+				g.recordContents(ctx, s, c, []anchor{{Digest: s.Digest, Epoch: epoch}}, true)
+			}
+			if s.Tag != "" && !pd.Failed() {
+				g.set(ctx, g.key("lastgood", s.Upstream, s.Repository, ":"+s.Tag), []byte(s.Digest.String()), g.goodTTL)
+			}
+		}
+		return d, nil
 	}
 }
 
-// AllowBlob reports whether dgst belongs to a manifest admitted for the repository. A broken KV is an error, and
-// the proxy then refuses the blob (fail closed).
+func levelOf(allowed, failed bool) slog.Level {
+	if !allowed || failed {
+		return slog.LevelWarn
+	}
+	return slog.LevelInfo
+}
+
+// AllowBlob reports whether dgst belongs to a manifest admitted for the repository whose admission still holds.
+// A broken KV is an error, and the proxy then refuses the blob (fail closed).
 func (g *Gate) AllowBlob(ctx context.Context, upstream, repo string, dgst digest.Digest) (bool, error) {
-	_, err := g.kv.Get(ctx, g.key("blob", upstream, repo, "@"+dgst.String()))
-	if err == nil {
-		return true, nil
+	_, ok, err := g.granted(ctx, grantBlob, upstream, repo, dgst)
+	return ok, err
+}
+
+// Admitted reports whether the manifest dgst is admitted for the repository now (its referrers may then be
+// listed). It evaluates nothing.
+func (g *Gate) Admitted(ctx context.Context, upstream, repo string, dgst digest.Digest) (bool, error) {
+	epoch, _ := g.epoch(ctx, dgst)
+	if d, ok := g.load(ctx, g.decisionKey(upstream, repo, dgst, epoch)); ok {
+		return d.Allowed && g.anchorsHold(ctx, upstream, repo, d.Anchors), nil
 	}
-	if isNotFound(err) {
-		return false, nil
-	}
-	return false, err
+	_, ok, err := g.granted(ctx, grantChild, upstream, repo, dgst)
+	return ok, err
 }
 
 // LastGood returns the last digest admitted without failures for the tag.
@@ -260,29 +503,6 @@ func (g *Gate) LastGood(ctx context.Context, upstream, repo, tag string) (digest
 	}
 	d, err := digest.Parse(string(b))
 	return d, err == nil
-}
-
-// AdmitReferrers admits the listed referrers of an admitted subject, so that they can then be fetched by digest.
-func (g *Gate) AdmitReferrers(ctx context.Context, upstream, repo string, subject digest.Digest, referrers []digest.Digest) (bool, error) {
-	d, ok := g.load(ctx, g.decisionKey(ctx, upstream, repo, subject))
-	if !ok || !d.Allowed {
-		return false, nil
-	}
-	parent := []byte(upstream + "/" + repo + "@" + subject.String() + " (referrer)")
-	for _, r := range referrers {
-		g.set(ctx, g.key("child", upstream, repo, "@"+r.String()), parent, 2*g.allowTTL)
-	}
-	return true, nil
-}
-
-// decisionKey names the cached decision for a digest in a repository under this policy and the digest's current
-// facts epoch (bumped when a report or VEX is posted for it).
-func (g *Gate) decisionKey(ctx context.Context, upstream, repo string, dgst digest.Digest) string {
-	epoch := "0"
-	if g.reports != nil {
-		epoch = g.reports.Epoch(ctx, dgst)
-	}
-	return g.key("decision", upstream, repo, "@"+dgst.String()+"#"+epoch)
 }
 
 func (g *Gate) load(ctx context.Context, key string) (cachedDecision, bool) {

@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"strconv"
 
-	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/portcullis/portcullis/proxy/upstream"
@@ -88,12 +87,10 @@ func (p *Proxy) serveReferrers(w http.ResponseWriter, req *http.Request, r route
 }
 
 func (p *Proxy) writeReferrers(w http.ResponseWriter, req *http.Request, r route, idx ocispec.Index, artifactType string) error {
-	if gate, ok := p.admitter.(ReferrerGate); ok {
-		var ds []digest.Digest
-		for _, d := range idx.Manifests {
-			ds = append(ds, d.Digest)
-		}
-		allowed, err := gate.AdmitReferrers(req.Context(), r.upstream.Name, r.repo, r.dgst, ds)
+	// The list is shown for an admitted image only, and admits nothing: each referrer is decided on its own
+	// manifest when it is fetched (an artifact-shaped manifest whose subject is this image).
+	if gate, ok := p.admitter.(Admitted); ok {
+		allowed, err := gate.Admitted(req.Context(), r.upstream.Name, r.repo, r.dgst)
 		if err != nil || !allowed {
 			return &apiError{status: http.StatusForbidden, code: codeDenied, message: fmt.Sprintf(
 				"portcullis: referrers of %s/%s@%s are served only for an admitted image: pull its manifest first", r.upstream.Name, r.repo, r.dgst)}

@@ -3,7 +3,6 @@ package proxy
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -14,19 +13,15 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/portcullis/portcullis/cache"
+	"github.com/portcullis/portcullis/internal/manifest"
 	"github.com/portcullis/portcullis/proxy/upstream"
 )
 
-// Media types a registry client may ask for, used when a client sends no Accept header.
-const (
-	mediaTypeDockerManifest     = "application/vnd.docker.distribution.manifest.v2+json"
-	mediaTypeDockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
-)
+// defaultAccept is what a client that sends no Accept header gets: every manifest and index type served.
+var defaultAccept = []string{ocispec.MediaTypeImageIndex, ocispec.MediaTypeImageManifest, manifest.MediaTypeDockerManifestList, manifest.MediaTypeDockerManifest}
 
-var defaultAccept = []string{ocispec.MediaTypeImageIndex, ocispec.MediaTypeImageManifest, mediaTypeDockerManifestList, mediaTypeDockerManifest}
-
-// manifest is a verified manifest ready to serve.
-type manifest struct {
+// verifiedManifest is a manifest whose bytes matched their digest, ready to decide on and serve.
+type verifiedManifest struct {
 	dgst      digest.Digest
 	mediaType string
 	body      []byte
@@ -60,13 +55,11 @@ func (p *Proxy) serveManifest(w http.ResponseWriter, req *http.Request, r route)
 		}
 	}
 	if !dec.Allowed {
-		if req.Method == http.MethodHead {
-			// A HEAD serves no content, and containerd (so kubelet) only shows a registry's message for a GET: answer
-			// the HEAD so that the GET that follows carries the denial and its reason to the person reading it.
-			w.Header().Add("Warning", warning(dec.Reason))
-		} else {
-			return &apiError{status: http.StatusForbidden, code: codeDenied, message: dec.Reason}
-		}
+		// HEAD is refused like GET: containerd resolves with HEAD and skips the GET when it holds the content, so
+		// a 200 here would let a node that cached a revoked image start it again. A HEAD has no body, so the reason
+		// travels in a Warning header and, over HTTP/1.1, in the status line, which is all containerd shows.
+		w.Header().Add("Warning", warning(dec.Reason))
+		return &apiError{status: http.StatusForbidden, code: codeDenied, message: dec.Reason, reasonPhrase: true}
 	}
 	for _, wmsg := range dec.Warnings {
 		w.Header().Add("Warning", warning(wmsg))
@@ -77,7 +70,7 @@ func (p *Proxy) serveManifest(w http.ResponseWriter, req *http.Request, r route)
 	h.Set("Content-Length", strconv.Itoa(len(m.body)))
 	h.Set("Etag", `"`+m.dgst.String()+`"`)
 	w.WriteHeader(http.StatusOK)
-	if req.Method != http.MethodHead && dec.Allowed {
+	if req.Method != http.MethodHead {
 		_, _ = w.Write(m.body)
 		p.metrics.bytes.WithLabelValues("manifest").Add(float64(len(m.body)))
 	}
@@ -86,16 +79,16 @@ func (p *Proxy) serveManifest(w http.ResponseWriter, req *http.Request, r route)
 
 // admitted is a manifest with its decision.
 type admitted struct {
-	m   manifest
+	m   verifiedManifest
 	dec Decision
 }
 
 // admitManifest fetches a manifest by digest and decides on it. An error from the admitter is a denial (fail
 // closed), with the reason that it could not decide.
-func (p *Proxy) admitManifest(ctx context.Context, r route, dgst digest.Digest, accept []string) (manifest, Decision, error) {
+func (p *Proxy) admitManifest(ctx context.Context, r route, dgst digest.Digest, accept []string) (verifiedManifest, Decision, error) {
 	m, err := p.manifestByDigest(ctx, r, dgst, accept)
 	if err != nil {
-		return manifest{}, Decision{}, err
+		return verifiedManifest{}, Decision{}, err
 	}
 	if tok := bearer(ctx); tok != "" && p.scanCreds != nil && p.scanCreds.AllowManifest(ctx, tok, r.upstream.Name, r.repo, m.dgst, m.body) {
 		p.log.Info("served to a scanner with its credential", "upstream", r.upstream.Name, "repository", r.repo, "digest", m.dgst)
@@ -104,6 +97,10 @@ func (p *Proxy) admitManifest(ctx context.Context, r route, dgst digest.Digest, 
 	dec, err := p.admitter.Admit(ctx, Subject{
 		Upstream: r.upstream.Name, Repository: r.repo, Tag: tagOf(r), Digest: m.dgst, MediaType: m.mediaType, Manifest: m.body,
 	})
+	if errors.Is(err, ErrOverloaded) {
+		return m, Decision{}, &apiError{status: http.StatusTooManyRequests, code: codeTooManyRequests, retryAfter: 2,
+			message: fmt.Sprintf("portcullis: too many new images are being verified at once; %s/%s@%s will be decided when you retry", r.upstream.Name, r.repo, m.dgst)}
+	}
 	if err != nil {
 		p.log.Error("admission could not decide; denying", "upstream", r.upstream.Name, "repository", r.repo, "digest", m.dgst, "error", err)
 		dec = Decision{Reason: fmt.Sprintf("portcullis: %s/%s@%s denied: could not decide (%v)", r.upstream.Name, r.repo, m.dgst, err)}
@@ -138,7 +135,7 @@ func tagOf(r route) string {
 
 // manifestByDigest returns a manifest's verified bytes: from the content store, else from the upstream (one fetch
 // however many ask), verified and stored.
-func (p *Proxy) manifestByDigest(ctx context.Context, r route, dgst digest.Digest, accept []string) (manifest, error) {
+func (p *Proxy) manifestByDigest(ctx context.Context, r route, dgst digest.Digest, accept []string) (verifiedManifest, error) {
 	if m, ok := p.storedManifest(ctx, dgst); ok {
 		p.metrics.cache.WithLabelValues("manifest", "hit").Inc()
 		return m, nil
@@ -164,49 +161,35 @@ func (p *Proxy) manifestByDigest(ctx context.Context, r route, dgst digest.Diges
 		if mediaType == "" || strings.HasPrefix(mediaType, "text/plain") || mediaType == "application/json" {
 			mediaType = detectMediaType(body)
 		}
-		return manifest{dgst: dgst, mediaType: mediaType, body: body}, nil
+		return verifiedManifest{dgst: dgst, mediaType: mediaType, body: body}, nil
 	})
 	if err != nil {
-		return manifest{}, err
+		return verifiedManifest{}, err
 	}
-	return v.(manifest), nil
+	return v.(verifiedManifest), nil
 }
 
 // storedManifest returns the manifest from the content store if it is there and still matches its digest.
-func (p *Proxy) storedManifest(ctx context.Context, dgst digest.Digest) (manifest, bool) {
+func (p *Proxy) storedManifest(ctx context.Context, dgst digest.Digest) (verifiedManifest, bool) {
 	body, err := p.store.Get(ctx, dgst, p.maxManifest)
 	switch {
 	case err == nil && dgst.Algorithm().FromBytes(body) == dgst:
-		return manifest{dgst: dgst, mediaType: detectMediaType(body), body: body}, true
+		return verifiedManifest{dgst: dgst, mediaType: detectMediaType(body), body: body}, true
 	case err == nil:
 		p.log.Error("stored manifest does not match its digest; refetching", "digest", dgst)
 	case !isNotFound(err):
 		p.log.Warn("content store read failed; fetching upstream", "digest", dgst, "error", err)
 	}
-	return manifest{}, false
+	return verifiedManifest{}, false
 }
 
-// detectMediaType reads a manifest's own mediaType field, or infers OCI index/manifest from its shape.
+// detectMediaType reads a manifest's own mediaType field, or infers it from its shape (manifest.MediaTypeOf).
 func detectMediaType(body []byte) string {
-	var m struct {
-		SchemaVersion int               `json:"schemaVersion"`
-		MediaType     string            `json:"mediaType"`
-		Manifests     json.RawMessage   `json:"manifests"`
-		Config        json.RawMessage   `json:"config"`
-		FSLayers      []json.RawMessage `json:"fsLayers"`
-	}
-	if err := json.Unmarshal(body, &m); err != nil {
+	mt, err := manifest.MediaTypeOf(body)
+	if err != nil {
 		return "application/octet-stream"
 	}
-	switch {
-	case m.MediaType != "":
-		return m.MediaType
-	case m.SchemaVersion == 1 || m.FSLayers != nil:
-		return "application/vnd.docker.distribution.manifest.v1+prettyjws"
-	case m.Manifests != nil:
-		return ocispec.MediaTypeImageIndex
-	}
-	return ocispec.MediaTypeImageManifest
+	return mt
 }
 
 // parseAccept returns the media types a client accepts, in the order sent.

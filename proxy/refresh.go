@@ -59,10 +59,14 @@ func (g *Gate) Refresh(ctx context.Context, margin time.Duration) int {
 		if ctx.Err() != nil {
 			break
 		}
-		if d, ok := g.load(ctx, g.decisionKey(ctx, s.Upstream, s.Repository, s.Digest)); ok && d.Expires.Sub(g.now()) > margin {
+		epoch, _ := g.epoch(ctx, s.Digest)
+		if d, ok := g.load(ctx, g.decisionKey(s.Upstream, s.Repository, s.Digest, epoch)); ok && d.Expires.Sub(g.now()) > margin {
 			continue
 		}
-		g.decide(withRefreshMargin(ctx, margin), s)
+		if _, err := g.evaluate(ctx, s, margin); err != nil {
+			g.log.Warn("refresh could not decide", "image", s.Upstream+"/"+s.Repository+"@"+s.Digest.String(), "error", err)
+			continue
+		}
 		n++
 	}
 	return n

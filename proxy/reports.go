@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/policy"
 )
 
@@ -76,13 +78,17 @@ func (rs *Reports) VEX(ctx context.Context, dgst digest.Digest) map[string]strin
 	return out
 }
 
-// Epoch names the current version of the facts stored for the digest ("0" when nothing was ever posted).
-func (rs *Reports) Epoch(ctx context.Context, dgst digest.Digest) string {
+// Epoch names the current version of the facts stored for the digest ("0" when nothing was ever posted). The
+// error says the shared state could not be read: the caller must then not reuse a decision keyed by an epoch.
+func (rs *Reports) Epoch(ctx context.Context, dgst digest.Digest) (string, error) {
 	b, err := rs.kv.Get(ctx, "epoch/"+dgst.String())
-	if err != nil {
-		return "0"
+	switch {
+	case err == nil:
+		return string(b), nil
+	case errors.Is(err, cache.ErrUnavailable) || !errors.Is(err, cache.ErrNotFound):
+		return "", err
 	}
-	return string(b)
+	return "0", nil
 }
 
 func (rs *Reports) bump(ctx context.Context, dgst digest.Digest) error {

@@ -9,7 +9,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/opencontainers/go-digest"
+
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/portcullis/portcullis/internal/manifest"
 )
 
 // nopRegistry is never called: routing must decide without the network.
@@ -165,7 +167,7 @@ func TestParseRange(t *testing.T) {
 
 func TestDetectMediaType(t *testing.T) {
 	tests := []struct{ body, want string }{
-		{`{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}`, mediaTypeDockerManifest},
+		{`{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}`, manifest.MediaTypeDockerManifest},
 		{`{"schemaVersion":2,"manifests":[]}`, ocispec.MediaTypeImageIndex},
 		{`{"schemaVersion":2,"config":{}}`, ocispec.MediaTypeImageManifest},
 		{`{"schemaVersion":1,"fsLayers":[]}`, "application/vnd.docker.distribution.manifest.v1+prettyjws"},

@@ -82,17 +82,7 @@ func Parse(body []byte) (Contents, error) {
 	if err := json.Unmarshal(body, &m); err != nil {
 		return Contents{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	c := Contents{MediaType: m.MediaType, ArtifactType: m.ArtifactType, Config: m.Config, Subject: m.Subject}
-	if c.MediaType == "" {
-		switch {
-		case m.SchemaVersion == 1 || m.FSLayers != nil:
-			c.MediaType = MediaTypeDockerSchema1JWS
-		case m.Manifests != nil:
-			c.MediaType = ocispec.MediaTypeImageIndex
-		default:
-			c.MediaType = ocispec.MediaTypeImageManifest
-		}
-	}
+	c := Contents{MediaType: m.mediaType(), ArtifactType: m.ArtifactType, Config: m.Config, Subject: m.Subject}
 	c.Layers = append(append(c.Layers, m.Layers...), m.Blobs...)
 	for _, l := range m.FSLayers {
 		c.Layers = append(c.Layers, ocispec.Descriptor{Digest: l.BlobSum, Size: -1})
@@ -121,6 +111,29 @@ func Parse(body []byte) (Contents, error) {
 		}
 	}
 	return c, nil
+}
+
+// mediaType is the manifest's mediaType field, or what its shape says when it has none.
+func (m *raw) mediaType() string {
+	switch {
+	case m.MediaType != "":
+		return m.MediaType
+	case m.SchemaVersion == 1 || m.FSLayers != nil:
+		return MediaTypeDockerSchema1JWS
+	case m.Manifests != nil:
+		return ocispec.MediaTypeImageIndex
+	}
+	return ocispec.MediaTypeImageManifest
+}
+
+// MediaTypeOf returns a manifest's media type as Parse would, without checking its descriptors: what to send as
+// Content-Type for stored bytes. The error says the bytes are not JSON.
+func MediaTypeOf(body []byte) (string, error) {
+	var m raw
+	if err := json.Unmarshal(body, &m); err != nil {
+		return "", fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return m.mediaType(), nil
 }
 
 // IsIndex reports whether the manifest is an index: it lists child manifests.

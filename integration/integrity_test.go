@@ -1,0 +1,140 @@
+package integration
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/crane"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/portcullis/portcullis/internal/cosigntest"
+)
+
+// refused checks that nothing of img is served from repo: its manifest by ref (a tag or a digest) is 403 DENIED
+// to GET and HEAD alike, each of its layers and its config is 403, and crane cannot pull it. It returns the
+// denial message.
+func refused(t *testing.T, e *env, repo, ref string, img v1.Image) string {
+	t.Helper()
+	msg := denial(t, e, "/v2/"+repo+"/manifests/"+ref)
+	resp, body := e.get(t, http.MethodHead, "/v2/"+repo+"/manifests/"+ref)
+	if resp.StatusCode != http.StatusForbidden || len(body) != 0 || !strings.Contains(resp.Header.Get("Warning"), "denied") {
+		t.Errorf("HEAD %s:%s: %s, Warning %q, body %q; want 403 with the reason", repo, ref, resp.Status, resp.Header.Get("Warning"), body)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range layers {
+		d, _ := l.Digest()
+		denial(t, e, "/v2/"+repo+"/blobs/"+d.String())
+	}
+	cd, _ := img.ConfigName()
+	denial(t, e, "/v2/"+repo+"/blobs/"+cd.String())
+	sep := ":"
+	if strings.HasPrefix(ref, "sha256:") {
+		sep = "@"
+	}
+	if _, err := crane.Pull(e.ref(repo+sep+ref), pullOpts()...); err == nil {
+		t.Errorf("crane pulled %s%s%s", repo, sep, ref)
+	}
+	return msg
+}
+
+// TestArtifactsAdmittedByShapeNotName tries, as an attacker who can push to the upstream but holds no signing key,
+// every way an unsigned runnable image used to ride in as an "artifact" of a signed one: under its .sig, .att or
+// bare sha256-<hex> tag, listed in its referrers fallback index, as the child of an index pushed under an artifact
+// tag, and with its subject set to the signed image. Each is refused, manifest and layers, while the signed image's
+// real signature and attestation still verify through the proxy with cosign.
+func TestArtifactsAdmittedByShapeNotName(t *testing.T) {
+	bin := cosigntest.Binary(t)
+	release := cosignKey(t)
+	e := newEnv(t, withPolicy(releasePolicy(""), map[string][]byte{"release.pub": release.pubPEM(t), "other.pub": release.pubPEM(t)}))
+	const repo = "atk/app"
+
+	// Signed images, admitted once pulled.
+	signed := func(tag string) v1.Hash {
+		img := e.up.PushRandomImage(t, repo+":"+tag, 1, 1024)
+		d, _ := img.Digest()
+		cosigntest.Sign(t, bin, e.up.Ref(repo+"@"+d.String()), release.priv)
+		if _, err := crane.Pull(e.ref(repo+":"+tag), pullOpts()...); err != nil {
+			t.Fatalf("signed %s: %v", tag, err)
+		}
+		return d
+	}
+	victim := signed("victim")
+	cosigntest.Attest(t, bin, e.up.Ref(repo+"@"+victim.String()), release.priv, "https://slsa.dev/provenance/v1", []byte(`{"buildDefinition":{}}`))
+	target := signed("target")
+
+	// The attacker's runnable, unsigned image.
+	evil := e.up.PushRandomImage(t, repo+":evil", 2, 4096)
+	evilDigest, _ := evil.Digest()
+
+	t.Run("under the .sig, .att and bare sha256-<hex> tags", func(t *testing.T) {
+		for _, suffix := range []string{".sig", ".att", ".sbom", ""} {
+			tag := "sha256-" + target.Hex + suffix
+			e.up.PushImage(t, repo+":"+tag, evil)
+			msg := refused(t, e, repo, tag, evil)
+			mustContain(t, "denial of "+tag, msg, "not signed by release", "not admitted as a artifact of sha256:"+target.Hex,
+				"not a signature, attestation, SBOM or bundle type")
+		}
+	})
+	t.Run("listed in the referrers fallback index", func(t *testing.T) {
+		idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex),
+			mutate.IndexAddendum{Add: evil, Descriptor: v1.Descriptor{ArtifactType: "application/vnd.dev.cosign.artifact.sig.v1+json"}})
+		e.up.PushIndex(t, repo+":sha256-"+victim.Hex, idx)
+		resp, body := e.get(t, http.MethodGet, "/v2/"+repo+"/referrers/"+victim.String())
+		if resp.StatusCode != 200 || !strings.Contains(string(body), evilDigest.String()) {
+			t.Fatalf("referrers of the victim: %d %s", resp.StatusCode, body)
+		}
+		refused(t, e, repo, evilDigest.String(), evil)
+	})
+	t.Run("as the child of an index under an artifact tag", func(t *testing.T) {
+		idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), mutate.IndexAddendum{Add: evil})
+		tag := "sha256-" + target.Hex + ".att"
+		e.up.PushIndex(t, repo+":"+tag, idx)
+		denial(t, e, "/v2/"+repo+"/manifests/"+tag)
+		refused(t, e, repo, evilDigest.String(), evil)
+	})
+	t.Run("with its subject set to the signed image", func(t *testing.T) {
+		withSubject, ok := mutate.Subject(evil, v1.Descriptor{MediaType: types.OCIManifestSchema1, Digest: target, Size: 1}).(v1.Image)
+		if !ok {
+			t.Fatal("mutate.Subject did not return an image")
+		}
+		d, _ := withSubject.Digest()
+		if err := remote.Write(mustRef(t, e.up.Ref(repo+"@"+d.String())), withSubject); err != nil {
+			t.Fatal(err)
+		}
+		msg := refused(t, e, repo, d.String(), withSubject)
+		mustContain(t, "denial", msg, "not admitted as a referrer of "+target.String())
+	})
+	t.Run("the signed image still verifies with cosign through the proxy", func(t *testing.T) {
+		out := cosigntest.Run(t, bin, "verify", "--key", release.pub, "--insecure-ignore-tlog", "--allow-insecure-registry",
+			"--allow-http-registry", e.ref(repo+"@"+victim.String()))
+		mustContain(t, "cosign verify", out, victim.String())
+		out = cosigntest.Run(t, bin, "verify-attestation", "--key", release.pub, "--insecure-ignore-tlog", "--allow-insecure-registry",
+			"--allow-http-registry", "--type", "https://slsa.dev/provenance/v1", e.ref(repo+"@"+victim.String()))
+		mustContain(t, "cosign verify-attestation", out, "Verification for", victim.String(), `"payloadType":"application/vnd.in-toto+json"`)
+	})
+	t.Run("admissions through a subject are counted", func(t *testing.T) {
+		if got := decisionsCounted(t, e, "artifact"); got == 0 {
+			t.Error("no admission counted as an artifact, though cosign fetched the .sig and .att")
+		}
+	})
+}
+
+// decisionsCounted sums portcullis_admission_decisions_total{how=how}.
+func decisionsCounted(t *testing.T, e *env, how string) float64 {
+	t.Helper()
+	var sum float64
+	for _, m := range gatherMetric(t, e, "portcullis_admission_decisions_total") {
+		if m.labels["how"] == how {
+			sum += m.value
+		}
+	}
+	return sum
+}

@@ -1,0 +1,150 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/portcullis/portcullis/internal/manifest"
+)
+
+// An admission that was not evaluated on its own facts (an index's child, an image's signature) rests on the
+// decisions it came through: its anchors. An anchor is an evaluated manifest and the facts epoch it was decided
+// under. It holds while that digest's epoch is unchanged and its decision under that epoch, if still cached, is
+// not a denial: a report posted for the image, or a refresh that now denies it, withdraws everything admitted
+// through it at once, cached or not.
+type anchor struct {
+	Digest digest.Digest `json:"d"`
+	Epoch  string        `json:"e"`
+}
+
+// grant is one admitted manifest's permission for a blob or a child manifest: who granted it (By, the manifest
+// that names the item), a line for logs (Via), and the anchors that must hold for it to count.
+type grant struct {
+	By      digest.Digest `json:"by"`
+	Via     string        `json:"via"`
+	Anchors []anchor      `json:"anchors"`
+}
+
+// grantSet is what the KV holds for one item: the grants of the manifests that name it, newest first. A layer
+// shared by several images is granted by each of them, so withdrawing one image does not strand the others.
+type grantSet struct {
+	Grants []grant `json:"grants"`
+}
+
+// maxGrantsPerItem bounds a grant set; the oldest grant goes first (its manifest re-grants when next pulled).
+const maxGrantsPerItem = 8
+
+// Grant kinds: blobs (config, layers, artifact blobs) and child manifests (an index's entries).
+const (
+	grantBlob  = "blob"
+	grantChild = "child"
+)
+
+// anchorsHold reports whether every anchor still holds.
+func (g *Gate) anchorsHold(ctx context.Context, upstream, repo string, anchors []anchor) bool {
+	for _, a := range anchors {
+		if !g.anchorHolds(ctx, upstream, repo, a) {
+			return false
+		}
+	}
+	return true
+}
+
+func (g *Gate) anchorHolds(ctx context.Context, upstream, repo string, a anchor) bool {
+	epoch, known := g.epoch(ctx, a.Digest)
+	if !known {
+		// Shared state is down: only what was decided afresh during the outage (under the unknown epoch) counts.
+		return a.Epoch == unknownEpoch
+	}
+	if epoch != a.Epoch {
+		return false
+	}
+	d, ok := g.load(ctx, g.decisionKey(upstream, repo, a.Digest, epoch))
+	return !ok || d.Allowed
+}
+
+// recordContents grants what an admitted manifest lets through, resting on anchors: its config and layers (or
+// artifact blobs) as blobs and, for an index that was itself evaluated, its children as manifests. An artifact or
+// a child never grants children. Grants are kept twice as long as an admission, so that a client that got the
+// manifest just before the decision lapsed can still fetch its blobs.
+func (g *Gate) recordContents(ctx context.Context, s Subject, c manifest.Contents, anchors []anchor, children bool) {
+	gr := grant{By: s.Digest, Via: s.Upstream + "/" + s.Repository + "@" + s.Digest.String(), Anchors: anchors}
+	for _, b := range c.Blobs() {
+		g.addGrant(ctx, grantBlob, s.Upstream, s.Repository, b.Digest, gr)
+	}
+	if !children {
+		return
+	}
+	for _, m := range c.Manifests {
+		g.addGrant(ctx, grantChild, s.Upstream, s.Repository, m.Digest, gr)
+	}
+}
+
+// ensureContents re-grants an admitted manifest's contents when its grants are gone (evicted, or pushed out of
+// a shared layer's set). One read when they are there.
+func (g *Gate) ensureContents(ctx context.Context, s Subject, c manifest.Contents, anchors []anchor, children bool) {
+	var probe digest.Digest
+	kind := grantBlob
+	switch blobs := c.Blobs(); {
+	case len(blobs) > 0:
+		probe = blobs[0].Digest
+	case children && len(c.Manifests) > 0:
+		probe, kind = c.Manifests[0].Digest, grantChild
+	default:
+		return
+	}
+	set, _ := g.grants(ctx, kind, s.Upstream, s.Repository, probe)
+	if slices.ContainsFunc(set.Grants, func(gr grant) bool { return gr.By == s.Digest && slices.Equal(gr.Anchors, anchors) }) {
+		return
+	}
+	g.recordContents(ctx, s, c, anchors, children)
+}
+
+// addGrant puts gr first in the item's grant set, replacing an older grant by the same manifest.
+func (g *Gate) addGrant(ctx context.Context, kind, upstream, repo string, item digest.Digest, gr grant) {
+	set, _ := g.grants(ctx, kind, upstream, repo, item)
+	set.Grants = slices.DeleteFunc(set.Grants, func(o grant) bool { return o.By == gr.By })
+	set.Grants = append([]grant{gr}, set.Grants...)
+	if len(set.Grants) > maxGrantsPerItem {
+		set.Grants = set.Grants[:maxGrantsPerItem]
+	}
+	b, _ := json.Marshal(set)
+	g.set(ctx, g.grantKey(kind, upstream, repo, item), b, g.grantTTL())
+}
+
+// grants reads an item's grant set; a missing or unreadable set is empty, and err says which it was.
+func (g *Gate) grants(ctx context.Context, kind, upstream, repo string, item digest.Digest) (grantSet, error) {
+	var set grantSet
+	b, err := g.kv.Get(ctx, g.grantKey(kind, upstream, repo, item))
+	if err != nil {
+		if isNotFound(err) {
+			err = nil
+		}
+		return set, err
+	}
+	if json.Unmarshal(b, &set) != nil {
+		return grantSet{}, nil
+	}
+	return set, nil
+}
+
+// granted returns the first grant of the item whose anchors all hold. The error is a KV failure other than
+// absence: the caller then refuses (fail closed).
+func (g *Gate) granted(ctx context.Context, kind, upstream, repo string, item digest.Digest) (grant, bool, error) {
+	set, err := g.grants(ctx, kind, upstream, repo, item)
+	if err != nil {
+		return grant{}, false, err
+	}
+	for _, gr := range set.Grants {
+		if g.anchorsHold(ctx, upstream, repo, gr.Anchors) {
+			return gr, true, nil
+		}
+	}
+	return grant{}, false, nil
+}
+
+func (g *Gate) grantTTL() time.Duration { return 2 * g.allowTTL }
