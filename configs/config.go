@@ -48,6 +48,8 @@ type Config struct {
 	Shutdown Shutdown `yaml:"shutdown"`
 	// Admin configures the admin API (CI reports, VEX). Default: off until a token is set.
 	Admin Admin `yaml:"admin"`
+	// Admission bounds the work of deciding on new images. Defaults: see Admission.
+	Admission Admission `yaml:"admission"`
 
 	// src remembers where each field came from, for error messages; nil for built configs.
 	src *strictyaml.Source
@@ -177,6 +179,19 @@ type Admin struct {
 // Enabled reports whether the admin API has a token (or a token file) and so is served.
 func (a Admin) Enabled() bool { return a.Token != "" || a.TokenFile != "" }
 
+// Admission bounds cold admission decisions (gathering signatures, attestations and scan reports for a digest
+// not decided yet), so that a burst of new digests or a slow upstream cannot pile up work.
+type Admission struct {
+	// DecisionTimeout bounds one decision; a rule's scan-and-wait gets its waitTimeout on top. An overrun is an
+	// error, which the rule's onError decides (deny by default). Default 30s.
+	DecisionTimeout Duration `yaml:"decisionTimeout"`
+	// MaxConcurrentDecisions caps the cold decisions running at once on this replica. Default 32.
+	MaxConcurrentDecisions int `yaml:"maxConcurrentDecisions"`
+	// QueueWait is how long a decision waits for a free slot before the client gets 429 TOOMANYREQUESTS with
+	// Retry-After. Default 10s.
+	QueueWait Duration `yaml:"queueWait"`
+}
+
 // Shutdown configures graceful shutdown.
 type Shutdown struct {
 	// DrainDelay is how long readiness reports false before the listener stops; 0 skips it.
@@ -217,6 +232,11 @@ func base() *Config {
 			GracePeriod: Duration(30 * time.Second),
 		},
 		Admin: Admin{Listen: "127.0.0.1:5002"},
+		Admission: Admission{
+			DecisionTimeout:        Duration(30 * time.Second),
+			MaxConcurrentDecisions: 32,
+			QueueWait:              Duration(10 * time.Second),
+		},
 	}
 }
 

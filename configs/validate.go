@@ -89,6 +89,14 @@ func (c *Config) Validate() error {
 		p.Add("shutdown.drainDelay", "must not be negative")
 	}
 	positive(p, "shutdown.gracePeriod", c.Shutdown.GracePeriod)
+
+	positive(p, "admission.decisionTimeout", c.Admission.DecisionTimeout)
+	if c.Admission.MaxConcurrentDecisions <= 0 {
+		p.Add("admission.maxConcurrentDecisions", "must be positive")
+	}
+	if c.Admission.QueueWait < 0 {
+		p.Add("admission.queueWait", "must not be negative")
+	}
 	return p.Err()
 }
 

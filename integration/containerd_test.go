@@ -2,13 +2,17 @@ package integration
 
 import (
 	"context"
+	"encoding/pem"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/crane"
 
 	"github.com/portcullis/portcullis/internal/containerdtest"
 	"github.com/portcullis/portcullis/internal/cosigntest"
@@ -132,6 +136,56 @@ func TestContainerdSampleHostsFiles(t *testing.T) {
 			if n := e.up.Hits().Count(http.MethodGet, registrytest.KindBlob); n > 0 {
 				t.Errorf("the node fetched %d blobs from the registry itself after the denial", n)
 			}
+		})
+	}
+}
+
+// TestContainerdDeniedImageShowsWhy: containerd resolves with HEAD and shows only the status line of a failed HEAD;
+// Portcullis answers a denied HEAD with 403 and the reason as the HTTP/1.1 reason phrase, so `ctr` (and kubelet's
+// event) names the rule and what failed, over plain HTTP and TLS. An unsigned runnable image placed under a signed
+// image's .sig tag is not pulled either.
+func TestContainerdDeniedImageShowsWhy(t *testing.T) {
+	d := containerdtest.Start(t)
+	bin := cosigntest.Binary(t)
+	release := cosignKey(t)
+	e := newEnv(t, withPolicy(releasePolicy(""), map[string][]byte{"release.pub": release.pubPEM(t), "other.pub": release.pubPEM(t)}))
+	signed := e.up.PushRandomImage(t, "why/signed:v1", 1, 2048)
+	sd, _ := signed.Digest()
+	cosigntest.Sign(t, bin, e.up.Ref("why/signed@"+sd.String()), release.priv)
+	evil := e.up.PushRandomImage(t, "why/unsigned:v1", 1, 2048)
+	if _, err := crane.Pull(e.ref("why/signed:v1"), pullOpts()...); err != nil { // admitted, and the decision cached
+		t.Fatal(err)
+	}
+	e.up.PushImage(t, "why/signed:sha256-"+sd.Hex+".sig", evil) // then the attacker replaces its signature
+
+	tlsProxy := httptest.NewUnstartedServer(e.proxy)
+	tlsProxy.StartTLS()
+	t.Cleanup(tlsProxy.Close)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsProxy.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, hosts string }{
+		{"plain HTTP", containerdtest.WriteHostsDir(t, e.up.Host(), e.srv.URL)},
+		{"TLS", containerdtest.WriteHostsDirCA(t, e.up.Host(), tlsProxy.URL, ca)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			if out, err := d.Pull(ctx, e.up.Ref("why/signed:v1"), tc.hosts, ""); err != nil {
+				t.Fatalf("signed image: %v\n%s", err, out)
+			}
+			out, err := d.Pull(ctx, e.up.Ref("why/unsigned:v1"), tc.hosts, "")
+			if err == nil {
+				t.Fatalf("unsigned image pulled:\n%s", out)
+			}
+			mustContain(t, "ctr output", out, "403 portcullis: ", "why/unsigned@sha256:", `denied by rule "default"`, "not signed by release")
+			t.Logf("ctr shows: %s", strings.TrimSpace(out))
+			out, err = d.Pull(ctx, e.up.Ref("why/signed:sha256-"+sd.Hex+".sig"), tc.hosts, "")
+			if err == nil {
+				t.Fatalf("a runnable image under the signed image's .sig tag was pulled:\n%s", out)
+			}
+			mustContain(t, "ctr output", out, "403 portcullis: ", "not signed by release", "not admitted as a artifact")
 		})
 	}
 }

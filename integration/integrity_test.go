@@ -1,9 +1,12 @@
 package integration
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/crane"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -13,6 +16,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/portcullis/portcullis/internal/cosigntest"
+	"github.com/portcullis/portcullis/internal/registrytest"
+	"github.com/portcullis/portcullis/proxy"
 )
 
 // refused checks that nothing of img is served from repo: its manifest by ref (a tag or a digest) is 403 DENIED
@@ -137,4 +142,104 @@ func decisionsCounted(t *testing.T, e *env, how string) float64 {
 		}
 	}
 	return sum
+}
+
+// concurrency counts requests in flight through a handler and remembers the peak.
+type concurrency struct {
+	mu        sync.Mutex
+	now, peak int
+}
+
+func (c *concurrency) middleware(match func(*http.Request) bool, delay time.Duration) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !match(r) {
+				next.ServeHTTP(w, r)
+				return
+			}
+			c.mu.Lock()
+			c.now++
+			c.peak = max(c.peak, c.now)
+			c.mu.Unlock()
+			defer func() {
+				c.mu.Lock()
+				c.now--
+				c.mu.Unlock()
+			}()
+			time.Sleep(delay) // a slow upstream, so that decisions overlap
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+func (c *concurrency) max() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.peak
+}
+
+// TestColdDecisionsUnderConcurrencyCap: 200 clients ask at once for 200 digests nobody decided yet, on an upstream
+// that answers signature look-ups slowly. The signature look-ups in flight at the upstream (one per running
+// decision) never exceed the cap; with a short queue wait the excess gets 429 with Retry-After, not a pile of
+// goroutines, and nothing of it is cached: a retry is decided.
+func TestColdDecisionsUnderConcurrencyCap(t *testing.T) {
+	const limit = 4
+	sigs := &concurrency{}
+	isSig := func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, ".sig") }
+	for _, tc := range []struct {
+		name      string
+		clients   int
+		queueWait time.Duration
+	}{{"every request waits its turn", 200, time.Minute}, {"the excess is told to retry", 40, 10 * time.Millisecond}} {
+		clients := tc.clients
+		t.Run(tc.name, func(t *testing.T) {
+			release := cosignKey(t)
+			e := newEnv(t, withUpstream(registrytest.WithMiddleware(sigs.middleware(isSig, 20*time.Millisecond))),
+				withPolicy(releasePolicy(""), map[string][]byte{"release.pub": release.pubPEM(t), "other.pub": release.pubPEM(t)},
+					proxy.WithMaxConcurrentDecisions(limit, tc.queueWait)))
+			for i := range clients {
+				e.up.PushRandomImage(t, fmt.Sprintf("burst/app:v%d", i), 1, 64)
+			}
+			var wg sync.WaitGroup
+			codes := make([]int, clients)
+			retryAfter := make([]string, clients)
+			for i := range clients {
+				wg.Go(func() {
+					resp, _ := e.get(t, http.MethodGet, fmt.Sprintf("/v2/burst/app/manifests/v%d", i))
+					codes[i], retryAfter[i] = resp.StatusCode, resp.Header.Get("Retry-After")
+				})
+			}
+			wg.Wait()
+			if got := sigs.max(); got > limit || got == 0 {
+				t.Errorf("signature look-ups in flight peaked at %d, cap %d", got, limit)
+			}
+			t.Logf("peak decisions in flight: %d (cap %d)", sigs.max(), limit)
+			denied, busy := 0, 0
+			for i, c := range codes {
+				switch c {
+				case http.StatusForbidden:
+					denied++
+				case http.StatusTooManyRequests:
+					busy++
+					if retryAfter[i] == "" {
+						t.Errorf("429 without Retry-After")
+					}
+					// Nothing was cached for it: asked again, it is decided.
+					if resp, _ := e.get(t, http.MethodGet, fmt.Sprintf("/v2/burst/app/manifests/v%d", i)); resp.StatusCode != http.StatusForbidden {
+						t.Errorf("retry of v%d: %d, want its decision (403)", i, resp.StatusCode)
+					}
+				default:
+					t.Errorf("v%d: %d", i, c)
+				}
+			}
+			t.Logf("%d decided (denied: unsigned), %d told to retry", denied, busy)
+			if tc.queueWait == time.Minute && busy != 0 {
+				t.Errorf("%d requests refused though the queue wait covers them all", busy)
+			}
+			if tc.queueWait < time.Second && busy == 0 {
+				t.Error("no request was refused with a 10ms queue wait and a slow upstream")
+			}
+		})
+		sigs.peak = 0
+	}
 }

@@ -177,11 +177,17 @@ func newGate(cfg *configs.Config, ups []*proxy.Upstream, kv cache.KV, reports *p
 	if err != nil {
 		return nil, err
 	}
-	gate, err := proxy.NewGate(pol, ev, kv, proxy.WithGateLogger(log), proxy.WithGateMetrics(m), proxy.WithReports(reports))
+	adm := cfg.Admission
+	gate, err := proxy.NewGate(pol, ev, kv, proxy.WithGateLogger(log), proxy.WithGateMetrics(m), proxy.WithReports(reports),
+		proxy.WithDecisionTimeout(time.Duration(adm.DecisionTimeout)),
+		proxy.WithMaxConcurrentDecisions(adm.MaxConcurrentDecisions, time.Duration(adm.QueueWait)))
 	if err != nil {
 		return nil, err
 	}
 	log.Info("policy loaded: images are served only when they pass it", "policy", path, "hash", pol.Hash()[:12])
+	if !pol.HasDefault() {
+		log.Warn("the policy has no default: section: images that no rule matches are denied", "policy", path)
+	}
 	return gate, nil
 }
 
@@ -245,7 +251,7 @@ func (a *app) Run(ctx context.Context) error {
 	}
 	a.addr = regLn.Addr()
 	regSrv := &http.Server{Handler: a.proxy, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn), Protocols: registryProtocols()}
 	servers := []*http.Server{regSrv}
 	errc := make(chan error, 3)
 	if cfg.TLS.Enabled() {
@@ -305,6 +311,15 @@ func (a *app) Run(ctx context.Context) error {
 	}
 	a.log.Info("stopped")
 	return errors.Join(errs...)
+}
+
+// registryProtocols is HTTP/1.1 only, over TLS too: a denied HEAD carries its reason in the HTTP/1.1 status line,
+// which is all containerd shows of it, and HTTP/2 has no reason phrase. Registry clients pull over several
+// connections, so HTTP/2's multiplexing buys little here.
+func registryProtocols() *http.Protocols {
+	p := new(http.Protocols)
+	p.SetHTTP1(true)
+	return p
 }
 
 // startAdmin serves the admin API on its own listener. Without a policy there are no reports to keep, so it

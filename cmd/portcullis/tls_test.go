@@ -65,6 +65,17 @@ func TestServeTLS(t *testing.T) {
 	if gd != wd {
 		t.Errorf("digest %s, want %s", gd, wd)
 	}
+	// The listener speaks HTTP/1.1 even to a client that offers HTTP/2: a denied HEAD's reason travels in the
+	// HTTP/1.1 status line, which HTTP/2 does not have.
+	h2 := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, ForceAttemptHTTP2: true}
+	resp, err := (&http.Client{Transport: h2}).Get("https://" + a.addr.String() + "/v2/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.ProtoMajor != 1 {
+		t.Errorf("registry listener negotiated %s, want HTTP/1.1", resp.Proto)
+	}
 	// Plain HTTP to a TLS listener is refused, not served.
 	if resp, err := http.Get("http://" + a.addr.String() + "/v2/"); err == nil {
 		resp.Body.Close()

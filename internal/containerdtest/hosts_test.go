@@ -47,7 +47,7 @@ capabilities = ["pull", "resolve"]
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := hostsTOML(tt.upstream, tt.mirror)
+			got, err := hostsTOML(tt.upstream, tt.mirror, "")
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("hostsTOML() error = %v, wantErr %v", err, tt.wantErr)
 			}
@@ -64,7 +64,7 @@ func TestWriteHostsDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, _ := hostsTOML("registry.example.test", "http://127.0.0.1:5000")
+	want, _ := hostsTOML("registry.example.test", "http://127.0.0.1:5000", "")
 	if diff := cmp.Diff(want, string(got)); diff != "" {
 		t.Errorf("hosts.toml mismatch (-want +got):\n%s", diff)
 	}
