@@ -27,12 +27,17 @@ func TestValidate(t *testing.T) {
 	if err := os.WriteFile(badPolicy, []byte("trust: {}\ndefault:\n  signedBy: {anyOf: [nobody]}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	noDefault := filepath.Join(dir, "no-default.yaml")
+	if err := os.WriteFile(noDefault, []byte("rules:\n  - {name: apps, match: {repository: \"apps/**\"}}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name     string
 		args     []string
 		wantCode int
 		wantOut  string
 	}{
+		{"policy without default says what that means", []string{"validate", "--policy", noDefault}, 0, "no default: section, so images that no rule matches are denied"},
 		{"quickstart", []string{"validate", "--config", "../../configs/quickstart.yaml"}, 0, "ok"},
 		{"positional", []string{"validate", "../../configs/quickstart.yaml"}, 0, "ok"},
 		{"flags only", []string{"validate", "--upstream", "127.0.0.1:6000=http://127.0.0.1:6000"}, 0, "default 127.0.0.1:6000"},

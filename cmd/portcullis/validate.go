@@ -41,6 +41,10 @@ func validate(args []string, stdout, stderr io.Writer) error {
 	if _, err := verifier.New(pol.TrustRoots()); err != nil { // keys and trusted roots must parse, too
 		return fmt.Errorf("%s: %w", cfg.Policy, err)
 	}
-	fmt.Fprintf(stdout, "%s: ok (%d rules and a default, %d trust roots, hash %s)\n", cfg.Policy, len(pol.Rules()), len(pol.TrustRoots()), pol.Hash()[:12])
+	def := "a default"
+	if !pol.HasDefault() {
+		def = "no default: section, so images that no rule matches are denied"
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d rules and %s, %d trust roots, hash %s)\n", cfg.Policy, len(pol.Rules()), def, len(pol.TrustRoots()), pol.Hash()[:12])
 	return nil
 }
