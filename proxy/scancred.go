@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -69,19 +70,22 @@ func (c *ScanCredentials) grant(ctx context.Context, tok, upstream, repo string)
 }
 
 // AllowManifest reports whether tok lets its holder fetch the manifest dgst (body, already verified): the image
-// it was minted for, or a child manifest of one served with it. Bytes that are not a manifest are refused. When
-// allowed, it remembers the child manifests and the blobs the manifest names for the same credential.
-func (c *ScanCredentials) AllowManifest(ctx context.Context, tok, upstream, repo string, dgst digest.Digest, body []byte) bool {
+// it was minted for, or a child manifest of one served with it. When allowed, it remembers the child manifests
+// and the blobs the manifest names for the same credential. It returns an error saying why not when tok is a live
+// credential for this repository that does not grant dgst as a manifest (a layer, a config, an image it was not
+// minted for, bytes that are not a manifest): the holder is a scanner, and the caller refuses it rather than
+// deciding on the digest as an image.
+func (c *ScanCredentials) AllowManifest(ctx context.Context, tok, upstream, repo string, dgst digest.Digest, body []byte) (bool, error) {
 	g, ok := c.grant(ctx, tok, upstream, repo)
 	if !ok {
-		return false
+		return false, nil
 	}
 	if g.Digest != dgst && !c.granted(ctx, "scancred-manifest/"+tok+"/"+dgst.String()) {
-		return false
+		return false, fmt.Errorf("the scanner credential for %s does not grant %s as a manifest", g.Digest, dgst)
 	}
 	m, err := ocimanifest.Parse(body)
 	if err != nil {
-		return false
+		return false, fmt.Errorf("%s is not a manifest: %w", dgst, err)
 	}
 	ttl := g.Expires.Sub(c.now())
 	for _, d := range m.Manifests {
@@ -92,7 +96,7 @@ func (c *ScanCredentials) AllowManifest(ctx context.Context, tok, upstream, repo
 	for _, d := range m.Blobs() {
 		_ = c.kv.Set(ctx, "scancred-blob/"+tok+"/"+d.Digest.String(), []byte{1}, ttl)
 	}
-	return true
+	return true, nil
 }
 
 // AllowBlob reports whether tok lets its holder fetch the blob: a config or layer of a manifest served with it.

@@ -70,7 +70,13 @@ func TestScanCredentialGrants(t *testing.T) {
 			if s.blob {
 				got = c.AllowBlob(ctx, s.tok, "up", s.repo, s.dgst)
 			} else {
-				got = c.AllowManifest(ctx, s.tok, "up", s.repo, s.dgst, s.body)
+				var err error
+				got, err = c.AllowManifest(ctx, s.tok, "up", s.repo, s.dgst, s.body)
+				// A live credential for the repository that does not grant the manifest says why; anything
+				// else is not a scanner's request and is left to admission.
+				if holder := s.tok == tok && s.repo == "app"; !got && holder != (err != nil) {
+					t.Errorf("err = %v for a refused manifest, want one only for the credential's holder", err)
+				}
 			}
 			if got != s.allow {
 				t.Errorf("allowed = %v, want %v", got, s.allow)
@@ -79,13 +85,13 @@ func TestScanCredentialGrants(t *testing.T) {
 	}
 	t.Run("bytes that are not a manifest are not served as the image", func(t *testing.T) {
 		tok, _ := c.Mint(ctx, "up", "app", d("garbage"), time.Minute)
-		if c.AllowManifest(ctx, tok, "up", "app", d("garbage"), []byte("\x1f\x8b not json")) {
-			t.Error("allowed")
+		if ok, err := c.AllowManifest(ctx, tok, "up", "app", d("garbage"), []byte("\x1f\x8b not json")); ok || err == nil {
+			t.Errorf("allowed = %v, err = %v; want refused with a reason", ok, err)
 		}
 	})
 	t.Run("nothing once the credential expired", func(t *testing.T) {
 		clock.Add(time.Minute + time.Second)
-		if c.AllowBlob(ctx, tok, "up", "app", d("layer")) || c.AllowManifest(ctx, tok, "up", "app", d("index"), index) {
+		if ok, _ := c.AllowManifest(ctx, tok, "up", "app", d("index"), index); ok || c.AllowBlob(ctx, tok, "up", "app", d("layer")) {
 			t.Error("allowed after expiry")
 		}
 	})
