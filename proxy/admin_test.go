@@ -229,3 +229,24 @@ func TestAdminVEXHistory(t *testing.T) {
 		})
 	}
 }
+
+// TestReportsVEXOldForm: a VEX value stored by an earlier version (a map of id -> note, no packages, no time)
+// reads as no statements: its waivers lapse rather than widen, and the next post replaces it.
+func TestReportsVEXOldForm(t *testing.T) {
+	ctx := context.Background()
+	kv := cache.NewMemory()
+	t.Cleanup(func() { _ = kv.Close() })
+	rs := NewReports(kv, 0)
+	if err := kv.Set(ctx, "vex/"+fixtureImage.String(), []byte(`{"CVE-1":"not_affected"}`), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if got := rs.VEX(ctx, fixtureImage); len(got) != 0 {
+		t.Fatalf("old value read as %+v", got)
+	}
+	if _, err := rs.PutVEX(ctx, fixtureImage, []policy.VEXStatement{{IDs: []string{"CVE-2"}, Status: policy.VEXFixed}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := rs.VEX(ctx, fixtureImage); len(got) != 1 || got[0].IDs[0] != "CVE-2" {
+		t.Errorf("after a post: %+v", got)
+	}
+}
