@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -90,6 +91,12 @@ rules:
       onMissing: scan-and-wait
       scanner: trivy
       waitTimeout: 30s
+  - name: attested-only
+    match: {repository: "attested/**"}
+    scan:
+      maxSeverity: medium
+      signedBy: {anyOf: [scanner]}
+      sources: [attestation]
   - name: refreshed
     match: {repository: "fresh/**"}
     scan:
@@ -149,16 +156,23 @@ func (se *scanEnv) attestVuln(t testing.TB, ref string, key keyPair, scanned tim
 
 func (se *scanEnv) post(t testing.TB, path string, body []byte) {
 	t.Helper()
+	if status, msg := se.postStatus(t, path, body); status != http.StatusCreated {
+		t.Fatalf("POST %s: %d %s", path, status, msg)
+	}
+}
+
+// postStatus posts body to the admin API and returns the status and response body.
+func (se *scanEnv) postStatus(t testing.TB, path string, body []byte) (int, string) {
+	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, se.admin.URL+path, bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer admin-secret")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("POST %s: %d", path, resp.StatusCode)
-	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 func (se *scanEnv) allowed(t *testing.T, repo string) {
@@ -334,5 +348,198 @@ func TestRefresherRenewsReportBeforeItAgesOut(t *testing.T) {
 	}
 	if n := len(se.scanner.Requests()); n != 1 {
 		t.Errorf("refresher asked the scanner %d times, want 1 (the report ages out within the margin)", n)
+	}
+}
+
+// vexStatement is one OpenVEX statement: a vulnerability's status, dated, optionally narrowed to a subcomponent.
+type vexStatement struct {
+	id, status   string
+	at           time.Time
+	subcomponent string
+}
+
+// openVEX renders an OpenVEX v0.2.0 document whose statements are about the image d.
+func openVEX(d digest.Digest, stmts ...vexStatement) []byte {
+	var list []map[string]any
+	for _, s := range stmts {
+		product := map[string]any{"@id": "pkg:oci/app@" + strings.Replace(d.String(), ":", "%3A", 1)}
+		if s.subcomponent != "" {
+			product["subcomponents"] = []map[string]any{{"@id": s.subcomponent}}
+		}
+		st := map[string]any{"vulnerability": map[string]any{"name": s.id}, "status": s.status,
+			"timestamp": s.at.UTC().Format(time.RFC3339), "products": []any{product}}
+		if s.status == "not_affected" {
+			st["justification"] = "vulnerable_code_not_in_execute_path"
+		}
+		list = append(list, st)
+	}
+	b, _ := json.Marshal(map[string]any{"@context": "https://openvex.dev/ns/v0.2.0", "@id": "https://acme.example/vex/" + d.Encoded()[:12],
+		"author": "security@acme.example", "timestamp": time.Now().UTC().Format(time.RFC3339), "version": 1, "statements": list})
+	return b
+}
+
+// TestScanGatePostedVEXOnlyForCIRules: VEX CI posts counts only in rules whose sources include ci; a rule that
+// trusts attestations alone still takes attested VEX.
+func TestScanGatePostedVEXOnlyForCIRules(t *testing.T) {
+	se := newScanEnv(t, nil)
+	ref, d := se.push(t, "attested/app")
+	se.attestVuln(t, ref, se.scanKey, time.Now().Add(-time.Hour), critical)
+	se.post(t, "/admin/v1/vex", openVEX(d, vexStatement{id: critical.id, status: "not_affected", at: time.Now().Add(-time.Minute)}))
+	mustContain(t, "denial", denial(t, se.env, "/v2/attested/app/manifests/v1"), "1 critical", "CVE-2024-9001 openssl")
+
+	cosigntest.Attest(t, se.bin, ref, se.scanKey.priv, "openvex",
+		openVEX(d, vexStatement{id: critical.id, status: "not_affected", at: time.Now().Add(-time.Minute)}))
+	time.Sleep(30 * time.Millisecond) // past the decision TTL
+	se.allowed(t, "attested/app")
+}
+
+// TestScanGateVEXSubcomponents: a statement narrowed to a subcomponent waives the vulnerability in that package
+// only.
+func TestScanGateVEXSubcomponents(t *testing.T) {
+	se := newScanEnv(t, nil)
+	inLibssl := trivyVuln{critical.id, "libssl3", "3.0.1", "3.0.15", "CRITICAL"}
+	ref, d := se.push(t, "scan/two-packages")
+	se.attestVuln(t, ref, se.scanKey, time.Now().Add(-time.Hour), critical, inLibssl)
+	ref, d2 := se.push(t, "scan/one-package")
+	se.attestVuln(t, ref, se.scanKey, time.Now().Add(-time.Hour), critical)
+
+	at := time.Now().Add(-time.Minute)
+	se.post(t, "/admin/v1/vex", openVEX(d, vexStatement{critical.id, "not_affected", at, "pkg:deb/debian/openssl@3.0.1?arch=amd64"}))
+	se.post(t, "/admin/v1/vex", openVEX(d2, vexStatement{critical.id, "not_affected", at, "pkg:deb/debian/openssl@3.0.1?arch=amd64"}))
+	msg := denial(t, se.env, "/v2/scan/two-packages/manifests/v1")
+	mustContain(t, "denial", msg, "1 critical", "CVE-2024-9001 libssl3")
+	if strings.Contains(msg, "CVE-2024-9001 openssl") {
+		t.Errorf("denial %q counts the waived openssl finding", msg)
+	}
+	se.allowed(t, "scan/one-package")
+	// A subcomponent at another version waives nothing.
+	ref, d3 := se.push(t, "scan/other-version")
+	se.attestVuln(t, ref, se.scanKey, time.Now().Add(-time.Hour), critical)
+	se.post(t, "/admin/v1/vex", openVEX(d3, vexStatement{critical.id, "not_affected", at, "pkg:deb/debian/openssl@3.0.2"}))
+	mustContain(t, "denial", denial(t, se.env, "/v2/scan/other-version/manifests/v1"), "CVE-2024-9001 openssl")
+}
+
+// TestScanGateVEXWithdrawn: a later affected or under_investigation statement withdraws an earlier waiver, whether
+// they are in one document, in documents posted one after the other, or one attested and one posted.
+func TestScanGateVEXWithdrawn(t *testing.T) {
+	se := newScanEnv(t, nil)
+	t0 := time.Now().Add(-time.Hour)
+	pushVulnerable := func(t *testing.T, repo string) (string, digest.Digest) {
+		ref, d := se.push(t, repo)
+		se.attestVuln(t, ref, se.scanKey, t0, critical)
+		return ref, d
+	}
+	t.Run("within one document", func(t *testing.T) {
+		_, d := pushVulnerable(t, "scan/one-doc")
+		// Listed first but made later: the document's order does not matter, the timestamps do.
+		se.post(t, "/admin/v1/vex", openVEX(d, vexStatement{id: critical.id, status: "under_investigation", at: t0.Add(2 * time.Minute)},
+			vexStatement{id: critical.id, status: "not_affected", at: t0.Add(time.Minute)}))
+		mustContain(t, "denial", denial(t, se.env, "/v2/scan/one-doc/manifests/v1"), "1 critical")
+	})
+	t.Run("across posted documents", func(t *testing.T) {
+		_, d := pushVulnerable(t, "scan/two-docs")
+		se.post(t, "/admin/v1/vex", openVEX(d, vexStatement{id: critical.id, status: "not_affected", at: t0.Add(time.Minute)}))
+		se.allowed(t, "scan/two-docs")
+		se.post(t, "/admin/v1/vex", openVEX(d, vexStatement{id: critical.id, status: "affected", at: t0.Add(2 * time.Minute)}))
+		mustContain(t, "denial", denial(t, se.env, "/v2/scan/two-docs/manifests/v1"), "1 critical")
+		// A waiver dated before the withdrawal does not bring it back.
+		se.post(t, "/admin/v1/vex", openVEX(d, vexStatement{id: critical.id, status: "not_affected", at: t0.Add(90 * time.Second)}))
+		mustContain(t, "denial", denial(t, se.env, "/v2/scan/two-docs/manifests/v1"), "1 critical")
+	})
+	t.Run("posted affected after an attested waiver", func(t *testing.T) {
+		ref, d := pushVulnerable(t, "scan/attested-then-posted")
+		cosigntest.Attest(t, se.bin, ref, se.scanKey.priv, "openvex", openVEX(d, vexStatement{id: critical.id, status: "not_affected", at: t0.Add(time.Minute)}))
+		se.allowed(t, "scan/attested-then-posted")
+		se.post(t, "/admin/v1/vex", openVEX(d, vexStatement{id: critical.id, status: "affected", at: t0.Add(2 * time.Minute)}))
+		mustContain(t, "denial", denial(t, se.env, "/v2/scan/attested-then-posted/manifests/v1"), "1 critical")
+	})
+	t.Run("attested waiver after a posted affected", func(t *testing.T) {
+		ref, d := pushVulnerable(t, "scan/posted-then-attested")
+		se.post(t, "/admin/v1/vex", openVEX(d, vexStatement{id: critical.id, status: "affected", at: t0.Add(time.Minute)}))
+		cosigntest.Attest(t, se.bin, ref, se.scanKey.priv, "openvex", openVEX(d, vexStatement{id: critical.id, status: "not_affected", at: t0.Add(2 * time.Minute)}))
+		se.allowed(t, "scan/posted-then-attested")
+	})
+}
+
+// TestCIReportBoundToItsImage: a posted report that names another image's digest, or a scan time in the future,
+// is refused and changes nothing.
+func TestCIReportBoundToItsImage(t *testing.T) {
+	se := newScanEnv(t, func(string, digest.Digest) []harbortest.Vulnerability {
+		return []harbortest.Vulnerability{{ID: critical.id, Package: critical.pkg, Version: critical.installed, FixVersion: critical.fixed, Severity: "Critical"}}
+	})
+	_, d := se.push(t, "wait/bound")
+	_, other := se.push(t, "wait/other")
+	trivy := func(created time.Time, about digest.Digest, vulns ...trivyVuln) []byte {
+		r := trivyReport(created, vulns...)
+		r["ArtifactName"] = se.up.Host() + "/wait/bound@" + about.String()
+		r["Metadata"] = map[string]any{"RepoDigests": []string{se.up.Host() + "/wait/bound@" + about.String()}}
+		b, _ := json.Marshal(r)
+		return b
+	}
+	// The other image's clean report, posted for this one.
+	status, msg := se.postStatus(t, "/admin/v1/reports/"+d.String(), trivy(time.Now(), other, low))
+	if status != http.StatusBadRequest {
+		t.Fatalf("report about another image: %d %s, want 400", status, msg)
+	}
+	mustContain(t, "refusal", msg, "DIGEST_MISMATCH", d.String(), other.String())
+	// A clean report dated tomorrow, which would stay fresh past any maxAge.
+	tomorrow := time.Now().Add(24 * time.Hour).UTC()
+	status, msg = se.postStatus(t, "/admin/v1/reports/"+d.String(), trivy(tomorrow, d, low))
+	if status != http.StatusBadRequest {
+		t.Fatalf("report from the future: %d %s, want 400", status, msg)
+	}
+	mustContain(t, "refusal", msg, "REPORT_INVALID", tomorrow.Format(time.RFC3339), "future")
+	// Neither counted: the rule waits for its scanner, which finds the critical.
+	mustContain(t, "denial", denial(t, se.env, "/v2/wait/bound/manifests/v1"), "1 critical")
+	// The report about this image is taken.
+	se.post(t, "/admin/v1/reports/"+d.String(), trivy(time.Now(), d, low))
+	se.allowed(t, "wait/bound")
+}
+
+// TestScanCredentialKeepsManifestsAndBlobsApart: the scanner's credential opens an index's child manifests as
+// manifests and their configs and layers as blobs, and never one as the other.
+func TestScanCredentialKeepsManifestsAndBlobsApart(t *testing.T) {
+	// The scan finds a critical: the image is denied, so only the credential opens anything of it.
+	se := newScanEnv(t, func(string, digest.Digest) []harbortest.Vulnerability {
+		return []harbortest.Vulnerability{{ID: critical.id, Package: critical.pkg, Version: critical.installed, FixVersion: critical.fixed, Severity: "Critical"}}
+	})
+	idx := se.up.PushRandomIndex(t, "wait/multi:v1")
+	denial(t, se.env, "/v2/wait/multi/manifests/v1") // scanned on the pull, with a credential, through Portcullis
+	reqs := se.scanner.Requests()
+	if len(reqs) != 1 || !reqs[0].Pulled {
+		t.Fatalf("scanner requests %+v, want one that pulled", reqs)
+	}
+	auth := reqs[0].Authorization
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := im.Manifests[0].Digest
+	img, err := idx.Image(child)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, _ := img.Layers()
+	layer, _ := layers[0].Digest()
+	config, _ := img.ConfigName()
+
+	tests := []struct {
+		name, path string
+		served     bool
+	}{
+		{"child manifest as a manifest", "/v2/wait/multi/manifests/" + child.String(), true},
+		{"layer as a blob", "/v2/wait/multi/blobs/" + layer.String(), true},
+		{"config as a blob", "/v2/wait/multi/blobs/" + config.String(), true},
+		{"layer as a manifest", "/v2/wait/multi/manifests/" + layer.String(), false},
+		{"config as a manifest", "/v2/wait/multi/manifests/" + config.String(), false},
+		{"child manifest as a blob", "/v2/wait/multi/blobs/" + child.String(), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := se.get(t, http.MethodGet, tt.path, "Authorization", auth)
+			if served := resp.StatusCode == http.StatusOK; served != tt.served {
+				t.Errorf("GET %s with the scanner's credential: %d %.200s; want served=%v", tt.path, resp.StatusCode, body, tt.served)
+			}
+		})
 	}
 }

@@ -82,9 +82,11 @@
 // Decision.Failures ("not signed by release (no signatures found)", "attestation
 // https://slsa.dev/provenance/v1 missing", "scan: 2 critical, 1 high above medium (...)").
 // In enforce mode any failure denies; warn and audit modes admit and say what would have
-// been denied. The scan gate counts findings above maxSeverity unless VEX says not affected,
-// an unexpired allowlist entry (the rule's or the policy-wide one) names them, or
-// ignoreUnfixed is set and there is no fix; an expired entry adds a note. With no report,
+// been denied. The scan gate counts findings above maxSeverity unless the latest VEX
+// statement that covers the finding (its vulnerability, and its package when the statement
+// names packages) says not_affected or fixed, an unexpired allowlist entry (the rule's or the
+// policy-wide one) names them, or ignoreUnfixed is set and there is no fix; an expired entry
+// adds a note. With no report,
 // onMissing: allow admits with a note, while deny and scan-and-wait fail the gate (for
 // scan-and-wait the orchestrator asks the scanner and waits before calling Evaluate).
 //

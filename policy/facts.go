@@ -54,8 +54,10 @@ type ScanReport struct {
 	DBTime, ScanTime time.Time
 	// Findings lists the vulnerabilities found.
 	Findings []Finding
-	// NotAffected holds VEX statements: CVE id -> status note. Such findings do not count.
-	NotAffected map[string]string
+	// VEX holds the VEX statements about the image: the report's own (a CycloneDX analysis) and those gathered
+	// with it (verified OpenVEX attestations, documents CI posted). A finding does not count when the latest
+	// statement that covers it says not_affected or fixed; see VEXStatement.
+	VEX []VEXStatement
 }
 
 // Finding is one vulnerability in one package.

@@ -48,6 +48,16 @@ func report(source string, age time.Duration, findings ...Finding) *ScanReport {
 	}
 }
 
+// vexStmt is a VEX statement made day days after the epoch.
+func vexStmt(id, status string, day int, pkgs ...VEXPackage) VEXStatement {
+	return VEXStatement{IDs: []string{id}, Status: status, Packages: pkgs, Time: time.Unix(int64(day)*86400, 0).UTC()}
+}
+
+func withVEX(r *ScanReport, stmts ...VEXStatement) *ScanReport {
+	r.VEX = stmts
+	return r
+}
+
 func finding(id, sev, pkg, fixed string) Finding {
 	return Finding{ID: id, Severity: sev, Package: pkg, InstalledVersion: "1.0", FixedVersion: fixed}
 }
@@ -111,14 +121,62 @@ func TestEvaluateScan(t *testing.T) {
 		{
 			name: "VEX not affected",
 			repo: "medium",
-			facts: Facts{Scan: func() *ScanReport {
-				r := report("ci", time.Hour, finding("CVE-7", "critical", "a", "2"), finding("CVE-8", "high", "b", ""), finding("CVE-9", "high", "c", ""))
-				r.NotAffected = map[string]string{"CVE-7": "vulnerable_code_not_in_execute_path", "CVE-8": "component_not_present"}
-				return r
-			}()},
+			facts: Facts{Scan: withVEX(report("ci", time.Hour, finding("CVE-7", "critical", "a", "2"), finding("CVE-8", "high", "b", ""), finding("CVE-9", "high", "c", "")),
+				vexStmt("cve-7", VEXNotAffected, 1), vexStmt("CVE-8", VEXFixed, 1))},
 			want: Decision{
 				Failures: []string{"scan: 1 high above medium (CVE-9 c (no fix))"},
-				Notes:    []string{"scan: 2 findings not affected per VEX"},
+				Notes:    []string{"scan: 2 findings not affected per VEX (CVE-7 a; CVE-8 b)"},
+			},
+		},
+		{
+			name: "VEX subcomponents narrow the waiver to their packages",
+			repo: "medium",
+			facts: Facts{Scan: withVEX(report("ci", time.Hour,
+				finding("CVE-7", "critical", "openssl", "2"), // waived: the subcomponent names it, any version
+				finding("CVE-7", "critical", "libssl3", "2"), // the same CVE in another package counts
+				finding("CVE-8", "high", "zlib", ""),         // waived: name and version match
+				finding("CVE-8", "high", "zlib-dev", ""),     // not named
+				finding("CVE-9", "high", "curl", ""),         // named, but another version
+			),
+				vexStmt("CVE-7", VEXNotAffected, 1, VEXPackage{Name: "openssl"}),
+				vexStmt("CVE-8", VEXNotAffected, 1, VEXPackage{Name: "zlib", Version: "v1.0"}),
+				vexStmt("CVE-9", VEXNotAffected, 1, VEXPackage{Name: "curl", Version: "9.9"}))},
+			want: Decision{
+				Failures: []string{"scan: 1 critical, 2 high above medium (CVE-7 libssl3 (fixed in 2); CVE-8 zlib-dev (no fix); CVE-9 curl (no fix))"},
+				Notes:    []string{"scan: 2 findings not affected per VEX (CVE-7 openssl; CVE-8 zlib)"},
+			},
+		},
+		{
+			name: "a later affected statement withdraws the waiver, wherever it sits in the list",
+			repo: "medium",
+			facts: Facts{Scan: withVEX(report("ci", time.Hour,
+				finding("CVE-7", "critical", "openssl", "2"), finding("CVE-8", "high", "zlib", ""), finding("CVE-9", "high", "curl", "")),
+				vexStmt("CVE-7", VEXAffected, 2),                                     // withdraws the whole-image waiver below
+				vexStmt("CVE-7", VEXNotAffected, 1),                                  // older
+				vexStmt("CVE-8", VEXNotAffected, 1),                                  // whole image ...
+				vexStmt("CVE-8", VEXUnderInvestigation, 2, VEXPackage{Name: "zlib"}), // ... but zlib is back under investigation
+				vexStmt("CVE-9", VEXAffected, 1),                                     // affected, then waived again later
+				vexStmt("CVE-9", VEXNotAffected, 3))},
+			want: Decision{
+				Failures: []string{"scan: 1 critical, 1 high above medium (CVE-7 openssl (fixed in 2); CVE-8 zlib (no fix))"},
+				Notes: []string{
+					"scan: 1 finding not affected per VEX (CVE-9 curl)",
+					"scan: VEX waiver withdrawn by a later statement for 2 findings (CVE-7 openssl (affected); CVE-8 zlib (under_investigation))",
+				},
+			},
+		},
+		{
+			name: "equal times: the later statement in the list wins",
+			repo: "medium",
+			facts: Facts{Scan: withVEX(report("ci", time.Hour, finding("CVE-7", "critical", "a", "2"), finding("CVE-8", "critical", "b", "2")),
+				vexStmt("CVE-7", VEXNotAffected, 1), vexStmt("CVE-7", VEXAffected, 1),
+				vexStmt("CVE-8", VEXAffected, 1), vexStmt("CVE-8", VEXNotAffected, 1))},
+			want: Decision{
+				Failures: []string{"scan: 1 critical above medium (CVE-7 a (fixed in 2))"},
+				Notes: []string{
+					"scan: 1 finding not affected per VEX (CVE-8 b)",
+					"scan: VEX waiver withdrawn by a later statement for 1 finding (CVE-7 a (affected))",
+				},
 			},
 		},
 		{

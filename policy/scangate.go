@@ -11,9 +11,10 @@ import (
 const topFindings = 3
 
 // checkScan checks the scan gate: a report from an accepted source, young enough, with no
-// counted finding above the maximum severity. A finding does not count when VEX says the
-// image is not affected, when an allowlist entry (the rule's or the policy's) that has not
-// expired names it, or when ignoreUnfixed is set and it has no fix.
+// counted finding above the maximum severity. A finding does not count when the latest VEX
+// statement that covers it (its vulnerability, and its package when the statement names
+// packages) says not_affected or fixed, when an allowlist entry (the rule's or the policy's)
+// that has not expired names it, or when ignoreUnfixed is set and it has no fix.
 func (r *Rule) checkScan(e *evaluation, f Facts) {
 	req := r.scan.req
 	rep := f.Scan
@@ -47,8 +48,9 @@ func (r *Rule) checkScan(e *evaluation, f Facts) {
 	}
 
 	max := req.MaxSeverity.rank()
-	var counted []Finding
-	var vex int
+	vex := newVEXIndex(rep.VEX)
+	var counted, waived, withdrawn []Finding
+	var withdrawnBy []string
 	seen := map[[3]string]bool{}
 	expiredNoted := map[string]bool{}
 	for _, fd := range rep.Findings {
@@ -60,9 +62,12 @@ func (r *Rule) checkScan(e *evaluation, f Facts) {
 		if Severity(fd.Severity).rank() <= max {
 			continue
 		}
-		if _, ok := rep.NotAffected[fd.ID]; ok {
-			vex++
+		if st, waivedElsewhere, ok := vex.resolve(fd); ok && st.Waives() {
+			waived = append(waived, fd)
 			continue
+		} else if ok && waivedElsewhere {
+			withdrawn = append(withdrawn, fd)
+			withdrawnBy = append(withdrawnBy, st.Status)
 		}
 		if r.allowlisted(e, f, fd.ID, expiredNoted) {
 			continue
@@ -72,8 +77,11 @@ func (r *Rule) checkScan(e *evaluation, f Facts) {
 		}
 		counted = append(counted, fd)
 	}
-	if vex > 0 {
-		e.note("scan: %d %s not affected per VEX", vex, plural(vex, "finding", "findings"))
+	if n := len(waived); n > 0 {
+		e.note("scan: %d %s not affected per VEX (%s)", n, plural(n, "finding", "findings"), describeVEX(waived, nil))
+	}
+	if n := len(withdrawn); n > 0 {
+		e.note("scan: VEX waiver withdrawn by a later statement for %d %s (%s)", n, plural(n, "finding", "findings"), describeVEX(withdrawn, withdrawnBy))
 	}
 	if len(counted) == 0 {
 		e.note("scan: no findings above %s (%s)", req.MaxSeverity, describeReport(rep))
@@ -143,6 +151,23 @@ func describeTop(fs []Finding) string {
 			fix = "fixed in " + fd.FixedVersion
 		}
 		parts = append(parts, fmt.Sprintf("%s %s (%s)", fd.ID, fd.Package, fix))
+	}
+	if n := len(fs) - topFindings; n > 0 {
+		parts = append(parts, fmt.Sprintf("+%d more", n))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// describeVEX names the first findings a VEX note is about, each with the status that decided it when given:
+// "CVE-2024-1 openssl; CVE-2024-2 zlib (affected); +3 more".
+func describeVEX(fs []Finding, status []string) string {
+	var parts []string
+	for i, fd := range fs[:min(len(fs), topFindings)] {
+		s := strings.TrimSpace(fd.ID + " " + fd.Package)
+		if i < len(status) {
+			s += " (" + status[i] + ")"
+		}
+		parts = append(parts, s)
 	}
 	if n := len(fs) - topFindings; n > 0 {
 		parts = append(parts, fmt.Sprintf("+%d more", n))

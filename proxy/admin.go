@@ -8,6 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -18,6 +21,11 @@ import (
 // maxReportBytes caps a posted report or VEX document.
 const maxReportBytes = 32 << 20
 
+// maxClockSkew is how far in the future a posted report's scan time or a VEX statement's timestamp may lie: a
+// report dated later would count as fresh past its maxAge, a statement dated later would outrank every
+// correction made before that date.
+const maxClockSkew = 5 * time.Minute
+
 // Admin is the admin API: its own listener, bearer-token protected, never the registry port. For now it takes
 // the vulnerability reports CI posts (Trivy JSON, SARIF, CycloneDX) and OpenVEX documents, bound to digests.
 type Admin struct {
@@ -25,6 +33,7 @@ type Admin struct {
 	token   string
 	log     *slog.Logger
 	mux     *http.ServeMux
+	now     func() time.Time
 }
 
 // NewAdmin returns the admin API handler. An empty token is an error: the admin API is never open.
@@ -32,7 +41,7 @@ func NewAdmin(reports *Reports, token string, log *slog.Logger) (*Admin, error) 
 	if token == "" {
 		return nil, errors.New("admin: a token is required")
 	}
-	a := &Admin{reports: reports, token: token, log: log, mux: http.NewServeMux()}
+	a := &Admin{reports: reports, token: token, log: log, mux: http.NewServeMux(), now: time.Now}
 	a.mux.HandleFunc("POST /admin/v1/reports/{digest}", a.postReport)
 	a.mux.HandleFunc("POST /admin/v1/vex", a.postVEX)
 	return a, nil
@@ -65,6 +74,23 @@ func (a *Admin) postReport(w http.ResponseWriter, r *http.Request) {
 		adminError(w, http.StatusBadRequest, "REPORT_INVALID", err.Error())
 		return
 	}
+	// A report about another image must not decide this one: it is refused when it names image digests and the
+	// URL's is not among them. A report that names none (Grype's SARIF, Trivy's of an image named by tag alone
+	// without repo digests) is taken at the caller's word.
+	about, err := report.ImageDigests(body)
+	if err != nil {
+		adminError(w, http.StatusBadRequest, "REPORT_INVALID", err.Error())
+		return
+	}
+	if len(about) > 0 && !slices.Contains(about, dgst) {
+		adminError(w, http.StatusBadRequest, "DIGEST_MISMATCH", fmt.Sprintf("the report is about %s, not %s (the digest in the URL)", joinDigests(about), dgst))
+		return
+	}
+	if now := a.now(); rep.ScanTime.After(now.Add(maxClockSkew)) {
+		adminError(w, http.StatusBadRequest, "REPORT_INVALID", fmt.Sprintf("the report's scan time %s is in the future (now %s, clock skew allowed %s)",
+			rep.ScanTime.Format(time.RFC3339), now.UTC().Format(time.RFC3339), maxClockSkew))
+		return
+	}
 	if err := a.reports.Put(r.Context(), policy.SourceCI, dgst, rep); err != nil {
 		adminError(w, http.StatusServiceUnavailable, "UNAVAILABLE", err.Error())
 		return
@@ -80,27 +106,49 @@ func (a *Admin) postVEX(w http.ResponseWriter, r *http.Request) {
 		adminError(w, http.StatusRequestEntityTooLarge, "SIZE_INVALID", fmt.Sprintf("document over %d bytes", maxReportBytes))
 		return
 	}
-	_, digests, err := report.ParseOpenVEX(body)
+	doc, err := report.ParseOpenVEX(body)
 	if err != nil {
 		adminError(w, http.StatusBadRequest, "VEX_INVALID", err.Error())
 		return
 	}
+	digests := doc.Digests()
 	if len(digests) == 0 {
-		adminError(w, http.StatusBadRequest, "VEX_INVALID", "no statement names an image digest (products[].@id as pkg:oci/...?digest= or sha256:...)")
+		adminError(w, http.StatusBadRequest, "VEX_INVALID", "no statement names an image digest (products[].@id as pkg:oci/...@sha256%3A... or sha256:...)")
 		return
 	}
+	now := a.now()
+	byDigest := make(map[digest.Digest][]policy.VEXStatement, len(digests))
 	for _, d := range digests {
-		statuses, err := report.OpenVEXFor(body, d)
-		if err == nil {
-			err = a.reports.PutVEX(r.Context(), d, statuses)
+		byDigest[d] = doc.For(d)
+		for _, st := range byDigest[d] {
+			if st.Time.After(now.Add(maxClockSkew)) {
+				adminError(w, http.StatusBadRequest, "VEX_INVALID", fmt.Sprintf("the statement about %s is dated %s, in the future (now %s, clock skew allowed %s)",
+					st.IDs[0], st.Time.Format(time.RFC3339), now.UTC().Format(time.RFC3339), maxClockSkew))
+				return
+			}
 		}
+	}
+	changes := make(map[digest.Digest]VEXChange, len(digests))
+	for _, d := range digests {
+		change, err := a.reports.PutVEX(r.Context(), d, byDigest[d])
 		if err != nil {
 			adminError(w, http.StatusServiceUnavailable, "UNAVAILABLE", err.Error())
 			return
 		}
+		changes[d] = change
+		a.log.Info("audit: VEX stored", "audit", true, "who", "admin-token", "why", r.Header.Get("X-Portcullis-Reason"),
+			"digest", d, "waived", change.Waived, "withdrawn", change.Withdrawn)
 	}
-	a.log.Info("audit: VEX stored", "audit", true, "who", "admin-token", "why", r.Header.Get("X-Portcullis-Reason"), "digests", digests)
-	writeAdminJSON(w, http.StatusCreated, map[string]any{"digests": digests})
+	writeAdminJSON(w, http.StatusCreated, map[string]any{"digests": digests, "changes": changes})
+}
+
+// joinDigests lists digests for a message: "sha256:a… and sha256:b…".
+func joinDigests(ds []digest.Digest) string {
+	s := make([]string, len(ds))
+	for i, d := range ds {
+		s[i] = d.String()
+	}
+	return strings.Join(s, " and ")
 }
 
 func bearerOf(h string) (string, bool) {

@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"fmt"
-	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -126,10 +125,11 @@ const (
 )
 
 // gatherScan finds the freshest report among the sources the rule accepts; with none (or only one past its
-// maxAge) and a scanner to ask, it asks and waits. VEX statements (attested by the scan signers, or posted) mark
-// findings that do not count.
+// maxAge) and a scanner to ask, it asks and waits. VEX statements about this digest join the report's own: those
+// in OpenVEX attestations by the scan signers when the rule accepts attestations, and those CI posted when it
+// accepts ci. Policy resolves them per finding, the latest statement winning.
 func (e *VerifierEvidence) gatherScan(ctx context.Context, s Subject, req *policy.ScanRequirement, f *policy.Facts) error {
-	notAffected := map[string]string{}
+	var attested, posted []policy.VEXStatement
 	var best *policy.ScanReport
 	consider := func(r *policy.ScanReport) {
 		if r != nil && (best == nil || r.ScanTime.After(best.ScanTime)) {
@@ -153,8 +153,8 @@ func (e *VerifierEvidence) gatherScan(ctx context.Context, s Subject, req *polic
 						f.ScanError = "unreadable vulnerability attestation: " + err.Error()
 					}
 				case predicateOpenVEX, predicateOpenVEX2:
-					if m, err := report.OpenVEXFor(a.Predicate, s.Digest); err == nil {
-						maps.Copy(notAffected, m)
+					if st, err := report.OpenVEXFor(a.Predicate, s.Digest); err == nil {
+						attested = append(attested, st...)
 					}
 				}
 			}
@@ -162,6 +162,9 @@ func (e *VerifierEvidence) gatherScan(ctx context.Context, s Subject, req *polic
 			if e.scan != nil {
 				if r, ok := e.scan.Reports.Get(ctx, src, s.Digest); ok {
 					consider(r)
+				}
+				if src == policy.SourceCI {
+					posted = e.scan.Reports.VEX(ctx, s.Digest)
 				}
 			}
 		}
@@ -176,14 +179,9 @@ func (e *VerifierEvidence) gatherScan(ctx context.Context, s Subject, req *polic
 		}
 		consider(r)
 	}
-	if e.scan != nil {
-		maps.Copy(notAffected, e.scan.Reports.VEX(ctx, s.Digest))
-	}
 	if best != nil {
-		if best.NotAffected == nil {
-			best.NotAffected = map[string]string{}
-		}
-		maps.Copy(best.NotAffected, notAffected)
+		// Among statements of equal time the later in the list wins: the report's own, then attested, then posted.
+		best.VEX = slices.Concat(best.VEX, attested, posted)
 		f.Scan = best
 	}
 	return nil

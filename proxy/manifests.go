@@ -90,9 +90,15 @@ func (p *Proxy) admitManifest(ctx context.Context, r route, dgst digest.Digest, 
 	if err != nil {
 		return verifiedManifest{}, Decision{}, err
 	}
-	if tok := bearer(ctx); tok != "" && p.scanCreds != nil && p.scanCreds.AllowManifest(ctx, tok, r.upstream.Name, r.repo, m.dgst, m.body) {
-		p.log.Info("served to a scanner with its credential", "upstream", r.upstream.Name, "repository", r.repo, "digest", m.dgst)
-		return m, Decision{Allowed: true, Reason: "scanner credential"}, nil
+	if tok := bearer(ctx); tok != "" && p.scanCreds != nil {
+		switch ok, err := p.scanCreds.AllowManifest(ctx, tok, r.upstream.Name, r.repo, m.dgst, m.body); {
+		case ok:
+			p.log.Info("served to a scanner with its credential", "upstream", r.upstream.Name, "repository", r.repo, "digest", m.dgst)
+			return m, Decision{Allowed: true, Reason: "scanner credential"}, nil
+		case err != nil:
+			p.log.Warn("scanner credential refused", "upstream", r.upstream.Name, "repository", r.repo, "digest", m.dgst, "error", err)
+			return m, Decision{Reason: fmt.Sprintf("portcullis: %s/%s@%s denied: %v", r.upstream.Name, r.repo, m.dgst, err)}, nil
+		}
 	}
 	dec, err := p.admitter.Admit(ctx, Subject{
 		Upstream: r.upstream.Name, Repository: r.repo, Tag: tagOf(r), Digest: m.dgst, MediaType: m.mediaType, Manifest: m.body,

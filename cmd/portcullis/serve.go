@@ -169,7 +169,9 @@ func newGate(cfg *configs.Config, ups []*proxy.Upstream, kv cache.KV, reports *p
 		}
 		pull := sc.PullURL
 		if pull == "" {
-			pull = registryURL(cfg)
+			pull = registryURL(cfg, os.Hostname)
+			log.Info("scanner pulls images back through the registry listener at its default URL; set pullURL in the policy's scanners entry if it reaches Portcullis by another name",
+				"scanner", name, "pullURL", pull)
 		}
 		scanning.Scanners[name] = proxy.ScannerEndpoint{Scanner: client, PullURL: pull}
 	}
@@ -191,13 +193,27 @@ func newGate(cfg *configs.Config, ups []*proxy.Upstream, kv cache.KV, reports *p
 	return gate, nil
 }
 
-// registryURL is where scanners reach this proxy's registry listener when the policy does not say (pullURL).
-func registryURL(cfg *configs.Config) string {
+// registryURL is where scanners reach this proxy's registry listener when the policy does not say (pullURL):
+// https when the listener serves TLS, else http; the listen address as it stands when it names a host, and the
+// machine's host name (hostname; "localhost" when it has none) when it is a wildcard (":5000", "0.0.0.0:5000",
+// "[::]:5000"), which no scanner can dial. A scanner on another machine that does not resolve that name, or a
+// TLS certificate that does not name it, needs pullURL.
+func registryURL(cfg *configs.Config, hostname func() (string, error)) string {
 	scheme := "http"
 	if cfg.TLS.Enabled() {
 		scheme = "https"
 	}
-	return scheme + "://" + cfg.Listen
+	host, port, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return scheme + "://" + cfg.Listen
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "localhost"
+		if h, err := hostname(); err == nil && h != "" {
+			host = h
+		}
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
 }
 
 func newUpstreamClient(uc configs.Upstream, m *proxy.Metrics, cfg *configs.Config) (*upstream.Client, error) {

@@ -3,6 +3,7 @@ package report
 import (
 	"encoding/json"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -59,6 +60,8 @@ type cdxVuln struct {
 		State         string `json:"state"`
 		Justification string `json:"justification"`
 		Detail        string `json:"detail"`
+		FirstIssued   string `json:"firstIssued"`
+		LastUpdated   string `json:"lastUpdated"`
 	} `json:"analysis"`
 }
 
@@ -76,10 +79,12 @@ var upgradeTo = regexp.MustCompile(`(?i)\bto version\s+(.+?)\s*\.?$`)
 // source (the vendor, as Trivy prefers), else the NVD rating, else the highest
 // rating; a rating without a severity label counts by its score. The fixed
 // version is read from the recommendation ("Upgrade x to version y") or an
-// affects version with status "unaffected". A vulnerability whose analysis
-// state is not_affected, false_positive, resolved or resolved_with_pedigree is
-// still listed but also recorded in NotAffected with its state and
-// justification. ScanTime is metadata.timestamp and the scanner is the first
+// affects version with status "unaffected". A vulnerability with an analysis
+// is still listed, and its analysis becomes a VEX statement about the packages
+// it affects (the whole image when it names none), dated analysis.lastUpdated
+// (else firstIssued, else the BOM's timestamp): not_affected and
+// false_positive are not_affected, resolved and resolved_with_pedigree fixed,
+// exploitable affected, in_triage under_investigation. ScanTime is metadata.timestamp and the scanner is the first
 // of metadata.tools (1.4 array or 1.5+ object form); Source is left empty for
 // the caller to set.
 func ParseCycloneDX(b []byte) (*policy.ScanReport, error) {
@@ -116,20 +121,18 @@ func ParseCycloneDX(b []byte) (*policy.ScanReport, error) {
 		if m := upgradeTo.FindStringSubmatch(v.Recommendation); m != nil {
 			fixed = m[1]
 		}
-		if a := v.Analysis; a != nil && v.ID != "" {
-			switch a.State {
-			case "not_affected", "false_positive", "resolved", "resolved_with_pedigree":
-				if rep.NotAffected == nil {
-					rep.NotAffected = map[string]string{}
-				}
-				rep.NotAffected[v.ID] = note(a.State, a.Justification, a.Detail)
+		var stmt *policy.VEXStatement
+		if a := v.Analysis; a != nil && v.ID != "" && cdxVEXStatus[a.State] != "" {
+			stmt = &policy.VEXStatement{IDs: []string{v.ID}, Status: cdxVEXStatus[a.State], Note: note(a.State, a.Justification, a.Detail),
+				Time: parseTime(first(a.LastUpdated, a.FirstIssued))}
+			if stmt.Time.IsZero() {
+				stmt.Time = rep.ScanTime
 			}
 		}
 		if len(v.Affects) == 0 {
 			if err := c.add(policy.Finding{ID: v.ID, Severity: sev, FixedVersion: fixed}); err != nil {
 				return nil, err
 			}
-			continue
 		}
 		for _, a := range v.Affects {
 			f := policy.Finding{ID: v.ID, Severity: sev, FixedVersion: fixed}
@@ -145,10 +148,26 @@ func ParseCycloneDX(b []byte) (*policy.ScanReport, error) {
 			if err := c.add(f); err != nil {
 				return nil, err
 			}
+			if pk := (policy.VEXPackage{Name: f.Package, Version: f.InstalledVersion}); stmt != nil && !slices.Contains(stmt.Packages, pk) {
+				stmt.Packages = append(stmt.Packages, pk)
+			}
+		}
+		if stmt != nil {
+			rep.VEX = append(rep.VEX, *stmt)
 		}
 	}
 	rep.Findings = c.findings
 	return rep, nil
+}
+
+// cdxVEXStatus maps a CycloneDX analysis state to the VEX status it amounts to.
+var cdxVEXStatus = map[string]string{
+	"not_affected":           policy.VEXNotAffected,
+	"false_positive":         policy.VEXNotAffected,
+	"resolved":               policy.VEXFixed,
+	"resolved_with_pedigree": policy.VEXFixed,
+	"exploitable":            policy.VEXAffected,
+	"in_triage":              policy.VEXUnderInvestigation,
 }
 
 // cdxVersionOK accepts spec versions 1.4 and later 1.x: vulnerabilities came

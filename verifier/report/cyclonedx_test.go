@@ -16,7 +16,7 @@ func TestCycloneDXFindings(t *testing.T) {
 		name         string
 		comps, vulns string
 		want         []policy.Finding
-		notAffected  map[string]string
+		vex          []policy.VEXStatement
 	}{
 		{
 			name:  "rating of the vulnerability's own source wins",
@@ -49,10 +49,27 @@ func TestCycloneDXFindings(t *testing.T) {
 			},
 		},
 		{
-			name:        "resolved and false_positive are not affected; exploitable is",
-			vulns:       `{"id":"CVE-3","analysis":{"state":"resolved"}},{"id":"CVE-4","analysis":{"state":"false_positive","detail":"wrong cpe"}},{"id":"CVE-5","analysis":{"state":"exploitable"}}`,
-			want:        []policy.Finding{{ID: "CVE-3", Severity: "unknown"}, {ID: "CVE-4", Severity: "unknown"}, {ID: "CVE-5", Severity: "unknown"}},
-			notAffected: map[string]string{"CVE-3": "resolved", "CVE-4": "false_positive: wrong cpe"},
+			name: "analysis states become VEX statuses, dated",
+			vulns: `{"id":"CVE-3","analysis":{"state":"resolved","lastUpdated":"2026-01-02T00:00:00Z"}},` +
+				`{"id":"CVE-4","analysis":{"state":"false_positive","detail":"wrong cpe","firstIssued":"2026-01-01T00:00:00Z"}},` +
+				`{"id":"CVE-5","analysis":{"state":"exploitable"}},{"id":"CVE-6","analysis":{"state":"in_triage"}},{"id":"CVE-7","analysis":{"state":"what"}}`,
+			want: []policy.Finding{{ID: "CVE-3", Severity: "unknown"}, {ID: "CVE-4", Severity: "unknown"}, {ID: "CVE-5", Severity: "unknown"},
+				{ID: "CVE-6", Severity: "unknown"}, {ID: "CVE-7", Severity: "unknown"}},
+			vex: []policy.VEXStatement{
+				{IDs: []string{"CVE-3"}, Status: "fixed", Note: "resolved", Time: at("2026-01-02T00:00:00Z")},
+				{IDs: []string{"CVE-4"}, Status: "not_affected", Note: "false_positive: wrong cpe", Time: at("2026-01-01T00:00:00Z")},
+				{IDs: []string{"CVE-5"}, Status: "affected", Note: "exploitable"},
+				{IDs: []string{"CVE-6"}, Status: "under_investigation", Note: "in_triage"},
+			},
+		},
+		{
+			name:  "an analysis covers the packages its vulnerability affects, not the whole image",
+			comps: `{"bom-ref":"c1","name":"openssl","version":"3.1.4-r0"},{"bom-ref":"c2","name":"libssl3","version":"3.1.4-r0"}`,
+			vulns: `{"id":"CVE-8","analysis":{"state":"not_affected","justification":"code_not_reachable"},"affects":[{"ref":"c1"},{"ref":"c2"},{"ref":"c1"}]}`,
+			want: []policy.Finding{{ID: "CVE-8", Severity: "unknown", Package: "openssl", InstalledVersion: "3.1.4-r0"},
+				{ID: "CVE-8", Severity: "unknown", Package: "libssl3", InstalledVersion: "3.1.4-r0"}},
+			vex: []policy.VEXStatement{{IDs: []string{"CVE-8"}, Status: "not_affected", Note: "not_affected (code_not_reachable)",
+				Packages: []policy.VEXPackage{{Name: "openssl", Version: "3.1.4-r0"}, {Name: "libssl3", Version: "3.1.4-r0"}}}},
 		},
 	}
 	for _, tt := range tests {
@@ -64,8 +81,8 @@ func TestCycloneDXFindings(t *testing.T) {
 			if diff := cmp.Diff(tt.want, rep.Findings, cmpReport); diff != "" {
 				t.Errorf("findings (-want +got):\n%s", diff)
 			}
-			if diff := cmp.Diff(tt.notAffected, rep.NotAffected, cmpReport); diff != "" {
-				t.Errorf("not affected (-want +got):\n%s", diff)
+			if diff := cmp.Diff(tt.vex, rep.VEX, cmpReport); diff != "" {
+				t.Errorf("VEX (-want +got):\n%s", diff)
 			}
 		})
 	}

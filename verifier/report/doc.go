@@ -2,7 +2,8 @@
 // formats scanners and CI systems emit (Trivy JSON, SARIF 2.1.0 as Trivy and
 // Grype write it, CycloneDX 1.4-1.6 vulnerabilities, the Harbor Pluggable
 // Scanner report, cosign's vulnerability attestation predicate) into a
-// *policy.ScanReport, and OpenVEX documents into "not affected" statements.
+// *policy.ScanReport, OpenVEX documents into dated policy.VEXStatements about
+// one image, and reads which image a report says it is about (ImageDigests).
 //
 // Parsing is all it does. It never fetches, never verifies signatures (the
 // caller hands it the payload of an attestation it has already verified), never

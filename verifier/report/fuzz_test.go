@@ -36,7 +36,12 @@ func FuzzDetect(f *testing.F) {
 				}
 			}
 		}
-		_, _, _ = ParseOpenVEX(b)
+		if v, err := ParseOpenVEX(b); err == nil {
+			for _, d := range v.Digests() {
+				_ = v.For(d)
+			}
+		}
+		_, _ = ImageDigests(b)
 		_, _ = ParseCosignVuln(b)
 		_, _ = ParseHarbor(b)
 	})

@@ -102,9 +102,12 @@ func TestParseFixtures(t *testing.T) {
 					{ID: "CVE-2023-45853", Severity: "critical", Package: "zlib", InstalledVersion: "1.2.13-r0", FixedVersion: "1.3.1-r0"},
 					{ID: "CVE-2018-25032", Severity: "high", Package: "zlib", InstalledVersion: "1.2.11-r3"},
 				},
-				NotAffected: map[string]string{
-					"CVE-2021-44228": "not_affected (code_not_reachable): JndiLookup.class removed from the jar at build time",
-				},
+				VEX: []policy.VEXStatement{{
+					IDs:      []string{"CVE-2021-44228"},
+					Packages: []policy.VEXPackage{{Name: "org.apache.logging.log4j:log4j-core", Version: "2.14.1"}},
+					Status:   "not_affected", Note: "not_affected (code_not_reachable): JndiLookup.class removed from the jar at build time",
+					Time: at("2026-03-02T08:15:00Z"),
+				}},
 			},
 		},
 		{
@@ -238,7 +241,7 @@ func TestTooLarge(t *testing.T) {
 				t.Errorf("%s: err = %v, want ErrTooLarge", name, err)
 			}
 		}
-		if _, _, err := ParseOpenVEX(big); !errors.Is(err, ErrTooLarge) {
+		if _, err := ParseOpenVEX(big); !errors.Is(err, ErrTooLarge) {
 			t.Errorf("openvex: err = %v, want ErrTooLarge", err)
 		}
 	})
