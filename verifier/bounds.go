@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/portcullis/portcullis/internal/manifest"
@@ -119,33 +121,42 @@ type layerSource interface {
 // readCapped reads l, described by desc, at most k.maxSize bytes.
 func readCapped(l v1.Layer, desc ocispec.Descriptor, k evidenceKind) ([]byte, error) {
 	what := k.name + " layer " + desc.Digest.String()
-	rc, err := l.Compressed() // the raw bytes: signature layers are not compressed
-	if err != nil {
-		return nil, unavailable("read "+what, err)
+	// The raw bytes (signature layers are not compressed). go-containerregistry
+	// refuses a Content-Length other than desc.Size here, before reading.
+	rc, err := l.Compressed()
+	if err == nil {
+		defer rc.Close()
 	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, k.maxSize+1))
-	var be *boundError
+	var b []byte
+	if err == nil {
+		b, err = io.ReadAll(io.LimitReader(rc, k.maxSize+1))
+	}
 	switch {
-	case errors.As(err, &be):
-		return nil, be
+	case asBound(err) != nil:
+		return nil, asBound(err)
 	case isTransportFailure(err):
 		return nil, unavailable("read "+what, err)
 	case err != nil:
-		// The bytes arrived and are not what the descriptor says.
-		return nil, fmt.Errorf("%s does not match its descriptor: %s", what, short(err))
+		// The registry answered, with bytes other than the descriptor's.
+		return nil, fmt.Errorf("%s does not match its descriptor of %d bytes: %v", what, desc.Size, err)
 	case int64(len(b)) > k.maxSize:
 		return nil, exceeded("%s is more than %s", what, bytesString(k.maxSize))
 	}
 	return b, nil
 }
 
-// isTransportFailure reports whether err is the connection's fault rather
-// than the content's: a body read that failed, a cancelled or expired
-// context.
+// isTransportFailure reports whether err is the connection's or the
+// registry's fault rather than the content's: a request that failed or was
+// answered with an error status, a body read that failed, a cancelled or
+// expired context.
 func isTransportFailure(err error) bool {
-	var be *bodyError
-	return errors.As(err, &be) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+	var (
+		be *bodyError
+		ue *url.Error
+		te *transport.Error
+	)
+	return errors.As(err, &be) || errors.As(err, &ue) || errors.As(err, &te) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // capped bounds every response body the verifier reads, whatever library
