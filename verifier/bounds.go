@@ -108,7 +108,7 @@ func readLayer(img layerSource, desc ocispec.Descriptor, k evidenceKind) ([]byte
 	}
 	l, err := img.LayerByDigest(h)
 	if err != nil {
-		return nil, unavailable("read "+k.name+" layer "+desc.Digest.String(), err)
+		return nil, readFailure(k.name+" layer "+desc.Digest.String(), err)
 	}
 	return readCapped(l, desc, k)
 }
@@ -136,6 +136,8 @@ func readCapped(l v1.Layer, desc ocispec.Descriptor, k evidenceKind) ([]byte, er
 		return nil, asBound(err)
 	case isTransportFailure(err):
 		return nil, unavailable("read "+what, err)
+	case isNotFound(err):
+		return nil, fmt.Errorf("%s is not in the registry", what)
 	case err != nil:
 		// The registry answered, with bytes other than the descriptor's.
 		return nil, fmt.Errorf("%s does not match its descriptor of %d bytes: %v", what, desc.Size, err)
@@ -148,15 +150,25 @@ func readCapped(l v1.Layer, desc ocispec.Descriptor, k evidenceKind) ([]byte, er
 // isTransportFailure reports whether err is the connection's or the
 // registry's fault rather than the content's: a request that failed or was
 // answered with an error status, a body read that failed, a cancelled or
-// expired context.
+// expired context. A 404 is not: it is the registry's answer that content an
+// artifact names is not there, which whoever pushed the artifact controls.
 func isTransportFailure(err error) bool {
 	var (
 		be *bodyError
 		ue *url.Error
 		te *transport.Error
 	)
-	return errors.As(err, &be) || errors.As(err, &ue) || errors.As(err, &te) ||
+	if errors.As(err, &te) {
+		return te.StatusCode != http.StatusNotFound
+	}
+	return errors.As(err, &be) || errors.As(err, &ue) ||
 		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// isNotFound reports whether err is a registry 404.
+func isNotFound(err error) bool {
+	var te *transport.Error
+	return errors.As(err, &te) && te.StatusCode == http.StatusNotFound
 }
 
 // capped bounds every response body the verifier reads, whatever library

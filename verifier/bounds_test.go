@@ -467,3 +467,83 @@ func (h *halfWriter) Write(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// TestMalformedArtifact: what a pusher can put under the .sig tag that is not
+// a signature manifest at all is invalid evidence too, never an outage (an
+// outage would hand the decision to the rule's onError).
+func TestMalformedArtifact(t *testing.T) {
+	t.Parallel()
+	var garbage, gone atomic.Bool
+	mw := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch {
+			case garbage.Load() && strings.HasSuffix(r.URL.Path, ".sig"):
+				w.Header().Set("Content-Type", ociManifestType)
+				_, _ = w.Write([]byte(`{"schemaVersion":2,"layers":"nope"}`))
+			case gone.Load() && strings.Contains(r.URL.Path, "/blobs/"):
+				http.Error(w, `{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}`, http.StatusNotFound)
+			default:
+				next.ServeHTTP(w, r)
+			}
+		})
+	}
+	reg := registrytest.New(t, registrytest.WithMiddleware(mw))
+	key := newKeyPair(t)
+	v := newVerifier(t, keyRoot(t, "release", key.pub))
+	const repo = "team/app"
+
+	tests := []struct {
+		name       string
+		setup      func(t *testing.T, img image)
+		wantReason string
+	}{
+		{
+			name: "an index with no child for this platform",
+			setup: func(t *testing.T, img image) {
+				idx, _ := json.Marshal(map[string]any{
+					"schemaVersion": 2,
+					"mediaType":     "application/vnd.oci.image.index.v1+json",
+					"manifests": []map[string]any{{
+						"mediaType": ociManifestType, "digest": img.target.Digest.String(), "size": 1,
+						"platform": map[string]string{"os": "plan9", "architecture": "mips"},
+					}},
+				})
+				ref := parseRef(t, reg.Ref(repo+":sha256-"+img.target.Digest.Encoded()+".sig"))
+				if err := remote.Put(ref, rawManifest{body: idx, mediaType: "application/vnd.oci.image.index.v1+json"}); err != nil {
+					t.Fatal(err)
+				}
+			},
+			wantReason: "invalid signature: signature artifact sha256-%s.sig: ",
+		},
+		{
+			name:       "not a manifest",
+			setup:      func(*testing.T, image) { garbage.Store(true) },
+			wantReason: "invalid signature: signature artifact sha256-%s.sig: malformed manifest",
+		},
+		{
+			name: "a layer deleted from the registry",
+			setup: func(t *testing.T, img image) {
+				cosigntest.Sign(t, cosigntest.Binary(t), img.ref, key.priv)
+				gone.Store(true)
+			},
+			wantReason: "is not in the registry",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			img := pushImage(t, reg, repo)
+			tt.setup(t, img)
+			defer garbage.Store(false)
+			defer gone.Store(false)
+			got, err := v.Signatures(t.Context(), img.target, []string{"release"})
+			if err != nil {
+				t.Fatalf("Signatures: %v", err)
+			}
+			want := strings.ReplaceAll(tt.wantReason, "%s", img.target.Digest.Encoded())
+			if r := got["release"]; r.Verified || !strings.Contains(r.Reason, want) {
+				t.Errorf("release: %+v, want a reason with %q", r, want)
+			}
+			t.Log(got["release"].Reason)
+		})
+	}
+}

@@ -135,10 +135,11 @@ func (s *session) classic(k evidenceKind) (sigs []oci.Signature, invalid []error
 	what := k.name + " artifact " + tag.TagStr()
 	found, err := ociremote.Signatures(tag, ociremote.WithRemoteOptions(s.ropts...))
 	if err != nil {
-		if be := asBound(err); be != nil {
-			return nil, []error{be}, nil
+		err = readFailure(what, err)
+		if errors.Is(err, ErrUnavailable) {
+			return nil, nil, err
 		}
-		return nil, nil, unavailable("read "+tag.String(), err)
+		return nil, []error{err}, nil
 	}
 	raw, err := found.RawManifest()
 	if err != nil {
@@ -183,6 +184,22 @@ func (s *session) classic(k evidenceKind) (sigs []oci.Signature, invalid []error
 	return sigs, invalid, nil
 }
 
+// readFailure sorts an error met while reading the evidence what: the
+// connection's or the registry's fault (see isTransportFailure) is
+// ErrUnavailable; anything else is the content's fault (a bound broken, a
+// manifest go-containerregistry refuses, an index where an image manifest
+// belongs) and is returned as invalid evidence, so that what a pusher puts
+// in the upstream can never turn into "could not decide".
+func readFailure(what string, err error) error {
+	if be := asBound(err); be != nil {
+		return be
+	}
+	if isTransportFailure(err) {
+		return unavailable("read "+what, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
 // asBound returns the bound err broke, or nil.
 func asBound(err error) *boundError {
 	var be *boundError
@@ -220,15 +237,12 @@ type statement struct {
 
 // referrers returns the descriptors in the image's referrers index, through
 // the referrers API or the sha256-<hex> fallback tag on registries without it
-// (none when neither has anything). An index too large or malformed is a
-// *boundError or an error that is not ErrUnavailable.
+// (none when neither has anything). An index too large or malformed is
+// invalid evidence: an error that is not ErrUnavailable.
 func (s *session) referrers() ([]ocispec.Descriptor, error) {
 	idx, err := remote.Referrers(s.ref, s.ropts...)
 	if err != nil {
-		if be := asBound(err); be != nil {
-			return nil, be
-		}
-		return nil, unavailable("list referrers of "+s.ref.String(), err)
+		return nil, readFailure("referrers of "+s.ref.String(), err)
 	}
 	raw, err := idx.RawManifest()
 	if err != nil {
@@ -304,10 +318,7 @@ func (s *session) bundle(desc ocispec.Descriptor, k evidenceKind) (bundleEvidenc
 	ref := s.ref.Context().Digest(desc.Digest.String())
 	got, err := remote.Get(ref, s.ropts...)
 	if err != nil {
-		if be := asBound(err); be != nil {
-			return bundleEvidence{}, be
-		}
-		return bundleEvidence{}, unavailable("read bundle "+ref.String(), err)
+		return bundleEvidence{}, readFailure("referrer "+desc.Digest.String(), err)
 	}
 	c, err := manifest.Parse(got.Manifest)
 	if err != nil {
@@ -325,7 +336,7 @@ func (s *session) bundle(desc ocispec.Descriptor, k evidenceKind) (bundleEvidenc
 	}
 	img, err := got.Image()
 	if err != nil {
-		return bundleEvidence{}, fmt.Errorf("referrer %s: %w", desc.Digest, err)
+		return bundleEvidence{}, readFailure("referrer "+desc.Digest.String(), err)
 	}
 	raw, err := readLayer(img, layer, k)
 	if err != nil {
