@@ -33,11 +33,11 @@ func (v *Verifier) Attestations(ctx context.Context, t Target, roots []string) (
 	if len(rs) == 0 {
 		return nil, nil
 	}
-	atts, _, err := s.classic("att")
+	atts, _, err := s.classic(v.attestationKind())
 	if err != nil {
 		return nil, err
 	}
-	bundles, _, err := s.bundles()
+	bundles, _, err := s.bundles(v.attestationKind())
 	if err != nil {
 		return nil, err
 	}

@@ -1,8 +1,7 @@
 // Package verifier gathers cosign evidence about an image in an upstream
 // registry: whether its signatures verify against named trust roots, which
-// in-toto attestations on it verify and with whose roots, and which
-// signature/attestation artifacts belong to it. It produces facts for
-// package policy and decides nothing.
+// in-toto attestations on it verify and with whose roots. It produces facts
+// for package policy and decides nothing.
 //
 // Three storage formats are understood, all through sigstore/cosign v2's
 // pkg/cosign verifiers:
@@ -23,7 +22,16 @@
 // lookups; the only network traffic is to the image's registry, through the
 // caller's transport.
 //
-// A verdict is a value (policy.SignatureResult, policy.Attestation); an error
+// Anyone who can push to the upstream can shape the evidence, so what is read
+// is bounded before it is fetched: at most 32 layers per signature or
+// attestation manifest, 1 MiB per signature layer, 16 MiB per attestation
+// layer, 4 MiB per manifest or referrers index, 32 bundle referrers (see the
+// With... options); every body is read through a cap, whatever its
+// descriptor claims.
+//
+// A verdict is a value (policy.SignatureResult, policy.Attestation); evidence
+// that breaks a bound, is malformed or does not match its descriptor is
+// invalid and counts for nothing (a signature's Reason says why). An error
 // means the evidence could not be read (registry unreachable, 5xx, bad auth),
 // and the caller must fail closed. The package must never decide admission,
 // never cache, and never import the proxy.

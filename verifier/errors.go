@@ -6,8 +6,10 @@ import (
 )
 
 // ErrUnavailable wraps every failure to read evidence from the registry:
-// unreachable, 5xx, auth refused, truncated or corrupt content. The result is
-// unknown, not negative; callers fail closed.
+// unreachable, 5xx, auth refused, a connection dropped mid-read. The result is
+// unknown, not negative; callers fail closed. Content the registry did serve
+// but that cannot count (too large, malformed, not matching its descriptor)
+// is not an error: it is invalid evidence, reported in the verdict.
 var ErrUnavailable = errors.New("verifier: evidence unavailable")
 
 // ErrUnknownRoot is returned when a call names a trust root that New was not

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 
@@ -14,13 +13,14 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
-	"github.com/google/go-containerregistry/pkg/v1/types"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sigstore/cosign/v2/pkg/oci"
 	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
 	"github.com/sigstore/cosign/v2/pkg/oci/static"
 	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
 	sgbundle "github.com/sigstore/sigstore-go/pkg/bundle"
+
+	"github.com/portcullis/portcullis/internal/manifest"
 )
 
 const (
@@ -35,8 +35,6 @@ const (
 	// emptyConfigType is the media type of the OCI empty descriptor, the
 	// config of artifact manifests.
 	emptyConfigType = "application/vnd.oci.empty.v1+json"
-	// maxBundleSize caps one bundle layer read into memory.
-	maxBundleSize = 4 << 20
 )
 
 // session is one look at one image's evidence: the image reference, its hash,
@@ -46,6 +44,7 @@ type session struct {
 	hash         v1.Hash
 	ropts        []remote.Option
 	maxReferrers int
+	maxLayers    int
 }
 
 // open prepares a session for t.
@@ -72,6 +71,9 @@ func (v *Verifier) open(ctx context.Context, t Target) (*session, error) {
 	if !t.Insecure {
 		tr = httpsOnly{host: ref.RegistryStr(), next: tr}
 	}
+	// Under go-containerregistry's own transports, so that every body any
+	// library reads for this session is bounded.
+	tr = capped{next: tr, blob: max(v.maxSignatureSize, v.maxAttestationSize)}
 	ropts := []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithTransport(tr),
@@ -91,6 +93,7 @@ func (v *Verifier) open(ctx context.Context, t Target) (*session, error) {
 		hash:         hash,
 		ropts:        append(ropts, remote.Reuse(puller)),
 		maxReferrers: v.maxReferrers,
+		maxLayers:    v.maxLayers,
 	}, nil
 }
 
@@ -121,23 +124,55 @@ func (s *session) tag(suffix string) name.Tag {
 	return s.ref.Context().Tag(t)
 }
 
-// classic reads the signatures (suffix "sig") or attestations ("att") stored
-// under the image's cosign tag. Layers that cannot be parsed are returned as
+// classic reads the signatures (k is signatureKind) or attestations
+// (attestationKind) stored under the image's cosign tag. The manifest's
+// descriptors are checked against the bounds before any layer is fetched,
+// and each layer is read with a cap. An artifact or a layer that breaks a
+// bound, is malformed or does not match its descriptor is returned as
 // invalid; a registry failure is an error.
-func (s *session) classic(suffix string) (sigs []oci.Signature, invalid []error, err error) {
-	tag := s.tag(suffix)
+func (s *session) classic(k evidenceKind) (sigs []oci.Signature, invalid []error, err error) {
+	tag := s.tag(k.suffix)
+	what := k.name + " artifact " + tag.TagStr()
 	found, err := ociremote.Signatures(tag, ociremote.WithRemoteOptions(s.ropts...))
 	if err != nil {
+		err = readFailure(what, err)
+		if errors.Is(err, ErrUnavailable) {
+			return nil, nil, err
+		}
+		return nil, []error{err}, nil
+	}
+	raw, err := found.RawManifest()
+	if err != nil {
 		return nil, nil, unavailable("read "+tag.String(), err)
+	}
+	c, err := manifest.Parse(raw)
+	if err != nil {
+		return nil, []error{fmt.Errorf("%s: %w", what, err)}, nil
+	}
+	if err := checkArtifact(what, c, s.maxLayers, k); err != nil {
+		return nil, []error{err}, nil
 	}
 	layers, err := found.Get()
 	if err != nil {
-		return nil, nil, unavailable("read "+tag.String(), err)
+		// The manifest was read; what go-containerregistry or cosign refuse
+		// in it is the content's fault.
+		return nil, []error{fmt.Errorf("%s: %w", what, err)}, nil
 	}
-	for _, l := range layers {
-		payload, err := l.Payload() // the one blob fetch per layer
-		if err != nil {
-			return nil, nil, unavailable("read "+tag.String()+" layer", err)
+	if len(layers) != len(c.Layers) {
+		return nil, []error{fmt.Errorf("%s: %d layers read, %d listed", what, len(layers), len(c.Layers))}, nil
+	}
+	for i, l := range layers {
+		desc := c.Layers[i]
+		if d, err := l.Digest(); err != nil || d.String() != desc.Digest.String() {
+			return nil, []error{fmt.Errorf("%s: layer %d is not %s", what, i, desc.Digest)}, nil
+		}
+		payload, err := readCapped(l, desc, k) // the one blob fetch per layer
+		switch {
+		case errors.Is(err, ErrUnavailable):
+			return nil, nil, err
+		case err != nil:
+			invalid = append(invalid, err)
+			continue
 		}
 		sig, err := static.Copy(prefetched{sigLayer: l, payload: payload})
 		if err != nil {
@@ -147,6 +182,31 @@ func (s *session) classic(suffix string) (sigs []oci.Signature, invalid []error,
 		sigs = append(sigs, sig)
 	}
 	return sigs, invalid, nil
+}
+
+// readFailure sorts an error met while reading the evidence what: the
+// connection's or the registry's fault (see isTransportFailure) is
+// ErrUnavailable; anything else is the content's fault (a bound broken, a
+// manifest go-containerregistry refuses, an index where an image manifest
+// belongs) and is returned as invalid evidence, so that what a pusher puts
+// in the upstream can never turn into "could not decide".
+func readFailure(what string, err error) error {
+	if be := asBound(err); be != nil {
+		return be
+	}
+	if isTransportFailure(err) {
+		return unavailable("read "+what, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// asBound returns the bound err broke, or nil.
+func asBound(err error) *boundError {
+	var be *boundError
+	if errors.As(err, &be) {
+		return be
+	}
+	return nil
 }
 
 // prefetched is a signature layer whose payload was already read, so that
@@ -175,38 +235,48 @@ type statement struct {
 	Predicate     json.RawMessage `json:"predicate"`
 }
 
-// referrers returns the image's referrers index through the referrers API,
-// or the sha256-<hex> fallback tag on registries without it (empty when
-// neither has anything).
-func (s *session) referrers() (*v1.IndexManifest, error) {
+// referrers returns the descriptors in the image's referrers index, through
+// the referrers API or the sha256-<hex> fallback tag on registries without it
+// (none when neither has anything). An index too large or malformed is
+// invalid evidence: an error that is not ErrUnavailable.
+func (s *session) referrers() ([]ocispec.Descriptor, error) {
 	idx, err := remote.Referrers(s.ref, s.ropts...)
 	if err != nil {
-		return nil, unavailable("list referrers of "+s.ref.String(), err)
+		return nil, readFailure("referrers of "+s.ref.String(), err)
 	}
-	m, err := idx.IndexManifest()
+	raw, err := idx.RawManifest()
 	if err != nil {
 		return nil, unavailable("list referrers of "+s.ref.String(), err)
 	}
-	return m, nil
+	c, err := manifest.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("referrers index: %w", err)
+	}
+	return c.Manifests, nil
 }
 
 // bundles reads the sigstore bundles attached to the image, at most
-// maxReferrers of them. Bundles that cannot be parsed are returned as
-// invalid; a registry failure is an error.
-func (s *session) bundles() (found []bundleEvidence, invalid []error, err error) {
-	idx, err := s.referrers()
-	if err != nil {
+// maxReferrers of them, each layer bounded by k. Bundles that cannot be
+// parsed or break a bound are returned as invalid; a registry failure is an
+// error.
+func (s *session) bundles(k evidenceKind) (found []bundleEvidence, invalid []error, err error) {
+	descs, err := s.referrers()
+	if errors.Is(err, ErrUnavailable) {
 		return nil, nil, err
 	}
+	if err != nil {
+		return nil, []error{err}, nil
+	}
 	n := 0
-	for _, desc := range idx.Manifests {
+	for _, desc := range descs {
 		if !maybeBundle(desc) {
 			continue // not sigstore's: an SBOM, a Notation signature, ...
 		}
 		if n++; n > s.maxReferrers {
+			invalid = append(invalid, exceeded("more than %d referrers may hold a bundle; the rest were not read", s.maxReferrers))
 			break
 		}
-		b, err := s.bundle(desc)
+		b, err := s.bundle(desc, k)
 		switch {
 		case errors.Is(err, errNotBundle):
 			continue
@@ -221,7 +291,8 @@ func (s *session) bundles() (found []bundleEvidence, invalid []error, err error)
 	return found, invalid, nil
 }
 
-// errNotBundle marks a referrer that turned out not to hold a sigstore bundle.
+// errNotBundle marks a referrer that turned out not to hold a sigstore bundle
+// of the kind looked for.
 var errNotBundle = errors.New("not a sigstore bundle")
 
 // maybeBundle reports whether the referrer desc may hold a sigstore bundle:
@@ -229,7 +300,7 @@ var errNotBundle = errors.New("not a sigstore bundle")
 // containerregistry's pkg/registry among them) report the config media type,
 // which for cosign's bundles is the OCI empty descriptor's, instead of the
 // manifest's artifactType.
-func maybeBundle(desc v1.Descriptor) bool {
+func maybeBundle(desc ocispec.Descriptor) bool {
 	switch {
 	case strings.HasPrefix(desc.ArtifactType, bundleArtifactPrefix):
 		return true
@@ -239,23 +310,37 @@ func maybeBundle(desc v1.Descriptor) bool {
 	return false
 }
 
-// bundle fetches and parses the bundle in the referrer manifest desc.
-func (s *session) bundle(desc v1.Descriptor) (bundleEvidence, error) {
+// bundle fetches and parses the bundle in the referrer manifest desc. Its
+// one layer is checked against k's bound before it is fetched; when
+// k.largerIsOther, a larger bundle is not k's kind of evidence (a signature
+// bundle is small; an attestation may be large) and is skipped unread.
+func (s *session) bundle(desc ocispec.Descriptor, k evidenceKind) (bundleEvidence, error) {
 	ref := s.ref.Context().Digest(desc.Digest.String())
-	img, err := remote.Image(ref, s.ropts...)
+	got, err := remote.Get(ref, s.ropts...)
 	if err != nil {
-		return bundleEvidence{}, unavailable("read bundle "+ref.String(), err)
+		return bundleEvidence{}, readFailure("referrer "+desc.Digest.String(), err)
 	}
-	m, err := img.Manifest()
+	c, err := manifest.Parse(got.Manifest)
 	if err != nil {
-		return bundleEvidence{}, unavailable("read bundle "+ref.String(), err)
+		return bundleEvidence{}, fmt.Errorf("referrer %s: %w", desc.Digest, err)
 	}
-	if len(m.Layers) != 1 || !strings.HasPrefix(string(m.Layers[0].MediaType), bundleArtifactPrefix) {
+	if c.IsIndex() || len(c.Layers) != 1 || !strings.HasPrefix(c.Layers[0].MediaType, bundleArtifactPrefix) {
 		return bundleEvidence{}, errNotBundle
 	}
-	raw, err := readLayer(img, m.Layers[0])
+	layer := c.Layers[0]
+	if err := checkLayer(layer, k); err != nil {
+		if k.largerIsOther && asBound(err) != nil {
+			return bundleEvidence{}, errNotBundle
+		}
+		return bundleEvidence{}, err
+	}
+	img, err := got.Image()
 	if err != nil {
-		return bundleEvidence{}, unavailable("read bundle "+ref.String(), err)
+		return bundleEvidence{}, readFailure("referrer "+desc.Digest.String(), err)
+	}
+	raw, err := readLayer(img, layer, k)
+	if err != nil {
+		return bundleEvidence{}, err
 	}
 	b := &sgbundle.Bundle{}
 	if err := b.UnmarshalJSON(raw); err != nil {
@@ -269,24 +354,6 @@ func (s *session) bundle(desc v1.Descriptor) (bundleEvidence, error) {
 		return bundleEvidence{}, fmt.Errorf("referrer %s: %w", desc.Digest, err)
 	}
 	return bundleEvidence{bundle: b, statement: st}, nil
-}
-
-// readLayer reads one layer of img, at most maxBundleSize bytes; the remote
-// layer checks its digest as it is read.
-func readLayer(img v1.Image, desc v1.Descriptor) ([]byte, error) {
-	if desc.Size > maxBundleSize {
-		return nil, fmt.Errorf("layer %s is %d bytes, more than %d", desc.Digest, desc.Size, maxBundleSize)
-	}
-	l, err := img.LayerByDigest(desc.Digest)
-	if err != nil {
-		return nil, err
-	}
-	rc, err := l.Compressed()
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	return io.ReadAll(io.LimitReader(rc, maxBundleSize+1))
 }
 
 // bundleStatement returns the in-toto statement of a DSSE bundle.
@@ -310,30 +377,4 @@ func parseStatement(payload []byte) (statement, error) {
 		return statement{}, errors.New("in-toto statement has no predicate type")
 	}
 	return st, nil
-}
-
-// isNotFound reports whether err is a registry 404.
-func isNotFound(err error) bool {
-	var terr *transport.Error
-	return errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound
-}
-
-// manifestBlobs lists the config and layer digests of an image manifest; an
-// index has none of its own.
-func manifestBlobs(mediaType types.MediaType, raw []byte) ([]v1.Hash, error) {
-	if mediaType.IsIndex() {
-		return nil, nil
-	}
-	m, err := v1.ParseManifest(bytes.NewReader(raw))
-	if err != nil {
-		return nil, err
-	}
-	out := make([]v1.Hash, 0, 1+len(m.Layers))
-	if m.Config.Digest.Hex != "" {
-		out = append(out, m.Config.Digest)
-	}
-	for _, l := range m.Layers {
-		out = append(out, l.Digest)
-	}
-	return out, nil
 }

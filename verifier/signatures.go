@@ -31,9 +31,14 @@ const maxReasonLen = 200
 // bundles (referrers or the fallback tag), against each named root and
 // returns one result per root: Verified, and otherwise a Reason such as
 // "no signatures found", "no signature verifies with key release: ..." or
-// "certificate identity ... does not match keyless root ci ...". Combining
-// roots (anyOf, allOf) is the policy's business. The error is non-nil only
-// when the evidence could not be read (ErrUnavailable) or a root is unknown.
+// "certificate identity ... does not match keyless root ci ...". Evidence
+// that breaks a bound or is malformed counts for nothing, and is what the
+// Reason quotes when nothing else failed ("no signature verifies with key
+// release: invalid signature: signature artifact sha256-<hex>.sig has 64
+// layers, more than 32"); a signature in the other format may still verify.
+// Combining roots (anyOf, allOf) is the policy's business. The error is
+// non-nil only when the evidence could not be read (ErrUnavailable) or a root
+// is unknown.
 func (v *Verifier) Signatures(ctx context.Context, t Target, roots []string) (map[string]policy.SignatureResult, error) {
 	rs, err := v.lookup(roots)
 	if err != nil {
@@ -47,7 +52,7 @@ func (v *Verifier) Signatures(ctx context.Context, t Target, roots []string) (ma
 	if len(rs) == 0 {
 		return out, nil
 	}
-	sigs, invalid, err := s.classic("sig")
+	sigs, invalid, err := s.classic(v.signatureKind())
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +72,7 @@ func (v *Verifier) Signatures(ctx context.Context, t Target, roots []string) (ma
 
 	// Only now look for bundles: most images carry one format, and a root
 	// already satisfied needs no more requests.
-	bundles, binvalid, err := s.bundles()
+	bundles, binvalid, err := s.bundles(v.signatureKind())
 	if err != nil {
 		return nil, err
 	}

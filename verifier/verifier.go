@@ -32,9 +32,12 @@ type Target struct {
 // Verifier checks cosign evidence against a fixed set of trust roots, parsed
 // once by New. It holds no per-image state and is safe for concurrent use.
 type Verifier struct {
-	roots        map[string]*trustRoot
-	userAgent    string
-	maxReferrers int
+	roots              map[string]*trustRoot
+	userAgent          string
+	maxReferrers       int
+	maxLayers          int
+	maxSignatureSize   int64
+	maxAttestationSize int64
 }
 
 // Option configures a Verifier built by New.
@@ -49,10 +52,10 @@ func WithUserAgent(ua string) Option {
 	}
 }
 
-// WithMaxReferrers caps how many sigstore bundles attached to one image are
-// fetched and checked; the rest are ignored, so an image cluttered with
-// referrers costs a bounded number of requests. It must be positive.
-// Default: 32.
+// WithMaxReferrers caps how many referrers of one image that may hold a
+// sigstore bundle are fetched and checked; the rest are not read, so an image
+// cluttered with referrers costs a bounded number of requests. It must be
+// positive. Default: 32.
 func WithMaxReferrers(n int) Option {
 	return func(v *Verifier) error {
 		if n <= 0 {
@@ -63,14 +66,62 @@ func WithMaxReferrers(n int) Option {
 	}
 }
 
+// WithMaxArtifactLayers caps the layers of one signature or attestation
+// manifest (the .sig and .att tags; a bundle has one). An artifact with more
+// is invalid evidence, and none of its layers is read. It must be positive.
+// Default: DefaultMaxArtifactLayers (32).
+func WithMaxArtifactLayers(n int) Option {
+	return func(v *Verifier) error {
+		if n <= 0 {
+			return fmt.Errorf("verifier: max artifact layers must be positive, got %d", n)
+		}
+		v.maxLayers = n
+		return nil
+	}
+}
+
+// WithMaxSignatureSize caps one signature layer (of the .sig tag, or a
+// signature bundle), in bytes, as its descriptor states it and as it is
+// read. A .sig artifact with a larger layer is invalid evidence and none of
+// it is read; a larger bundle is not read as a signature (it may be an
+// attestation). It must be positive. Default: DefaultMaxSignatureSize (1 MiB).
+func WithMaxSignatureSize(n int64) Option {
+	return func(v *Verifier) error {
+		if n <= 0 {
+			return fmt.Errorf("verifier: max signature size must be positive, got %d", n)
+		}
+		v.maxSignatureSize = n
+		return nil
+	}
+}
+
+// WithMaxAttestationSize caps one attestation layer (of the .att tag, or an
+// attestation bundle), in bytes, as its descriptor states it and as it is
+// read. An artifact with a larger layer is invalid evidence and none of it is
+// read. Up to WithMaxArtifactLayers layers of this size may be held in memory
+// for one image at once. It must be positive. Default:
+// DefaultMaxAttestationSize (16 MiB).
+func WithMaxAttestationSize(n int64) Option {
+	return func(v *Verifier) error {
+		if n <= 0 {
+			return fmt.Errorf("verifier: max attestation size must be positive, got %d", n)
+		}
+		v.maxAttestationSize = n
+		return nil
+	}
+}
+
 // New parses every trust root's material once: PEM public keys (ECDSA, RSA,
 // Ed25519) and trusted_root.json documents. A root whose material cannot be
 // used is a *RootError naming it. The map key is the root's name.
 func New(roots map[string]policy.TrustRoot, opts ...Option) (*Verifier, error) {
 	v := &Verifier{
-		roots:        make(map[string]*trustRoot, len(roots)),
-		userAgent:    "portcullis-verifier",
-		maxReferrers: 32,
+		roots:              make(map[string]*trustRoot, len(roots)),
+		userAgent:          "portcullis-verifier",
+		maxReferrers:       32,
+		maxLayers:          DefaultMaxArtifactLayers,
+		maxSignatureSize:   DefaultMaxSignatureSize,
+		maxAttestationSize: DefaultMaxAttestationSize,
 	}
 	for _, o := range opts {
 		if err := o(v); err != nil {

@@ -82,9 +82,16 @@ func TestNew(t *testing.T) {
 		})
 	}
 
-	t.Run("bad option", func(t *testing.T) {
-		if _, err := verifier.New(nil, verifier.WithMaxReferrers(0)); err == nil {
-			t.Error("WithMaxReferrers(0): no error")
+	t.Run("bad options", func(t *testing.T) {
+		for name, o := range map[string]verifier.Option{
+			"WithMaxReferrers(0)":        verifier.WithMaxReferrers(0),
+			"WithMaxArtifactLayers(0)":   verifier.WithMaxArtifactLayers(0),
+			"WithMaxSignatureSize(0)":    verifier.WithMaxSignatureSize(0),
+			"WithMaxAttestationSize(-1)": verifier.WithMaxAttestationSize(-1),
+		} {
+			if _, err := verifier.New(nil, o); err == nil {
+				t.Errorf("%s: no error", name)
+			}
 		}
 	})
 }
