@@ -107,7 +107,7 @@ rules:
       scanner: trivy
 `
 
-func newScanEnv(t testing.TB, findings func(repo string, d digest.Digest) []harbortest.Vulnerability) *scanEnv {
+func newScanEnv(t testing.TB, findings func(repo string, d digest.Digest) []harbortest.Vulnerability, gateOpts ...proxy.GateOption) *scanEnv {
 	t.Helper()
 	se := &scanEnv{bin: cosigntest.Binary(t), scanKey: cosignKey(t), otherKey: cosignKey(t), clock: &atomic.Int64{}}
 	se.clock.Store(time.Now().UnixNano())
@@ -119,8 +119,8 @@ func newScanEnv(t testing.TB, findings func(repo string, d digest.Digest) []harb
 	var reports *proxy.Reports
 	se.env = newEnv(t,
 		withPolicy(fmt.Sprintf(scanPolicy, se.scanner.URL()), files,
-			proxy.WithGateClock(func() time.Time { return time.Unix(0, se.clock.Load()) }),
-			proxy.WithDecisionTTL(20*time.Millisecond, 20*time.Millisecond)),
+			append([]proxy.GateOption{proxy.WithGateClock(func() time.Time { return time.Unix(0, se.clock.Load()) }),
+				proxy.WithDecisionTTL(20*time.Millisecond, 20*time.Millisecond)}, gateOpts...)...),
 		func(c *envConfig) {
 			c.scanning = func(kv cache.KV, proxyURL, defaultUpstream string) *proxy.Scanning {
 				client, err := harbor.New(se.scanner.URL(), harbor.WithPollInterval(200*time.Millisecond))
@@ -542,4 +542,35 @@ func TestScanCredentialKeepsManifestsAndBlobsApart(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestReportPostedDuringScanAndWaitCounts: a CI report posted while the gate waits for the scanner moves the facts
+// epoch under the decision being made; the gate decides again instead of caching, under the new epoch, a verdict
+// that never saw the report (which, with an hour's decision TTL, would ignore it for an hour).
+func TestReportPostedDuringScanAndWaitCounts(t *testing.T) {
+	se := newScanEnv(t, func(string, digest.Digest) []harbortest.Vulnerability {
+		return []harbortest.Vulnerability{{ID: "CVE-2024-9001", Package: "openssl", Version: "3.0.1", FixVersion: "3.0.15", Severity: "Critical"}}
+	}, proxy.WithDecisionTTL(time.Hour, time.Hour))
+	_, d := se.push(t, "wait/race")
+	first := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodGet, se.srv.URL+"/v2/wait/race/manifests/v1", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			first <- 0
+			return
+		}
+		resp.Body.Close()
+		first <- resp.StatusCode
+	}()
+	// The scanner takes 1.5 s; CI posts the fixed build's report meanwhile, dated after the scan it races.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(se.scanner.Requests()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	clean, _ := json.Marshal(trivyReport(time.Now().Add(time.Minute), low))
+	se.post(t, "/admin/v1/reports/"+d.String(), clean)
+	t.Logf("pull during the scan: %d", <-first)
+	// Whatever the racing pull got, the report is not ignored afterwards.
+	se.allowed(t, "wait/race")
 }
