@@ -106,9 +106,21 @@ type Upstream struct {
 	// Retries is how often to retry on 5xx, 429 and network errors, with backoff; 0 disables
 	// retries. Default 3.
 	Retries int `yaml:"retries"`
-	// AllowPrivateTokenRealm allows bearer token realms on loopback or private addresses.
-	// Default false.
+	// AllowPrivateAddresses lets blob redirects and bearer token realms lead to loopback, private
+	// or link-local addresses although the registry is not on one of that kind (a redirect or
+	// realm on the registry's own host:port, or on the kind of address the registry is on, is
+	// always allowed). The address is checked when it is dialled, so DNS rebinding does not get
+	// round it. Default false.
+	AllowPrivateAddresses bool `yaml:"allowPrivateAddresses,omitempty"`
+	// AllowPrivateTokenRealm is the old name of AllowPrivateAddresses, still read; either one
+	// set to true allows private addresses. Default false.
 	AllowPrivateTokenRealm bool `yaml:"allowPrivateTokenRealm,omitempty"`
+}
+
+// PrivateAddressesAllowed reports whether AllowPrivateAddresses or its old name
+// AllowPrivateTokenRealm is set.
+func (u Upstream) PrivateAddressesAllowed() bool {
+	return u.AllowPrivateAddresses || u.AllowPrivateTokenRealm
 }
 
 // Tags configures how tags resolve to digests.

@@ -258,6 +258,17 @@ func TestParseValues(t *testing.T) {
 			},
 		},
 		{
+			name: "private addresses, new and old name",
+			yaml: "upstreams:\n  - name: a.example\n    allowPrivateAddresses: true\n  - name: b.example\n    allowPrivateTokenRealm: true\n  - name: c.example\n",
+			edit: func(c *Config) {
+				c.Upstreams = []Upstream{
+					{Name: "a.example", Timeout: Duration(30 * time.Second), Retries: 3, AllowPrivateAddresses: true},
+					{Name: "b.example", Timeout: Duration(30 * time.Second), Retries: 3, AllowPrivateTokenRealm: true},
+					{Name: "c.example", Timeout: Duration(30 * time.Second), Retries: 3},
+				}
+			},
+		},
+		{
 			name: "redis",
 			yaml: "cache:\n  redis:\n    addrs: [r1:6379, r2:6379]\n    masterName: mymaster\n    db: 2\n",
 			edit: func(c *Config) {

@@ -62,6 +62,10 @@ func toAPIError(err error, k kind, r route) *apiError {
 		default:
 			return &apiError{status: http.StatusNotFound, code: codeNameUnknown, message: fmt.Sprintf("repository %s/%s not found", up, r.repo)}
 		}
+	case errors.Is(err, upstream.ErrForbiddenAddress):
+		// Before ErrUnauthorized: a refused token realm carries both.
+		return &apiError{status: http.StatusBadGateway, code: codeUnknown,
+			message: fmt.Sprintf("upstream %s sent Portcullis to an address it may not connect to (a redirect or token realm on a private network); refused: %v", up, err)}
 	case errors.Is(err, upstream.ErrUnauthorized), errors.Is(err, upstream.ErrDenied):
 		return &apiError{status: http.StatusForbidden, code: codeDenied,
 			message: fmt.Sprintf("upstream %s refused access to %s (the repository does not exist or needs credentials): %v", up, r.repo, err)}

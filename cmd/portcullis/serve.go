@@ -203,7 +203,7 @@ func newUpstreamClient(uc configs.Upstream, m *proxy.Metrics, cfg *configs.Confi
 		upstream.WithTimeout(time.Duration(uc.Timeout)),
 		upstream.WithRetries(uc.Retries, 200*time.Millisecond),
 		upstream.WithUserAgent("portcullis/" + version),
-		upstream.WithAllowPrivateRealm(uc.AllowPrivateTokenRealm),
+		upstream.WithAllowPrivateAddresses(uc.PrivateAddressesAllowed()),
 		upstream.WithMaxManifestSize(int64(cfg.Content.MaxManifestSize)),
 		upstream.WithObserver(m.UpstreamObserver(uc.Name)),
 	}

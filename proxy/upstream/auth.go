@@ -42,14 +42,13 @@ type token struct {
 // ever attached to requests for the registry's own scheme and host: a redirect elsewhere (blob -> object
 // storage) goes out bare.
 type authTransport struct {
-	endpoint     *url.URL
-	username     string
-	password     string
-	hasBasic     bool
-	allowPrivate bool
-	timeout      time.Duration
-	lookup       lookupFunc
-	inner        http.RoundTripper
+	endpoint *url.URL
+	username string
+	password string
+	hasBasic bool
+	guard    *dialGuard
+	timeout  time.Duration
+	inner    http.RoundTripper
 	// tokenClient fetches tokens: user agent, retries and the observer, but no auth layer.
 	tokenClient *http.Client
 
@@ -160,11 +159,8 @@ func (t *authTransport) token(ctx context.Context, scope string, ch challenge, s
 
 // fetch performs the token exchange described by a Bearer challenge.
 func (t *authTransport) fetch(ctx context.Context, scope string, ch challenge) (token, error) {
-	u, err := t.checkRealm(ctx, ch.params["realm"])
+	u, err := t.checkRealm(ch.params["realm"])
 	if err != nil {
-		if errors.Is(err, ErrUnavailable) {
-			return token{}, err
-		}
 		return token{}, fmt.Errorf("%w: %w", ErrUnauthorized, err)
 	}
 	q := u.Query()
@@ -188,6 +184,10 @@ func (t *authTransport) fetch(ctx context.Context, scope string, ch challenge) (
 		req.SetBasicAuth(t.username, t.password)
 	}
 	resp, err := t.tokenClient.Do(req)
+	if errors.Is(err, ErrForbiddenAddress) {
+		// The realm (or a redirect from it) led to an address we may not connect to: no token, ever.
+		return token{}, fmt.Errorf("%w: token from %s: %w", ErrUnauthorized, u.Host, err)
+	}
 	if err != nil {
 		return token{}, fmt.Errorf("token from %s: %w: %w", u.Host, ErrUnavailable, err)
 	}
@@ -241,7 +241,7 @@ func (t *authTransport) checkRedirect(req *http.Request, via []*http.Request) er
 	if len(via) >= 10 {
 		return errors.New("stopped after 10 redirects")
 	}
-	if _, err := t.checkRealm(req.Context(), req.URL.String()); err != nil {
+	if _, err := t.checkRealm(req.URL.String()); err != nil {
 		return fmt.Errorf("refusing token-server redirect: %w", err)
 	}
 	if !sameOrigin(req.URL, via[0].URL) {
