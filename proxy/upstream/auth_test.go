@@ -449,3 +449,83 @@ func TestObserver(t *testing.T) {
 		t.Errorf("observed (-want +got):\n%s", diff)
 	}
 }
+
+// testClock is a settable clock.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+func withClock(now func() time.Time) Option {
+	return func(o *options) error { o.now = now; return nil }
+}
+
+// TestTokenCacheBounded: a client walking many repositories (one token scope each) does not grow the
+// token cache past its bound, and expired tokens are dropped.
+func TestTokenCacheBounded(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		maxTokens int
+		walk      int           // repositories pulled one after the other
+		advance   time.Duration // then the clock moves on by this much, and one more repository is pulled
+		want      int           // tokens cached at the end
+	}{
+		{name: "bounded while live", maxTokens: 5, walk: 20, want: 5},
+		{name: "expired swept when full", maxTokens: 5, walk: 5, advance: 10 * time.Minute, want: 1},
+		{name: "expired swept on schedule", maxTokens: 1000, walk: 20, advance: 10 * time.Minute, want: 1},
+		{name: "live kept on schedule", maxTokens: 1000, walk: 20, advance: 2 * time.Minute, want: 21},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := newTokenServer(t)
+			ts.expiresIn = 300 // cached for 290s
+			var unauth atomic.Int64
+			reg := newTestRegistry(t, true, bearerAuth(func() string { return ts.srv.URL }, ts, &unauth))
+			clock := &testClock{now: time.Unix(1_000_000_000, 0)}
+			c := newClient(t, reg.url(t), WithMaxTokens(tc.maxTokens), withClock(clock.Now))
+			cached := func() int {
+				c.auth.mu.Lock()
+				defer c.auth.mu.Unlock()
+				return len(c.auth.tokens)
+			}
+			pull := func(repo string) {
+				t.Helper()
+				// Nothing is pushed: each repository is a 404, after its own token exchange.
+				if _, err := c.Resolve(context.Background(), repo, "v1", nil); !errors.Is(err, ErrNotFound) {
+					t.Fatalf("%s: err = %v, want ErrNotFound", repo, err)
+				}
+			}
+			for i := range tc.walk {
+				pull(fmt.Sprintf("walk/repo%d", i))
+				clock.Add(time.Second)
+				if n := cached(); n > tc.maxTokens {
+					t.Fatalf("after %d repositories: %d tokens cached, bound %d", i+1, n, tc.maxTokens)
+				}
+			}
+			// The cache still works: the latest scope's token is reused.
+			issued := ts.issued.Load()
+			pull(fmt.Sprintf("walk/repo%d", tc.walk-1))
+			if n := ts.issued.Load() - issued; n != 0 {
+				t.Errorf("re-pulling the latest repository fetched %d tokens, want 0", n)
+			}
+			if tc.advance > 0 {
+				clock.Add(tc.advance)
+				pull("walk/last")
+			}
+			if n := cached(); n != tc.want {
+				t.Errorf("%d tokens cached, want %d", n, tc.want)
+			}
+		})
+	}
+}

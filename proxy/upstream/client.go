@@ -22,6 +22,7 @@ type Client struct {
 	opts     options
 	http     *http.Client
 	guard    *dialGuard
+	auth     *authTransport
 }
 
 // New returns a client for the registry at endpoint (scheme and host, e.g. https://registry-1.docker.io,
@@ -83,18 +84,20 @@ func New(name string, endpoint *url.URL, opts ...Option) (*Client, error) {
 		}}
 	}
 	auth := &authTransport{
-		endpoint: &ep,
-		username: o.username,
-		password: o.password,
-		hasBasic: o.basic,
-		guard:    guard,
-		timeout:  o.timeout,
-		inner:    base,
-		tokens:   map[string]token{},
+		endpoint:  &ep,
+		username:  o.username,
+		password:  o.password,
+		hasBasic:  o.basic,
+		guard:     guard,
+		timeout:   o.timeout,
+		inner:     base,
+		now:       o.now,
+		maxTokens: o.maxTokens,
+		tokens:    map[string]token{},
 	}
 	auth.tokenClient = &http.Client{Transport: stack(base), CheckRedirect: auth.checkRedirect}
 
-	c := &Client{name: name, endpoint: &ep, opts: o, guard: guard}
+	c := &Client{name: name, endpoint: &ep, opts: o, guard: guard, auth: auth}
 	c.http = &http.Client{Transport: stack(auth), CheckRedirect: c.checkRedirect}
 	return c, nil
 }

@@ -368,8 +368,11 @@ func TestNewOptions(t *testing.T) {
 		{"negative retries", "x", u, []Option{WithRetries(-1, time.Second)}, true},
 		{"zero timeout", "x", u, []Option{WithTimeout(0)}, true},
 		{"zero cap", "x", u, []Option{WithMaxManifestSize(0)}, true},
+		{"zero tokens", "x", u, []Option{WithMaxTokens(0)}, true},
 		{"all good", "x", u, []Option{WithBasicAuth("u", "p"), WithTLSConfig(tlsConfig()), WithRetries(0, time.Second),
-			WithTimeout(time.Second), WithUserAgent("ua"), WithAllowPrivateRealm(true), WithMaxManifestSize(1), WithObserver(nil)}, false},
+			WithTimeout(time.Second), WithUserAgent("ua"), WithAllowPrivateAddresses(true), WithMaxManifestSize(1), WithMaxTokens(1),
+			WithObserver(nil)}, false},
+		{"old name of allow private", "x", u, []Option{WithAllowPrivateRealm(true)}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := New(tc.name_, tc.u, tc.opts...)

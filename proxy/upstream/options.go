@@ -30,12 +30,14 @@ type options struct {
 	userAgent          string
 	allowPrivate       bool
 	maxManifestSize    int64
+	maxTokens          int
 	observer           Observer
 
-	// resolver and classify are seams for tests: the resolver the dialer uses (nil: the default) and
-	// what counts as a public address.
+	// resolver, classify and now are seams for tests: the resolver the dialer uses (nil: the default),
+	// what counts as a public address, and the token cache's clock.
 	resolver *net.Resolver
 	classify func(netip.Addr) addrClass
+	now      func() time.Time
 }
 
 const (
@@ -44,6 +46,7 @@ const (
 	defaultTimeout         = 30 * time.Second
 	defaultUserAgent       = "portcullis"
 	defaultMaxManifestSize = 4 << 20
+	defaultMaxTokens       = 10000
 )
 
 func defaultOptions() options {
@@ -53,7 +56,9 @@ func defaultOptions() options {
 		timeout:         defaultTimeout,
 		userAgent:       defaultUserAgent,
 		maxManifestSize: defaultMaxManifestSize,
+		maxTokens:       defaultMaxTokens,
 		classify:        classify,
+		now:             time.Now,
 	}
 }
 
@@ -163,6 +168,19 @@ func WithMaxManifestSize(n int64) Option {
 			return fmt.Errorf("upstream: max manifest size %d must be positive", n)
 		}
 		o.maxManifestSize = n
+		return nil
+	}
+}
+
+// WithMaxTokens bounds the Bearer token cache to n scopes (one per repository pulled), so that clients
+// walking many repositories cannot grow it without end; expired tokens are dropped as well. Default:
+// 10000.
+func WithMaxTokens(n int) Option {
+	return func(o *options) error {
+		if n <= 0 {
+			return fmt.Errorf("upstream: max tokens %d must be positive", n)
+		}
+		o.maxTokens = n
 		return nil
 	}
 }
