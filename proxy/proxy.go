@@ -21,6 +21,8 @@ type Registry interface {
 	Resolve(ctx context.Context, repo, ref string, accept []string) (ocispec.Descriptor, error)
 	Manifest(ctx context.Context, repo, ref string, accept []string) ([]byte, string, digest.Digest, error)
 	Blob(ctx context.Context, repo string, dgst digest.Digest) (io.ReadCloser, int64, error)
+	// StatBlob is a HEAD of a blob: its size (-1 if the upstream does not say), without its content.
+	StatBlob(ctx context.Context, repo string, dgst digest.Digest) (int64, error)
 	Tags(ctx context.Context, repo string, n int, last string) ([]string, string, error)
 	Referrers(ctx context.Context, repo string, dgst digest.Digest, artifactType string) ([]byte, bool, error)
 }
