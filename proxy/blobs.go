@@ -42,6 +42,13 @@ func (p *Proxy) serveBlob(w http.ResponseWriter, req *http.Request, r route) err
 	if err != nil {
 		return err
 	}
+	if partialRange(req.Header.Get("Range"), size) {
+		// A part of a blob cannot be checked against the blob's digest: a range waits for the whole download
+		// to verify, and is then served from the verified spool.
+		if size, err = d.verified(ctx); err != nil {
+			return err
+		}
+	}
 	start, length, ok := int64(0), size, true
 	if size >= 0 {
 		start, length, ok = parseRange(req.Header.Get("Range"), size)
@@ -132,6 +139,19 @@ func rangeNotSatisfiable(w http.ResponseWriter, size int64) error {
 	w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", size))
 	return &apiError{status: http.StatusRequestedRangeNotSatisfiable, code: codeBlobUnknown,
 		message: fmt.Sprintf("requested range not satisfiable for a blob of %d bytes", size)}
+}
+
+// partialRange reports whether a Range header asks for less than the whole of a blob of size bytes (-1:
+// unknown, so any Range header may).
+func partialRange(h string, size int64) bool {
+	if h == "" {
+		return false
+	}
+	if size < 0 {
+		return true
+	}
+	start, length, ok := parseRange(h, size)
+	return ok && (start != 0 || length != size)
 }
 
 // parseRange reads a single-range "bytes=" header against a blob of size bytes and returns the start and length to

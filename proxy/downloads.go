@@ -160,6 +160,29 @@ func (d *download) wait(ctx context.Context) (int64, error) {
 	return d.size, nil
 }
 
+// verified blocks until the download is done and returns its size, or the download's error: a blob that did not
+// verify is an error here even when it was spooled in full.
+func (d *download) verified(ctx context.Context) (int64, error) {
+	stop := context.AfterFunc(ctx, func() {
+		d.mu.Lock()
+		d.cond.Broadcast()
+		d.mu.Unlock()
+	})
+	defer stop()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for !d.done {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		d.cond.Wait()
+	}
+	if d.err != nil {
+		return 0, d.err
+	}
+	return d.written, nil
+}
+
 // readAt copies bytes from offset into b as they become available. The last byte is held back until the whole
 // blob has verified, so a client never receives in full a blob whose digest is wrong.
 func (d *download) readAt(ctx context.Context, b []byte, off int64) (int, error) {

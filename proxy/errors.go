@@ -69,10 +69,12 @@ func toAPIError(err error, k kind, r route) *apiError {
 	case errors.Is(err, upstream.ErrUnauthorized), errors.Is(err, upstream.ErrDenied):
 		return &apiError{status: http.StatusForbidden, code: codeDenied,
 			message: fmt.Sprintf("upstream %s refused access to %s (the repository does not exist or needs credentials): %v", up, r.repo, err)}
-	case errors.Is(err, upstream.ErrDigestMismatch):
+	case errors.Is(err, upstream.ErrDigestMismatch), errors.Is(err, errBlobMismatch):
 		return &apiError{status: http.StatusBadGateway, code: codeUnknown, message: fmt.Sprintf("upstream %s sent content that does not match its digest; nothing was served or stored", up)}
 	case errors.Is(err, upstream.ErrTooLarge):
 		return &apiError{status: http.StatusBadGateway, code: codeManifestInvalid, message: fmt.Sprintf("upstream %s sent a manifest over the size limit: %v", up, err)}
+	case errors.Is(err, errShortBlob):
+		return &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable, message: fmt.Sprintf("upstream %s sent a truncated blob; nothing was served or stored", up), retryAfter: 5}
 	case errors.Is(err, upstream.ErrUnavailable):
 		return &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable, message: fmt.Sprintf("upstream %s is unavailable: %v", up, err), retryAfter: 5}
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
