@@ -16,6 +16,7 @@ const (
 	dockerHubURL           = "https://registry-1.docker.io"
 	defaultKeyPrefix       = "portcullis:"
 	defaultMaxManifestSize = 4 * mib
+	defaultSpoolMaxSize    = 8 * gib
 )
 
 // Config is the whole proxy configuration. Load or Parse fill every field left out of the file
@@ -147,6 +148,11 @@ type Content struct {
 	MaxSize ByteSize `yaml:"maxSize,omitempty"`
 	// MaxManifestSize caps a manifest read from upstream. Default 4MiB.
 	MaxManifestSize ByteSize `yaml:"maxManifestSize"`
+	// SpoolMaxSize is the budget for blob downloads in flight, spooled under <dataDir>/spool: a
+	// download that would go over it is not started (or is aborted as it grows, when the upstream
+	// does not announce its size) and its clients get 503 with Retry-After until downloads finish.
+	// A blob larger than this cannot be pulled cold. 0 means no budget. Default 8GiB.
+	SpoolMaxSize ByteSize `yaml:"spoolMaxSize"`
 }
 
 // Cache configures the shared state store (decisions, tags, admitted blobs).
@@ -222,6 +228,7 @@ func base() *Config {
 		Content: Content{
 			Driver:          "filesystem",
 			MaxManifestSize: defaultMaxManifestSize,
+			SpoolMaxSize:    defaultSpoolMaxSize,
 		},
 		Cache: Cache{Redis: Redis{KeyPrefix: defaultKeyPrefix}},
 		Shutdown: Shutdown{

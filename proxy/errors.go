@@ -27,6 +27,10 @@ const (
 	codePaginationInval = "PAGINATION_NUMBER_INVALID"
 )
 
+// spoolRetryAfter is the Retry-After, in seconds, of a blob refused because the spool is full: downloads in flight
+// need time to finish.
+const spoolRetryAfter = 10
+
 // apiError is an error with its HTTP status and OCI code already chosen.
 type apiError struct {
 	status  int
@@ -73,6 +77,9 @@ func toAPIError(err error, k kind, r route) *apiError {
 		return &apiError{status: http.StatusBadGateway, code: codeUnknown, message: fmt.Sprintf("upstream %s sent content that does not match its digest; nothing was served or stored", up)}
 	case errors.Is(err, upstream.ErrTooLarge):
 		return &apiError{status: http.StatusBadGateway, code: codeManifestInvalid, message: fmt.Sprintf("upstream %s sent a manifest over the size limit: %v", up, err)}
+	case errors.Is(err, errSpoolFull):
+		return &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable,
+			message: "portcullis is busy: its spool for blob downloads is full; try again shortly: " + err.Error(), retryAfter: spoolRetryAfter}
 	case errors.Is(err, errShortBlob):
 		return &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable, message: fmt.Sprintf("upstream %s sent a truncated blob; nothing was served or stored", up), retryAfter: 5}
 	case errors.Is(err, upstream.ErrUnavailable):

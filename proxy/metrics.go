@@ -19,6 +19,9 @@ type Metrics struct {
 	upLat    *prometheus.HistogramVec
 	// decisions counts admission decisions by rule, mode, outcome and how they were reached.
 	decisions *prometheus.CounterVec
+	// spool is the bytes the open spool files reserve; spoolFull counts downloads the budget refused.
+	spool     prometheus.Gauge
+	spoolFull prometheus.Counter
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: not registered, for tests).
@@ -40,9 +43,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Upstream request latency until response headers, by upstream and kind.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 9)}, []string{"upstream", "kind"}),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "portcullis_admission_decisions_total",
 			Help: "Admission decisions by rule, mode, outcome (allowed, warned, denied) and how (evaluated, cached, parent, artifact)."}, []string{"rule", "mode", "outcome", "how"}),
+		spool: prometheus.NewGauge(prometheus.GaugeOpts{Name: "portcullis_spool_bytes",
+			Help: "Bytes reserved by in-flight blob downloads in the spool (their Content-Length, or what has arrived)."}),
+		spoolFull: prometheus.NewCounter(prometheus.CounterOpts{Name: "portcullis_spool_full_total",
+			Help: "Blob downloads refused or aborted because the spool budget (content.spoolMaxSize) was reached."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.latency, m.bytes, m.cache, m.mismatch, m.upstream, m.upLat, m.decisions)
+		reg.MustRegister(m.requests, m.latency, m.bytes, m.cache, m.mismatch, m.upstream, m.upLat, m.decisions, m.spool, m.spoolFull)
 	}
 	return m
 }

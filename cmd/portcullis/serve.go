@@ -127,6 +127,7 @@ func build(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*app, er
 		proxy.WithStaleIfError(cfg.Tags.StaleIfError, time.Duration(cfg.Tags.MaxStale)),
 		proxy.WithMaxManifestSize(int64(cfg.Content.MaxManifestSize)),
 		proxy.WithSpoolDir(spool),
+		proxy.WithSpoolMaxSize(int64(cfg.Content.SpoolMaxSize)),
 	}
 	if cfg.Policy == "" {
 		log.Info("no policy configured: every image is served (set policy: or --policy to enable the trust and scan gates)")
