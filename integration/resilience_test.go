@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync"
@@ -295,6 +296,79 @@ func (f *flipWriter) Write(b []byte) (int, error) {
 	}
 	f.n += len(c)
 	return f.ResponseWriter.Write(c)
+}
+
+// TestBlobRedirects: an upstream that redirects blob GETs to an object store on its own kind of address (here
+// loopback, like the registry) is followed, and a whole image pulls; one that redirects to the cloud metadata
+// address is refused before any connection, with a clear 502.
+func TestBlobRedirects(t *testing.T) {
+	var store atomic.Pointer[string] // where blob GETs are sent; "" = not redirected
+	store.Store(new(string))
+	var regURL atomic.Pointer[string]
+	var storeHits atomic.Int64
+	objects := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		storeHits.Add(1)
+		resp, err := http.Get(*regURL.Load() + r.URL.Path + "?direct=1")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.WriteHeader(resp.StatusCode)
+		io.Copy(w, resp.Body)
+	}))
+	defer objects.Close()
+	e := newEnv(t, withUpstream(registrytest.WithMiddleware(func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if to := *store.Load(); to != "" && r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") && r.URL.Query().Get("direct") == "" {
+				http.Redirect(w, r, to+r.URL.Path, http.StatusTemporaryRedirect)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	})), withClient(upstream.WithAllowPrivateAddresses(false)))
+	u := e.up.URL().String()
+	regURL.Store(&u)
+	img := e.up.PushRandomImage(t, "redir/app:v1", 2, 4096)
+	meta := e.up.PushRandomImage(t, "redir/meta:v1", 1, 4096)
+
+	t.Run("object store on loopback", func(t *testing.T) {
+		to := objects.URL
+		store.Store(&to)
+		got, err := crane.Pull(e.ref("redir/app:v1"), pullOpts()...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls, _ := got.Layers()
+		for _, l := range ls {
+			rc, err := l.Compressed()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.Copy(io.Discard, rc); err != nil {
+				t.Fatal(err)
+			}
+			rc.Close()
+		}
+		want, _ := img.Digest()
+		if d, _ := got.Digest(); d != want || storeHits.Load() == 0 {
+			t.Errorf("digest %s (want %s), object store hits %d", d, want, storeHits.Load())
+		}
+	})
+	t.Run("metadata address", func(t *testing.T) {
+		to := "http://169.254.169.254"
+		store.Store(&to)
+		ls, _ := meta.Layers()
+		ld, _ := ls[0].Digest()
+		resp, body := e.get(t, http.MethodGet, "/v2/redir/meta/blobs/"+ld.String())
+		if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "169.254.169.254") ||
+			!strings.Contains(string(body), "link-local") {
+			t.Errorf("status %d %s; want 502 naming the refused link-local address", resp.StatusCode, body)
+		}
+		if _, err := e.content.Stat(context.Background(), digest.Digest(ld.String())); err == nil {
+			t.Error("blob stored")
+		}
+	})
 }
 
 // TestBigBlobBoundedMemory: a cold 32 MiB blob streams through the proxy (to the client, the spool and the store)
