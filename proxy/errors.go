@@ -79,7 +79,7 @@ func toAPIError(err error, k kind, r route) *apiError {
 		return &apiError{status: http.StatusBadGateway, code: codeManifestInvalid, message: fmt.Sprintf("upstream %s sent a manifest over the size limit: %v", up, err)}
 	case errors.Is(err, errSpoolFull):
 		return &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable,
-			message: "portcullis is busy: its spool for blob downloads is full; try again shortly: " + err.Error(), retryAfter: spoolRetryAfter}
+			message: "portcullis is busy: its spool for blob downloads is full (content.spoolMaxSize); try again shortly", retryAfter: spoolRetryAfter}
 	case errors.Is(err, errShortBlob):
 		return &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable, message: fmt.Sprintf("upstream %s sent a truncated blob; nothing was served or stored", up), retryAfter: 5}
 	case errors.Is(err, upstream.ErrUnavailable):
