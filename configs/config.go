@@ -16,6 +16,7 @@ const (
 	dockerHubURL           = "https://registry-1.docker.io"
 	defaultKeyPrefix       = "portcullis:"
 	defaultMaxManifestSize = 4 * mib
+	defaultSpoolMaxSize    = 8 * gib
 )
 
 // Config is the whole proxy configuration. Load or Parse fill every field left out of the file
@@ -108,9 +109,21 @@ type Upstream struct {
 	// Retries is how often to retry on 5xx, 429 and network errors, with backoff; 0 disables
 	// retries. Default 3.
 	Retries int `yaml:"retries"`
-	// AllowPrivateTokenRealm allows bearer token realms on loopback or private addresses.
-	// Default false.
+	// AllowPrivateAddresses lets blob redirects and bearer token realms lead to loopback, private
+	// or link-local addresses although the registry is not on one of that kind (a redirect or
+	// realm on the registry's own host:port, or on the kind of address the registry is on, is
+	// always allowed). The address is checked when it is dialled, so DNS rebinding does not get
+	// round it. Default false.
+	AllowPrivateAddresses bool `yaml:"allowPrivateAddresses,omitempty"`
+	// AllowPrivateTokenRealm is the old name of AllowPrivateAddresses, still read; either one
+	// set to true allows private addresses. Default false.
 	AllowPrivateTokenRealm bool `yaml:"allowPrivateTokenRealm,omitempty"`
+}
+
+// PrivateAddressesAllowed reports whether AllowPrivateAddresses or its old name
+// AllowPrivateTokenRealm is set.
+func (u Upstream) PrivateAddressesAllowed() bool {
+	return u.AllowPrivateAddresses || u.AllowPrivateTokenRealm
 }
 
 // Tags configures how tags resolve to digests.
@@ -137,6 +150,11 @@ type Content struct {
 	MaxSize ByteSize `yaml:"maxSize,omitempty"`
 	// MaxManifestSize caps a manifest read from upstream. Default 4MiB.
 	MaxManifestSize ByteSize `yaml:"maxManifestSize"`
+	// SpoolMaxSize is the budget for blob downloads in flight, spooled under <dataDir>/spool: a
+	// download that would go over it is not started (or is aborted as it grows, when the upstream
+	// does not announce its size) and its clients get 503 with Retry-After until downloads finish.
+	// A blob larger than this cannot be pulled cold. 0 means no budget. Default 8GiB.
+	SpoolMaxSize ByteSize `yaml:"spoolMaxSize"`
 }
 
 // Cache configures the shared state store (decisions, tags, admitted blobs).
@@ -225,6 +243,7 @@ func base() *Config {
 		Content: Content{
 			Driver:          "filesystem",
 			MaxManifestSize: defaultMaxManifestSize,
+			SpoolMaxSize:    defaultSpoolMaxSize,
 		},
 		Cache: Cache{Redis: Redis{KeyPrefix: defaultKeyPrefix}},
 		Shutdown: Shutdown{

@@ -179,6 +179,7 @@ func TestDefault(t *testing.T) {
 			Driver:          "filesystem",
 			Parameters:      map[string]any{"rootdirectory": "portcullis-data/content"},
 			MaxManifestSize: 4 << 20,
+			SpoolMaxSize:    8 << 30,
 		},
 		Cache:    Cache{Redis: Redis{KeyPrefix: "portcullis:"}},
 		Shutdown: Shutdown{DrainDelay: Duration(5 * time.Second), GracePeriod: Duration(30 * time.Second)},
@@ -225,11 +226,12 @@ func TestParseValues(t *testing.T) {
 		},
 		{
 			name: "7d durations and sizes",
-			yaml: "tags:\n  maxStale: 7d\ncontent:\n  maxSize: 10GiB\n  maxManifestSize: 1048576\n",
+			yaml: "tags:\n  maxStale: 7d\ncontent:\n  maxSize: 10GiB\n  maxManifestSize: 1048576\n  spoolMaxSize: 2GiB\n",
 			edit: func(c *Config) {
 				c.Tags.MaxStale = Duration(7 * 24 * time.Hour)
 				c.Content.MaxSize = 10 << 30
 				c.Content.MaxManifestSize = 1 << 20
+				c.Content.SpoolMaxSize = 2 << 30
 			},
 		},
 		{
@@ -256,6 +258,17 @@ func TestParseValues(t *testing.T) {
 				c.Upstreams = []Upstream{
 					{Name: "ghcr.io", Timeout: Duration(10 * time.Second), Retries: 1},
 					{Name: "quay.io", Timeout: Duration(10 * time.Second), Retries: 5},
+				}
+			},
+		},
+		{
+			name: "private addresses, new and old name",
+			yaml: "upstreams:\n  - name: a.example\n    allowPrivateAddresses: true\n  - name: b.example\n    allowPrivateTokenRealm: true\n  - name: c.example\n",
+			edit: func(c *Config) {
+				c.Upstreams = []Upstream{
+					{Name: "a.example", Timeout: Duration(30 * time.Second), Retries: 3, AllowPrivateAddresses: true},
+					{Name: "b.example", Timeout: Duration(30 * time.Second), Retries: 3, AllowPrivateTokenRealm: true},
+					{Name: "c.example", Timeout: Duration(30 * time.Second), Retries: 3},
 				}
 			},
 		},

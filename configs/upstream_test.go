@@ -140,3 +140,22 @@ func TestCredentials(t *testing.T) {
 		t.Errorf("CheckFiles() = %v", err)
 	}
 }
+
+func TestPrivateAddressesAllowed(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		u    Upstream
+		want bool
+	}{
+		{"neither", Upstream{}, false},
+		{"allowPrivateAddresses", Upstream{AllowPrivateAddresses: true}, true},
+		{"old name allowPrivateTokenRealm", Upstream{AllowPrivateTokenRealm: true}, true},
+		{"both", Upstream{AllowPrivateAddresses: true, AllowPrivateTokenRealm: true}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.u.PrivateAddressesAllowed(); got != tc.want {
+				t.Errorf("PrivateAddressesAllowed() = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -70,6 +70,9 @@ func (c *Config) Validate() error {
 	if c.Content.MaxManifestSize <= 0 {
 		p.Add("content.maxManifestSize", "must be positive")
 	}
+	if c.Content.SpoolMaxSize < 0 {
+		p.Add("content.spoolMaxSize", "must not be negative (0 means no budget)")
+	}
 
 	r := c.Cache.Redis
 	for i, a := range r.Addrs {

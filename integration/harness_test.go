@@ -83,7 +83,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	}
 	up := registrytest.New(t, c.upstreamOpts...)
 	client, err := upstream.New(up.Host(), up.URL(), append([]upstream.Option{
-		upstream.WithRetries(2, 10*time.Millisecond), upstream.WithAllowPrivateRealm(true),
+		upstream.WithRetries(2, 10*time.Millisecond), upstream.WithAllowPrivateAddresses(true),
 	}, c.clientOpts...)...)
 	if err != nil {
 		t.Fatal(err)

@@ -7,9 +7,11 @@ import (
 	"encoding/hex"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -210,10 +212,70 @@ func TestCorruptedBlobIsNeverServedNorStored(t *testing.T) {
 	}
 }
 
-// flipWriter corrupts one byte in the middle of a body.
+// TestRangeOfCorruptedColdBlobLeaksNothing: a Range request for a blob not yet stored gets no byte that has not
+// been verified against the digest, before, across or after the corrupted byte; a good blob's ranges still work
+// while cold.
+func TestRangeOfCorruptedColdBlobLeaksNothing(t *testing.T) {
+	var target atomic.Pointer[string]
+	target.Store(new(string))
+	e := newEnv(t, withUpstream(registrytest.WithMiddleware(func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if t := *target.Load(); t != "" && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, t) {
+				// The upstream stalls after 4 KiB: a proxy that served ranges from the unverified spool would
+				// send them now, long before the digest could be checked.
+				h.ServeHTTP(&flipWriter{ResponseWriter: w, stallAt: 4096, stall: 300 * time.Millisecond}, r)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	})))
+	img := e.up.PushRandomImage(t, "bad/app:v1", 1, 256<<10)
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+	good := e.up.PushRandomImage(t, "good/app:v1", 1, 256<<10)
+	glayers, _ := good.Layers()
+	gd, _ := glayers[0].Digest()
+	rc, _ := glayers[0].Compressed()
+	gfull, _ := io.ReadAll(rc)
+	bad := ld.String()
+	target.Store(&bad)
+
+	for _, rng := range []string{"bytes=0-99", "bytes=990-1010", "bytes=2000-2099", "bytes=-100", "bytes=100-"} {
+		t.Run("corrupted "+rng, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/v2/bad/app/blobs/"+ld.String(), nil)
+			req.Header.Set("Range", rng)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return // connection broken before headers: no byte served
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusPartialContent || resp.StatusCode == http.StatusOK {
+				t.Fatalf("status %d with %d bytes of an unverified blob", resp.StatusCode, len(body))
+			}
+			if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "does not match its digest") {
+				t.Errorf("status %d %s, want 502 naming the digest mismatch", resp.StatusCode, body)
+			}
+		})
+	}
+	if _, err := e.content.Stat(context.Background(), digest.Digest(ld.String())); err == nil {
+		t.Error("corrupted blob was stored")
+	}
+	t.Run("good blob, cold", func(t *testing.T) {
+		resp, body := e.get(t, http.MethodGet, "/v2/good/app/blobs/"+gd.String(), "Range", "bytes=990-1010")
+		if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, gfull[990:1011]) {
+			t.Errorf("status %d, %d bytes; want 206 with bytes 990-1010", resp.StatusCode, len(body))
+		}
+	})
+}
+
+// flipWriter corrupts one byte in the middle of a body. With stall set, it sends the first stallAt bytes, then
+// pauses for stall before the rest, as a slow upstream would.
 type flipWriter struct {
 	http.ResponseWriter
-	n int
+	n       int
+	stallAt int
+	stall   time.Duration
 }
 
 func (f *flipWriter) Write(b []byte) (int, error) {
@@ -221,8 +283,92 @@ func (f *flipWriter) Write(b []byte) (int, error) {
 	if f.n <= 1000 && f.n+len(c) > 1000 {
 		c[1000-f.n] ^= 0xff
 	}
+	if f.stall > 0 && f.n <= f.stallAt && f.n+len(c) > f.stallAt {
+		k := f.stallAt - f.n
+		if _, err := f.ResponseWriter.Write(c[:k]); err != nil {
+			return 0, err
+		}
+		http.NewResponseController(f.ResponseWriter).Flush()
+		time.Sleep(f.stall)
+		n, err := f.ResponseWriter.Write(c[k:])
+		f.n += k + n
+		return k + n, err
+	}
 	f.n += len(c)
 	return f.ResponseWriter.Write(c)
+}
+
+// TestBlobRedirects: an upstream that redirects blob GETs to an object store on its own kind of address (here
+// loopback, like the registry) is followed, and a whole image pulls; one that redirects to the cloud metadata
+// address is refused before any connection, with a clear 502.
+func TestBlobRedirects(t *testing.T) {
+	var store atomic.Pointer[string] // where blob GETs are sent; "" = not redirected
+	store.Store(new(string))
+	var regURL atomic.Pointer[string]
+	var storeHits atomic.Int64
+	objects := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		storeHits.Add(1)
+		resp, err := http.Get(*regURL.Load() + r.URL.Path + "?direct=1")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.WriteHeader(resp.StatusCode)
+		io.Copy(w, resp.Body)
+	}))
+	defer objects.Close()
+	e := newEnv(t, withUpstream(registrytest.WithMiddleware(func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if to := *store.Load(); to != "" && r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") && r.URL.Query().Get("direct") == "" {
+				http.Redirect(w, r, to+r.URL.Path, http.StatusTemporaryRedirect)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	})), withClient(upstream.WithAllowPrivateAddresses(false)))
+	u := e.up.URL().String()
+	regURL.Store(&u)
+	img := e.up.PushRandomImage(t, "redir/app:v1", 2, 4096)
+	meta := e.up.PushRandomImage(t, "redir/meta:v1", 1, 4096)
+
+	t.Run("object store on loopback", func(t *testing.T) {
+		to := objects.URL
+		store.Store(&to)
+		got, err := crane.Pull(e.ref("redir/app:v1"), pullOpts()...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls, _ := got.Layers()
+		for _, l := range ls {
+			rc, err := l.Compressed()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.Copy(io.Discard, rc); err != nil {
+				t.Fatal(err)
+			}
+			rc.Close()
+		}
+		want, _ := img.Digest()
+		if d, _ := got.Digest(); d != want || storeHits.Load() == 0 {
+			t.Errorf("digest %s (want %s), object store hits %d", d, want, storeHits.Load())
+		}
+	})
+	t.Run("metadata address", func(t *testing.T) {
+		to := "http://169.254.169.254"
+		store.Store(&to)
+		ls, _ := meta.Layers()
+		ld, _ := ls[0].Digest()
+		resp, body := e.get(t, http.MethodGet, "/v2/redir/meta/blobs/"+ld.String())
+		if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "169.254.169.254") ||
+			!strings.Contains(string(body), "link-local") {
+			t.Errorf("status %d %s; want 502 naming the refused link-local address", resp.StatusCode, body)
+		}
+		if _, err := e.content.Stat(context.Background(), digest.Digest(ld.String())); err == nil {
+			t.Error("blob stored")
+		}
+	})
 }
 
 // TestBigBlobBoundedMemory: a cold 32 MiB blob streams through the proxy (to the client, the spool and the store)

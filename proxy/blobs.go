@@ -30,6 +30,9 @@ func (p *Proxy) serveBlob(w http.ResponseWriter, req *http.Request, r route) err
 		p.log.Warn("content store stat failed; fetching upstream", "digest", r.dgst, "error", err)
 	}
 	p.metrics.cache.WithLabelValues("blob", "miss").Inc()
+	if req.Method == http.MethodHead {
+		return p.statColdBlob(w, req, r)
+	}
 	d, err := p.blobs.attach(ctx, r)
 	if err != nil {
 		return err
@@ -39,6 +42,13 @@ func (p *Proxy) serveBlob(w http.ResponseWriter, req *http.Request, r route) err
 	if err != nil {
 		return err
 	}
+	if partialRange(req.Header.Get("Range"), size) {
+		// A part of a blob cannot be checked against the blob's digest: a range waits for the whole download
+		// to verify, and is then served from the verified spool.
+		if size, err = d.verified(ctx); err != nil {
+			return err
+		}
+	}
 	start, length, ok := int64(0), size, true
 	if size >= 0 {
 		start, length, ok = parseRange(req.Header.Get("Range"), size)
@@ -47,9 +57,6 @@ func (p *Proxy) serveBlob(w http.ResponseWriter, req *http.Request, r route) err
 		}
 	}
 	setBlobHeaders(w, r, start, length, size)
-	if req.Method == http.MethodHead {
-		return nil
-	}
 	rd := &downloadReader{ctx: ctx, d: d, off: start, limit: length}
 	n, err := io.Copy(w, rd)
 	p.metrics.bytes.WithLabelValues("blob_upstream").Add(float64(n))
@@ -60,6 +67,23 @@ func (p *Proxy) serveBlob(w http.ResponseWriter, req *http.Request, r route) err
 		// Headers are gone: breaking the connection is the only way to tell the client the body is bad.
 		panic(http.ErrAbortHandler)
 	}
+	return nil
+}
+
+// statColdBlob answers a HEAD of a blob the store does not have with a HEAD upstream: a HEAD never starts a
+// download that would outlive it, so HEADs cannot fill the spool or the store.
+func (p *Proxy) statColdBlob(w http.ResponseWriter, req *http.Request, r route) error {
+	size, err := r.upstream.Registry.StatBlob(req.Context(), r.repo, r.dgst)
+	if err != nil {
+		return err
+	}
+	start, length, ok := int64(0), size, true
+	if size >= 0 {
+		if start, length, ok = parseRange(req.Header.Get("Range"), size); !ok {
+			return rangeNotSatisfiable(w, size)
+		}
+	}
+	setBlobHeaders(w, r, start, length, size)
 	return nil
 }
 
@@ -115,6 +139,19 @@ func rangeNotSatisfiable(w http.ResponseWriter, size int64) error {
 	w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", size))
 	return &apiError{status: http.StatusRequestedRangeNotSatisfiable, code: codeBlobUnknown,
 		message: fmt.Sprintf("requested range not satisfiable for a blob of %d bytes", size)}
+}
+
+// partialRange reports whether a Range header asks for less than the whole of a blob of size bytes (-1:
+// unknown, so any Range header may).
+func partialRange(h string, size int64) bool {
+	if h == "" {
+		return false
+	}
+	if size < 0 {
+		return true
+	}
+	start, length, ok := parseRange(h, size)
+	return ok && (start != 0 || length != size)
 }
 
 // parseRange reads a single-range "bytes=" header against a blob of size bytes and returns the start and length to

@@ -15,20 +15,55 @@ import (
 // downloads is the set of in-flight upstream blob fetches of one Proxy. Concurrent misses for one digest share one
 // download: it spools to an unlinked file on local disk while every waiting client reads from that file as it grows,
 // so memory does not grow with blob size and a follower never waits for the whole blob.
+//
+// The spool has a budget (WithSpoolMaxSize): a download reserves its Content-Length before it spools a byte, or
+// its bytes as they arrive when the upstream does not say; one that would go over is refused (errSpoolFull) and
+// its readers get 503 with Retry-After. The reservation is given back when the spool file closes, after the
+// download and its last reader are done.
 type downloads struct {
 	p        *Proxy
 	mu       sync.Mutex
 	inflight map[digest.Digest]*download
+	spooled  int64 // bytes reserved by open spool files, under mu
 }
 
 func newDownloads(p *Proxy) *downloads {
 	return &downloads{p: p, inflight: map[digest.Digest]*download{}}
 }
 
+// errSpoolFull: the spool budget cannot take another download now.
+var errSpoolFull = errors.New("the download spool is full")
+
+// reserve counts n more spool bytes against the budget for d, or fails with errSpoolFull.
+func (ds *downloads) reserve(d *download, n int64) error {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	if limit := ds.p.spoolMaxSize; limit > 0 && ds.spooled+n > limit {
+		ds.p.metrics.spoolFull.Inc()
+		return fmt.Errorf("%w: %d bytes in use, %d more wanted, budget %d (spoolMaxSize)", errSpoolFull, ds.spooled, n, limit)
+	}
+	ds.spooled += n
+	d.reserved += n
+	ds.p.metrics.spool.Set(float64(ds.spooled))
+	return nil
+}
+
+// unreserve gives back what d reserved.
+func (ds *downloads) unreserve(d *download) {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	ds.spooled -= d.reserved
+	d.reserved = 0
+	ds.p.metrics.spool.Set(float64(ds.spooled))
+}
+
 // download is one upstream fetch of a blob.
 type download struct {
+	ds   *downloads
 	dgst digest.Digest
 	file *os.File
+	// reserved is what the spool file counts against the budget, under ds.mu.
+	reserved int64
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -50,13 +85,17 @@ func (ds *downloads) attach(ctx context.Context, r route) (*download, error) {
 		d.mu.Unlock()
 		return d, nil
 	}
+	if limit := ds.p.spoolMaxSize; limit > 0 && ds.spooled >= limit {
+		ds.p.metrics.spoolFull.Inc()
+		return nil, fmt.Errorf("%w: %d bytes in use, budget %d (spoolMaxSize)", errSpoolFull, ds.spooled, limit)
+	}
 	f, err := os.CreateTemp(ds.p.spoolDir, "blob-*")
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
 	// Unlinked at once: the open file lives as long as its readers and leaves nothing behind after a crash.
 	_ = os.Remove(f.Name())
-	d := &download{dgst: r.dgst, file: f, size: -1, refs: 2}
+	d := &download{ds: ds, dgst: r.dgst, file: f, size: -1, refs: 2}
 	d.cond = sync.NewCond(&d.mu)
 	ds.inflight[r.dgst] = d
 	// The download outlives the request that started it: its other readers and the store still want it.
@@ -97,6 +136,12 @@ func (ds *downloads) fetch(ctx context.Context, d *download, r route) error {
 		return err
 	}
 	defer body.Close()
+	if size >= 0 {
+		// Refused before a byte is spooled, so every reader still gets a clean 503.
+		if err := ds.reserve(d, size); err != nil {
+			return fmt.Errorf("blob %s (%d bytes): %w", d.dgst, size, err)
+		}
+	}
 	d.mu.Lock()
 	d.size, d.started = size, true
 	d.cond.Broadcast()
@@ -130,6 +175,12 @@ type spoolWriter struct{ d *download }
 
 func (w *spoolWriter) Write(b []byte) (int, error) {
 	d := w.d
+	// Bytes beyond the reservation (all of them when the size is unknown) are reserved as they come.
+	if more := d.written + int64(len(b)) - d.reservedBytes(); more > 0 {
+		if err := d.ds.reserve(d, more); err != nil {
+			return 0, err
+		}
+	}
 	n, err := d.file.WriteAt(b, d.written)
 	d.mu.Lock()
 	d.written += int64(n)
@@ -158,6 +209,29 @@ func (d *download) wait(ctx context.Context) (int64, error) {
 		return 0, d.err
 	}
 	return d.size, nil
+}
+
+// verified blocks until the download is done and returns its size, or the download's error: a blob that did not
+// verify is an error here even when it was spooled in full.
+func (d *download) verified(ctx context.Context) (int64, error) {
+	stop := context.AfterFunc(ctx, func() {
+		d.mu.Lock()
+		d.cond.Broadcast()
+		d.mu.Unlock()
+	})
+	defer stop()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for !d.done {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		d.cond.Wait()
+	}
+	if d.err != nil {
+		return 0, d.err
+	}
+	return d.written, nil
 }
 
 // readAt copies bytes from offset into b as they become available. The last byte is held back until the whole
@@ -212,7 +286,15 @@ func (d *download) release() {
 	d.mu.Unlock()
 	if last {
 		_ = d.file.Close()
+		d.ds.unreserve(d)
 	}
+}
+
+// reservedBytes is what d has reserved so far.
+func (d *download) reservedBytes() int64 {
+	d.ds.mu.Lock()
+	defer d.ds.mu.Unlock()
+	return d.reserved
 }
 
 // reader reads a download from an offset, up to a limit (-1: to the end).

@@ -28,6 +28,10 @@ const (
 	codePaginationInval = "PAGINATION_NUMBER_INVALID"
 )
 
+// spoolRetryAfter is the Retry-After, in seconds, of a blob refused because the spool is full: downloads in flight
+// need time to finish.
+const spoolRetryAfter = 10
+
 // apiError is an error with its HTTP status and OCI code already chosen.
 type apiError struct {
 	status  int
@@ -66,13 +70,22 @@ func toAPIError(err error, k kind, r route) *apiError {
 		default:
 			return &apiError{status: http.StatusNotFound, code: codeNameUnknown, message: fmt.Sprintf("repository %s/%s not found", up, r.repo)}
 		}
+	case errors.Is(err, upstream.ErrForbiddenAddress):
+		// Before ErrUnauthorized: a refused token realm carries both.
+		return &apiError{status: http.StatusBadGateway, code: codeUnknown,
+			message: fmt.Sprintf("upstream %s sent Portcullis to an address it may not connect to (a redirect or token realm on a private network); refused: %v", up, err)}
 	case errors.Is(err, upstream.ErrUnauthorized), errors.Is(err, upstream.ErrDenied):
 		return &apiError{status: http.StatusForbidden, code: codeDenied,
 			message: fmt.Sprintf("upstream %s refused access to %s (the repository does not exist or needs credentials): %v", up, r.repo, err)}
-	case errors.Is(err, upstream.ErrDigestMismatch):
+	case errors.Is(err, upstream.ErrDigestMismatch), errors.Is(err, errBlobMismatch):
 		return &apiError{status: http.StatusBadGateway, code: codeUnknown, message: fmt.Sprintf("upstream %s sent content that does not match its digest; nothing was served or stored", up)}
 	case errors.Is(err, upstream.ErrTooLarge):
 		return &apiError{status: http.StatusBadGateway, code: codeManifestInvalid, message: fmt.Sprintf("upstream %s sent a manifest over the size limit: %v", up, err)}
+	case errors.Is(err, errSpoolFull):
+		return &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable,
+			message: "portcullis is busy: its spool for blob downloads is full (content.spoolMaxSize); try again shortly", retryAfter: spoolRetryAfter}
+	case errors.Is(err, errShortBlob):
+		return &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable, message: fmt.Sprintf("upstream %s sent a truncated blob; nothing was served or stored", up), retryAfter: 5}
 	case errors.Is(err, upstream.ErrUnavailable):
 		return &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable, message: fmt.Sprintf("upstream %s is unavailable: %v", up, err), retryAfter: 5}
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

@@ -22,6 +22,9 @@ type Metrics struct {
 	// inflight and overloaded are the cold decisions running now and those refused for want of a slot.
 	inflight   prometheus.Gauge
 	overloaded prometheus.Counter
+	// spool is the bytes the open spool files reserve; spoolFull counts downloads the budget refused.
+	spool     prometheus.Gauge
+	spoolFull prometheus.Counter
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: not registered, for tests).
@@ -47,9 +50,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Cold admission decisions (evidence gathering, on-demand scans) running now; at most the configured cap."}),
 		overloaded: prometheus.NewCounter(prometheus.CounterOpts{Name: "portcullis_admission_overloaded_total",
 			Help: "Admission decisions refused with 429 because every decision slot stayed busy for the queue wait."}),
+		spool: prometheus.NewGauge(prometheus.GaugeOpts{Name: "portcullis_spool_bytes",
+			Help: "Bytes reserved by in-flight blob downloads in the spool (their Content-Length, or what has arrived)."}),
+		spoolFull: prometheus.NewCounter(prometheus.CounterOpts{Name: "portcullis_spool_full_total",
+			Help: "Blob downloads refused or aborted because the spool budget (content.spoolMaxSize) was reached."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.latency, m.bytes, m.cache, m.mismatch, m.upstream, m.upLat, m.decisions, m.inflight, m.overloaded)
+		reg.MustRegister(m.requests, m.latency, m.bytes, m.cache, m.mismatch, m.upstream, m.upLat, m.decisions, m.inflight, m.overloaded,
+			m.spool, m.spoolFull)
 	}
 	return m
 }

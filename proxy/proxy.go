@@ -21,6 +21,8 @@ type Registry interface {
 	Resolve(ctx context.Context, repo, ref string, accept []string) (ocispec.Descriptor, error)
 	Manifest(ctx context.Context, repo, ref string, accept []string) ([]byte, string, digest.Digest, error)
 	Blob(ctx context.Context, repo string, dgst digest.Digest) (io.ReadCloser, int64, error)
+	// StatBlob is a HEAD of a blob: its size (-1 if the upstream does not say), without its content.
+	StatBlob(ctx context.Context, repo string, dgst digest.Digest) (int64, error)
 	Tags(ctx context.Context, repo string, n int, last string) ([]string, string, error)
 	Referrers(ctx context.Context, repo string, dgst digest.Digest, artifactType string) ([]byte, bool, error)
 }
@@ -49,6 +51,9 @@ type KV interface {
 	Set(ctx context.Context, key string, val []byte, ttl time.Duration) error
 }
 
+// DefaultSpoolMaxSize is the spool budget WithSpoolMaxSize defaults to: 8 GiB.
+const DefaultSpoolMaxSize = 8 << 30
+
 // Proxy is the pull-through registry handler.
 type Proxy struct {
 	upstreams       map[string]*Upstream
@@ -65,6 +70,7 @@ type Proxy struct {
 	maxStale     time.Duration
 	maxManifest  int64
 	spoolDir     string
+	spoolMaxSize int64
 	blobTimeout  time.Duration
 
 	scanCreds *ScanCredentials
@@ -131,6 +137,20 @@ func WithSpoolDir(dir string) Option {
 	return func(p *Proxy) error { p.spoolDir = dir; return nil }
 }
 
+// WithSpoolMaxSize bounds the bytes of in-flight blob downloads in the spool: a download that would go over it is
+// not started (or, when the upstream does not announce its size, is aborted as it grows) and its clients get 503
+// UNAVAILABLE with Retry-After; the bytes count until the spool file closes. A blob larger than n can then never
+// be pulled cold. 0 means no budget. Default 8 GiB.
+func WithSpoolMaxSize(n int64) Option {
+	return func(p *Proxy) error {
+		if n < 0 {
+			return errors.New("proxy: spool max size must not be negative")
+		}
+		p.spoolMaxSize = n
+		return nil
+	}
+}
+
 // WithBlobTimeout bounds one upstream blob download, which goes on after its client hangs up. Default 1h.
 func WithBlobTimeout(d time.Duration) Option {
 	return func(p *Proxy) error { p.blobTimeout = d; return nil }
@@ -168,6 +188,7 @@ func New(upstreams []*Upstream, defaultName string, store Store, kv KV, opts ...
 		maxStale:     24 * time.Hour,
 		maxManifest:  4 << 20,
 		spoolDir:     os.TempDir(),
+		spoolMaxSize: DefaultSpoolMaxSize,
 		blobTimeout:  time.Hour,
 	}
 	for _, u := range upstreams {

@@ -29,6 +29,10 @@ func (n nopRegistry) Blob(context.Context, string, digest.Digest) (io.ReadCloser
 	n.t.Error("unexpected upstream call")
 	return nil, 0, nil
 }
+func (n nopRegistry) StatBlob(context.Context, string, digest.Digest) (int64, error) {
+	n.t.Error("unexpected upstream call")
+	return 0, nil
+}
 func (n nopRegistry) Tags(context.Context, string, int, string) ([]string, string, error) {
 	n.t.Error("unexpected upstream call")
 	return nil, "", nil

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -165,4 +167,58 @@ func startApp(t *testing.T, up *registrytest.Registry, logs io.Writer, edit func
 		t.Fatal(err)
 	}
 	return a, done, cancel
+}
+
+// TestListenersLimitHeaders: every listener (registry, ops, admin) refuses a request whose headers are over
+// maxHeaderBytes with 431, and serves one with ordinary headers.
+func TestListenersLimitHeaders(t *testing.T) {
+	up := registrytest.New(t)
+	a, _, _ := startApp(t, up, io.Discard, func(cfg *configs.Config) {
+		cfg.Admin.Listen, cfg.Admin.Token = "127.0.0.1:0", "s3cret"
+	})
+	for _, l := range []struct {
+		name, addr, path string
+		ok               int // the status of a request with small headers
+	}{
+		{"registry", a.addr.String(), "/v2/", http.StatusOK},
+		{"ops", a.opsAddr.String(), "/healthz", http.StatusOK},
+		{"admin", a.adminAddr.String(), "/admin/v1/vex", http.StatusUnauthorized},
+	} {
+		for _, tc := range []struct {
+			name   string
+			header int
+			want   int
+		}{
+			{"small headers", 4 << 10, l.ok},
+			{"oversized headers", 2 * maxHeaderBytes, http.StatusRequestHeaderFieldsTooLarge},
+		} {
+			t.Run(l.name+"/"+tc.name, func(t *testing.T) {
+				if got := rawGet(t, l.addr, l.path, tc.header); got != tc.want {
+					t.Errorf("status %d, want %d", got, tc.want)
+				}
+			})
+		}
+	}
+}
+
+// rawGet sends GET path to addr over a plain connection with an X-Padding header of n bytes and returns the
+// response status.
+func rawGet(t *testing.T, addr, path string, n int) int {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	req := "GET " + path + " HTTP/1.1\r\nHost: " + addr + "\r\nX-Padding: " + strings.Repeat("a", n) + "\r\nConnection: close\r\n\r\n"
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("read response: %v", err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

@@ -127,6 +127,7 @@ func build(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*app, er
 		proxy.WithStaleIfError(cfg.Tags.StaleIfError, time.Duration(cfg.Tags.MaxStale)),
 		proxy.WithMaxManifestSize(int64(cfg.Content.MaxManifestSize)),
 		proxy.WithSpoolDir(spool),
+		proxy.WithSpoolMaxSize(int64(cfg.Content.SpoolMaxSize)),
 	}
 	if cfg.Policy == "" {
 		log.Info("no policy configured: every image is served (set policy: or --policy to enable the trust and scan gates)")
@@ -225,7 +226,7 @@ func newUpstreamClient(uc configs.Upstream, m *proxy.Metrics, cfg *configs.Confi
 		upstream.WithTimeout(time.Duration(uc.Timeout)),
 		upstream.WithRetries(uc.Retries, 200*time.Millisecond),
 		upstream.WithUserAgent("portcullis/" + version),
-		upstream.WithAllowPrivateRealm(uc.AllowPrivateTokenRealm),
+		upstream.WithAllowPrivateAddresses(uc.PrivateAddressesAllowed()),
 		upstream.WithMaxManifestSize(int64(cfg.Content.MaxManifestSize)),
 		upstream.WithObserver(m.UpstreamObserver(uc.Name)),
 	}
@@ -266,8 +267,8 @@ func (a *app) Run(ctx context.Context) error {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	a.addr = regLn.Addr()
-	regSrv := &http.Server{Handler: a.proxy, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn), Protocols: registryProtocols()}
+	regSrv := a.newServer(a.proxy)
+	regSrv.Protocols = registryProtocols()
 	servers := []*http.Server{regSrv}
 	errc := make(chan error, 3)
 	if cfg.TLS.Enabled() {
@@ -288,7 +289,7 @@ func (a *app) Run(ctx context.Context) error {
 			return fmt.Errorf("listen %s (opsListen): %w", cfg.OpsListen, err)
 		}
 		a.opsAddr = opsLn.Addr()
-		opsSrv := &http.Server{Handler: a.opsHandler(), ReadHeaderTimeout: 10 * time.Second}
+		opsSrv := a.newServer(a.opsHandler())
 		servers = append(servers, opsSrv)
 		go func() { errc <- opsSrv.Serve(opsLn) }()
 		a.log.Info("ops listening", "addr", "http://"+a.opsAddr.String(), "endpoints", "/metrics /healthz /readyz")
@@ -338,6 +339,22 @@ func registryProtocols() *http.Protocols {
 	return p
 }
 
+// Limits every listener (registry, ops, admin) shares, so that no client can hold a connection or the
+// memory for its headers without end: headers must arrive within readHeaderTimeout and fit in
+// maxHeaderBytes (beyond it the client gets 431), and an idle keep-alive connection closes after
+// idleTimeout. Registry clients send small headers (a bearer token at most); 64 KiB is generous.
+const (
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 64 << 10
+)
+
+// newServer returns an http.Server for h with the shared limits, logging its errors as warnings.
+func (a *app) newServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout,
+		MaxHeaderBytes: maxHeaderBytes, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+}
+
 // startAdmin serves the admin API on its own listener. Without a policy there are no reports to keep, so it
 // answers only that.
 func (a *app) startAdmin(errc chan<- error) (*http.Server, error) {
@@ -358,7 +375,7 @@ func (a *app) startAdmin(errc chan<- error) (*http.Server, error) {
 		return nil, fmt.Errorf("listen %s (admin.listen): %w", a.cfg.Admin.Listen, err)
 	}
 	a.adminAddr = ln.Addr()
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := a.newServer(h)
 	go func() { errc <- srv.Serve(ln) }()
 	a.log.Info("admin API listening", "addr", "http://"+a.adminAddr.String(), "endpoints", "POST /admin/v1/reports/{digest}, POST /admin/v1/vex")
 	return srv, nil

@@ -21,6 +21,8 @@ const (
 	defaultTokenTTL   = 60 * time.Second
 	maxTokenTTLSlack  = 10 * time.Second
 	minTokenTTLForUse = time.Second
+	// tokenSweepEvery is how often storing a token also drops every expired one.
+	tokenSweepEvery = time.Minute
 )
 
 // authError marks an error raised by the auth layer itself (token exchange, refused realm), so the
@@ -42,21 +44,24 @@ type token struct {
 // ever attached to requests for the registry's own scheme and host: a redirect elsewhere (blob -> object
 // storage) goes out bare.
 type authTransport struct {
-	endpoint     *url.URL
-	username     string
-	password     string
-	hasBasic     bool
-	allowPrivate bool
-	timeout      time.Duration
-	lookup       lookupFunc
-	inner        http.RoundTripper
+	endpoint *url.URL
+	username string
+	password string
+	hasBasic bool
+	guard    *dialGuard
+	timeout  time.Duration
+	inner    http.RoundTripper
 	// tokenClient fetches tokens: user agent, retries and the observer, but no auth layer.
 	tokenClient *http.Client
 
 	basicMode atomic.Bool // the registry asked for Basic once: send it up front from now on
 	group     singleflight.Group
+	now       func() time.Time
+	maxTokens int
+
 	mu        sync.Mutex
-	tokens    map[string]token // by scope
+	tokens    map[string]token // by scope, at most maxTokens
+	lastSweep time.Time
 }
 
 func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -119,10 +124,43 @@ func (t *authTransport) cached(scope, stale string) (string, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	tk, ok := t.tokens[scope]
-	if !ok || tk.value == stale || !time.Now().Before(tk.expires) {
+	if ok && !t.now().Before(tk.expires) {
+		delete(t.tokens, scope)
+		return "", false
+	}
+	if !ok || tk.value == stale {
 		return "", false
 	}
 	return tk.value, true
+}
+
+// store caches tk for scope. The cache stays bounded however many repositories clients walk: expired
+// tokens are swept out every tokenSweepEvery and whenever the cache is full, and a cache full of live
+// tokens gives up the one that expires first.
+func (t *authTransport) store(scope string, tk token) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	_, replace := t.tokens[scope]
+	if full := !replace && len(t.tokens) >= t.maxTokens; full || now.Sub(t.lastSweep) >= tokenSweepEvery {
+		for s, old := range t.tokens {
+			if !now.Before(old.expires) {
+				delete(t.tokens, s)
+			}
+		}
+		t.lastSweep = now
+	}
+	if !replace && len(t.tokens) >= t.maxTokens {
+		var victim string
+		var first time.Time
+		for s, old := range t.tokens {
+			if victim == "" || old.expires.Before(first) {
+				victim, first = s, old.expires
+			}
+		}
+		delete(t.tokens, victim)
+	}
+	t.tokens[scope] = tk
 }
 
 // token returns a token for scope, fetching one unless a live one other than stale is cached.
@@ -142,9 +180,7 @@ func (t *authTransport) token(ctx context.Context, scope string, ch challenge, s
 		if err != nil {
 			return "", err
 		}
-		t.mu.Lock()
-		t.tokens[scope] = tk
-		t.mu.Unlock()
+		t.store(scope, tk)
 		return tk.value, nil
 	})
 	select {
@@ -160,11 +196,8 @@ func (t *authTransport) token(ctx context.Context, scope string, ch challenge, s
 
 // fetch performs the token exchange described by a Bearer challenge.
 func (t *authTransport) fetch(ctx context.Context, scope string, ch challenge) (token, error) {
-	u, err := t.checkRealm(ctx, ch.params["realm"])
+	u, err := t.checkRealm(ch.params["realm"])
 	if err != nil {
-		if errors.Is(err, ErrUnavailable) {
-			return token{}, err
-		}
 		return token{}, fmt.Errorf("%w: %w", ErrUnauthorized, err)
 	}
 	q := u.Query()
@@ -188,6 +221,10 @@ func (t *authTransport) fetch(ctx context.Context, scope string, ch challenge) (
 		req.SetBasicAuth(t.username, t.password)
 	}
 	resp, err := t.tokenClient.Do(req)
+	if errors.Is(err, ErrForbiddenAddress) {
+		// The realm (or a redirect from it) led to an address we may not connect to: no token, ever.
+		return token{}, fmt.Errorf("%w: token from %s: %w", ErrUnauthorized, u.Host, err)
+	}
 	if err != nil {
 		return token{}, fmt.Errorf("token from %s: %w: %w", u.Host, ErrUnavailable, err)
 	}
@@ -222,7 +259,7 @@ func (t *authTransport) fetch(ctx context.Context, scope string, ch challenge) (
 	if value == "" {
 		return token{}, fmt.Errorf("%w: token from %s: response has no token", ErrUnauthorized, u.Host)
 	}
-	return token{value: value, expires: time.Now().Add(tokenLifetime(tr.ExpiresIn))}, nil
+	return token{value: value, expires: t.now().Add(tokenLifetime(tr.ExpiresIn))}, nil
 }
 
 // tokenLifetime is how long a token is reused: expires_in (default 60s) less a slack of a quarter of
@@ -241,7 +278,7 @@ func (t *authTransport) checkRedirect(req *http.Request, via []*http.Request) er
 	if len(via) >= 10 {
 		return errors.New("stopped after 10 redirects")
 	}
-	if _, err := t.checkRealm(req.Context(), req.URL.String()); err != nil {
+	if _, err := t.checkRealm(req.URL.String()); err != nil {
 		return fmt.Errorf("refusing token-server redirect: %w", err)
 	}
 	if !sameOrigin(req.URL, via[0].URL) {

@@ -395,17 +395,6 @@ func TestPrivateRealm(t *testing.T) {
 }
 
 func TestCheckRealm(t *testing.T) {
-	lookup := func(_ context.Context, _, host string) ([]netip.Addr, error) {
-		switch host {
-		case "auth.example":
-			return []netip.Addr{netip.MustParseAddr("93.184.216.34")}, nil
-		case "metadata.example":
-			return []netip.Addr{netip.MustParseAddr("93.184.216.34"), netip.MustParseAddr("169.254.169.254")}, nil
-		case "internal.example":
-			return []netip.Addr{netip.MustParseAddr("10.1.2.3")}, nil
-		}
-		return nil, errors.New("no such host")
-	}
 	for _, tc := range []struct {
 		name, registry, realm string
 		ok                    bool
@@ -416,21 +405,21 @@ func TestCheckRealm(t *testing.T) {
 		{"ftp realm", "https://registry.example", "ftp://auth.example/token", false},
 		{"relative realm", "https://registry.example", "/token", false},
 		{"userinfo realm", "https://registry.example", "https://u:p@auth.example/token", false},
-		{"name resolving to link-local", "https://registry.example", "https://metadata.example/", false},
+		{"name: left to the dial", "https://registry.example", "https://metadata.example/", true},
 		{"localhost name", "https://auth.example", "https://localhost/token", false},
 		{"loopback registry, localhost realm", "http://127.0.0.1:5000", "http://localhost:5001/t", true},
 		{"loopback registry, private realm", "http://127.0.0.1:5000", "http://10.0.0.1/t", false},
-		{"private registry, private realm", "https://10.0.0.5", "https://internal.example/t", true},
-		{"private registry, loopback realm", "https://internal.example", "https://127.0.0.1/t", false},
-		{"same host as registry", "https://internal.example", "https://internal.example/t", true},
-		{"unresolvable realm", "https://registry.example", "https://nope.example/t", false},
+		{"private registry, private realm", "https://10.0.0.5", "https://10.2.3.4/t", true},
+		{"private registry, loopback realm", "https://10.0.0.5", "https://127.0.0.1/t", false},
+		{"same host as registry", "https://10.0.0.5", "https://10.0.0.5/t", true},
+		{"link-local realm", "https://registry.example", "https://169.254.169.254/t", false},
 		{"ipv4-mapped loopback", "https://registry.example", "https://[::ffff:127.0.0.1]/t", false},
 		{"unspecified", "https://registry.example", "https://0.0.0.0/t", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ep, _ := url.Parse(tc.registry)
-			a := &authTransport{endpoint: ep, lookup: lookup}
-			_, err := a.checkRealm(context.Background(), tc.realm)
+			a := &authTransport{endpoint: ep, guard: newDialGuard(ep, false, classify)}
+			_, err := a.checkRealm(tc.realm)
 			if (err == nil) != tc.ok {
 				t.Errorf("err = %v, want ok=%v", err, tc.ok)
 			}
@@ -458,5 +447,85 @@ func TestObserver(t *testing.T) {
 	defer mu.Unlock()
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("observed (-want +got):\n%s", diff)
+	}
+}
+
+// testClock is a settable clock.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+func withClock(now func() time.Time) Option {
+	return func(o *options) error { o.now = now; return nil }
+}
+
+// TestTokenCacheBounded: a client walking many repositories (one token scope each) does not grow the
+// token cache past its bound, and expired tokens are dropped.
+func TestTokenCacheBounded(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		maxTokens int
+		walk      int           // repositories pulled one after the other
+		advance   time.Duration // then the clock moves on by this much, and one more repository is pulled
+		want      int           // tokens cached at the end
+	}{
+		{name: "bounded while live", maxTokens: 5, walk: 20, want: 5},
+		{name: "expired swept when full", maxTokens: 5, walk: 5, advance: 10 * time.Minute, want: 1},
+		{name: "expired swept on schedule", maxTokens: 1000, walk: 20, advance: 10 * time.Minute, want: 1},
+		{name: "live kept on schedule", maxTokens: 1000, walk: 20, advance: 2 * time.Minute, want: 21},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := newTokenServer(t)
+			ts.expiresIn = 300 // cached for 290s
+			var unauth atomic.Int64
+			reg := newTestRegistry(t, true, bearerAuth(func() string { return ts.srv.URL }, ts, &unauth))
+			clock := &testClock{now: time.Unix(1_000_000_000, 0)}
+			c := newClient(t, reg.url(t), WithMaxTokens(tc.maxTokens), withClock(clock.Now))
+			cached := func() int {
+				c.auth.mu.Lock()
+				defer c.auth.mu.Unlock()
+				return len(c.auth.tokens)
+			}
+			pull := func(repo string) {
+				t.Helper()
+				// Nothing is pushed: each repository is a 404, after its own token exchange.
+				if _, err := c.Resolve(context.Background(), repo, "v1", nil); !errors.Is(err, ErrNotFound) {
+					t.Fatalf("%s: err = %v, want ErrNotFound", repo, err)
+				}
+			}
+			for i := range tc.walk {
+				pull(fmt.Sprintf("walk/repo%d", i))
+				clock.Add(time.Second)
+				if n := cached(); n > tc.maxTokens {
+					t.Fatalf("after %d repositories: %d tokens cached, bound %d", i+1, n, tc.maxTokens)
+				}
+			}
+			// The cache still works: the latest scope's token is reused.
+			issued := ts.issued.Load()
+			pull(fmt.Sprintf("walk/repo%d", tc.walk-1))
+			if n := ts.issued.Load() - issued; n != 0 {
+				t.Errorf("re-pulling the latest repository fetched %d tokens, want 0", n)
+			}
+			if tc.advance > 0 {
+				clock.Add(tc.advance)
+				pull("walk/last")
+			}
+			if n := cached(); n != tc.want {
+				t.Errorf("%d tokens cached, want %d", n, tc.want)
+			}
+		})
 	}
 }

@@ -71,3 +71,32 @@ func (b *blobBody) Close() error {
 	b.cancel()
 	return err
 }
+
+// StatBlob HEADs the blob dgst in repo and returns its size (Content-Length, or -1 if the upstream did
+// not say). It reads no content, so nothing is verified beyond the Docker-Content-Digest header, when
+// the upstream sends one: a different digest there is ErrDigestMismatch. Redirects are followed without
+// credentials, as for Blob. The timeout bounds the whole call.
+func (c *Client) StatBlob(ctx context.Context, repo string, dgst digest.Digest) (int64, error) {
+	op := "stat blob " + repo + "@" + dgst.String()
+	if err := checkRepo(repo); err != nil {
+		return 0, err
+	}
+	if err := dgst.Validate(); err != nil {
+		return 0, fmt.Errorf("upstream: invalid blob digest %q: %w", dgst, err)
+	}
+	ctx2, cancel := context.WithTimeout(ctx, c.opts.timeout)
+	defer cancel()
+	u := c.endpoint.JoinPath("v2", repo, "blobs", dgst.String())
+	resp, err := c.do(ctx2, http.MethodHead, kindBlob, u, nil)
+	if err != nil {
+		return 0, c.wrapErr(ctx, op, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, c.newError(op, resp)
+	}
+	if hd, err := digest.Parse(resp.Header.Get("Docker-Content-Digest")); err == nil && hd != dgst {
+		return 0, fmt.Errorf("upstream %s %s: %w: upstream says %s", c.name, op, ErrDigestMismatch, hd)
+	}
+	return resp.ContentLength, nil
+}

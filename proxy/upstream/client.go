@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -20,6 +21,8 @@ type Client struct {
 	endpoint *url.URL
 	opts     options
 	http     *http.Client
+	guard    *dialGuard
+	auth     *authTransport
 }
 
 // New returns a client for the registry at endpoint (scheme and host, e.g. https://registry-1.docker.io,
@@ -57,11 +60,18 @@ func New(name string, endpoint *url.URL, opts ...Option) (*Client, error) {
 		return nil, errors.New("upstream: WithTransport and WithTLSConfig conflict: configure TLS on the transport")
 	}
 
+	guard := newDialGuard(&ep, o.allowPrivate, o.classify)
 	base := o.transport
 	if base == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		if o.tlsConfig != nil {
 			tr.TLSClientConfig = o.tlsConfig
+		}
+		// Every connection, to the registry, a redirect target or a token realm, is dialled through the
+		// guard, so the address checked is the address connected to.
+		tr.DialContext = guard.dialContext(&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Resolver: o.resolver})
+		if tr.Proxy != nil {
+			tr.Proxy = guard.proxy(tr.Proxy)
 		}
 		base = tr
 	}
@@ -74,19 +84,20 @@ func New(name string, endpoint *url.URL, opts ...Option) (*Client, error) {
 		}}
 	}
 	auth := &authTransport{
-		endpoint:     &ep,
-		username:     o.username,
-		password:     o.password,
-		hasBasic:     o.basic,
-		allowPrivate: o.allowPrivateRealm,
-		timeout:      o.timeout,
-		lookup:       defaultLookup,
-		inner:        base,
-		tokens:       map[string]token{},
+		endpoint:  &ep,
+		username:  o.username,
+		password:  o.password,
+		hasBasic:  o.basic,
+		guard:     guard,
+		timeout:   o.timeout,
+		inner:     base,
+		now:       o.now,
+		maxTokens: o.maxTokens,
+		tokens:    map[string]token{},
 	}
 	auth.tokenClient = &http.Client{Transport: stack(base), CheckRedirect: auth.checkRedirect}
 
-	c := &Client{name: name, endpoint: &ep, opts: o}
+	c := &Client{name: name, endpoint: &ep, opts: o, guard: guard, auth: auth}
 	c.http = &http.Client{Transport: stack(auth), CheckRedirect: c.checkRedirect}
 	return c, nil
 }
@@ -157,7 +168,8 @@ func (c *Client) wrapErr(parent context.Context, op string, err error) error {
 	return fmt.Errorf("upstream %s %s: %w: %w", c.name, op, ErrUnavailable, err)
 }
 
-// checkRedirect follows at most 10 redirects, never from https to http, and never carries an
+// checkRedirect follows at most 10 redirects, never from https to http, never to an IP literal or
+// localhost the dial guard would refuse (names are checked when dialled), and never carries an
 // Authorization header off the registry's origin (the auth layer would not add one either).
 func (c *Client) checkRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) >= 10 {
@@ -165,6 +177,9 @@ func (c *Client) checkRedirect(req *http.Request, via []*http.Request) error {
 	}
 	if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
 		return fmt.Errorf("refusing redirect from https to %s", req.URL.Redacted())
+	}
+	if err := c.guard.checkURL(req.URL); err != nil {
+		return fmt.Errorf("refusing redirect to %s: %w", req.URL.Redacted(), err)
 	}
 	if !sameOrigin(req.URL, c.endpoint) {
 		req.Header.Del("Authorization")

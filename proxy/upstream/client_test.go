@@ -368,8 +368,11 @@ func TestNewOptions(t *testing.T) {
 		{"negative retries", "x", u, []Option{WithRetries(-1, time.Second)}, true},
 		{"zero timeout", "x", u, []Option{WithTimeout(0)}, true},
 		{"zero cap", "x", u, []Option{WithMaxManifestSize(0)}, true},
+		{"zero tokens", "x", u, []Option{WithMaxTokens(0)}, true},
 		{"all good", "x", u, []Option{WithBasicAuth("u", "p"), WithTLSConfig(tlsConfig()), WithRetries(0, time.Second),
-			WithTimeout(time.Second), WithUserAgent("ua"), WithAllowPrivateRealm(true), WithMaxManifestSize(1), WithObserver(nil)}, false},
+			WithTimeout(time.Second), WithUserAgent("ua"), WithAllowPrivateAddresses(true), WithMaxManifestSize(1), WithMaxTokens(1),
+			WithObserver(nil)}, false},
+		{"old name of allow private", "x", u, []Option{WithAllowPrivateRealm(true)}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := New(tc.name_, tc.u, tc.opts...)
@@ -445,4 +448,72 @@ func TestTLS(t *testing.T) {
 	if hits.Load() != 1 {
 		t.Errorf("certificate errors were retried: %d attempts", hits.Load())
 	}
+}
+
+func TestStatBlob(t *testing.T) {
+	var heads, gets atomic.Int64
+	count := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.Contains(r.URL.Path, "/blobs/") {
+				map[string]*atomic.Int64{http.MethodHead: &heads, http.MethodGet: &gets}[r.Method].Add(1)
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	lie := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasPrefix(r.URL.Path, "/v2/acme/liar/blobs/") {
+				w = &headerSetter{ResponseWriter: w, header: "Docker-Content-Digest", value: digest.FromString("other").String()}
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	reg := newTestRegistry(t, true, count, lie)
+	img := reg.pushImage(t, "acme/app", "v1", 4096)
+	reg.write(t, "acme/liar:v1", img)
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+	size, _ := layers[0].Size()
+	dgst := digest.Digest(ld.String())
+	c := newClient(t, reg.url(t))
+	for _, tc := range []struct {
+		name     string
+		repo     string
+		dgst     digest.Digest
+		wantSize int64
+		wantErr  error
+	}{
+		{"present", "acme/app", dgst, size, nil},
+		{"missing", "acme/app", digest.FromString("missing"), 0, ErrNotFound},
+		{"header names another digest", "acme/liar", dgst, 0, ErrDigestMismatch},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			heads.Store(0)
+			gets.Store(0)
+			got, err := c.StatBlob(context.Background(), tc.repo, tc.dgst)
+			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil && err != nil) {
+				t.Fatalf("err = %v, want %v", err, tc.wantErr)
+			}
+			if got != tc.wantSize {
+				t.Errorf("size = %d, want %d", got, tc.wantSize)
+			}
+			if heads.Load() != 1 || gets.Load() != 0 {
+				t.Errorf("upstream saw %d HEAD and %d GET, want one HEAD", heads.Load(), gets.Load())
+			}
+		})
+	}
+	if _, err := c.StatBlob(context.Background(), "acme/app", "sha256:nothex"); err == nil {
+		t.Error("invalid digest accepted")
+	}
+}
+
+// headerSetter overrides a response header as the headers are sent.
+type headerSetter struct {
+	http.ResponseWriter
+	header, value string
+}
+
+func (h *headerSetter) WriteHeader(code int) {
+	h.Header().Set(h.header, h.value)
+	h.ResponseWriter.WriteHeader(code)
 }

@@ -6,8 +6,9 @@
 // (ErrNotFound, ErrUnavailable, ...) that the proxy turns into OCI error codes.
 //
 // It must never write to an upstream, never send credentials to a host other than the registry (or,
-// for the token exchange, the token realm), never fetch a token from a private or loopback address
-// unless the registry itself lives there or the operator allowed it, and never return manifest bytes
-// that do not match the digest they were asked for. Blob bodies are streamed, not buffered: verifying
+// for the token exchange, the token realm), never connect to a private, loopback or link-local address
+// a redirect or token realm names unless the registry itself lives on one of that kind or the operator
+// allowed it (checked on the address dialled, not on a separate look-up), and never return manifest
+// bytes that do not match the digest they were asked for. Blob bodies are streamed, not buffered: verifying
 // them is the caller's job.
 package upstream

@@ -22,6 +22,10 @@ var (
 	ErrTooLarge = errors.New("upstream: response too large")
 	// ErrDigestMismatch: the bytes do not hash to the digest they were asked for or advertised with.
 	ErrDigestMismatch = errors.New("upstream: digest mismatch")
+	// ErrForbiddenAddress: a redirect or token realm led to a loopback, private or link-local address the
+	// client may not connect to (the registry is not on one of that kind and private addresses were not
+	// allowed). It is not retried.
+	ErrForbiddenAddress = errors.New("upstream: connection to a non-public address refused")
 	// ErrUnavailable: the upstream could not be reached or kept failing (5xx, 429, network error or
 	// timeout) after retries. The proxy may serve stale content on it.
 	ErrUnavailable = errors.New("upstream: unavailable")
@@ -119,7 +123,7 @@ func isPrintable(s string) bool {
 // classified reports whether err already carries one of the sentinels, so it is returned as is rather
 // than being reported as ErrUnavailable.
 func classified(err error) bool {
-	for _, s := range []error{ErrNotFound, ErrUnauthorized, ErrDenied, ErrTooLarge, ErrDigestMismatch, ErrUnavailable} {
+	for _, s := range []error{ErrNotFound, ErrUnauthorized, ErrDenied, ErrTooLarge, ErrDigestMismatch, ErrForbiddenAddress, ErrUnavailable} {
 		if errors.Is(err, s) {
 			return true
 		}

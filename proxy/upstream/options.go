@@ -4,7 +4,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/netip"
 	"time"
 )
 
@@ -26,9 +28,16 @@ type options struct {
 	retryBase          time.Duration
 	timeout            time.Duration
 	userAgent          string
-	allowPrivateRealm  bool
+	allowPrivate       bool
 	maxManifestSize    int64
+	maxTokens          int
 	observer           Observer
+
+	// resolver, classify and now are seams for tests: the resolver the dialer uses (nil: the default),
+	// what counts as a public address, and the token cache's clock.
+	resolver *net.Resolver
+	classify func(netip.Addr) addrClass
+	now      func() time.Time
 }
 
 const (
@@ -37,6 +46,7 @@ const (
 	defaultTimeout         = 30 * time.Second
 	defaultUserAgent       = "portcullis"
 	defaultMaxManifestSize = 4 << 20
+	defaultMaxTokens       = 10000
 )
 
 func defaultOptions() options {
@@ -46,6 +56,9 @@ func defaultOptions() options {
 		timeout:         defaultTimeout,
 		userAgent:       defaultUserAgent,
 		maxManifestSize: defaultMaxManifestSize,
+		maxTokens:       defaultMaxTokens,
+		classify:        classify,
+		now:             time.Now,
 	}
 }
 
@@ -74,7 +87,10 @@ func WithTLSConfig(c *tls.Config) Option {
 }
 
 // WithTransport sets the base transport under the client's own retry, auth and user-agent layers. It
-// conflicts with WithTLSConfig. Default: a clone of http.DefaultTransport with the TLS config applied.
+// conflicts with WithTLSConfig. The transport dials with its own dialer, so only redirect and realm
+// targets given as IP literals or localhost are checked (see WithAllowPrivateAddresses); checking the
+// address every connection is made to is then the transport's job. Default: a clone of
+// http.DefaultTransport with the TLS config applied and a dialer that checks every address it connects to.
 func WithTransport(rt http.RoundTripper) Option {
 	return func(o *options) error {
 		if rt == nil {
@@ -125,15 +141,24 @@ func WithUserAgent(ua string) Option {
 	}
 }
 
-// WithAllowPrivateRealm allows a Bearer token realm on a loopback, private or link-local address even
-// when the registry is not on an address of the same kind. Default: false (such realms are refused
-// before any connection is made).
-func WithAllowPrivateRealm(ok bool) Option {
+// WithAllowPrivateAddresses lets redirects (blob -> object storage) and Bearer token realms lead to a
+// loopback, private or link-local address even when the registry is not on an address of the same kind.
+// Without it such a connection is refused when it is dialled (the address connected to is the one
+// checked, so DNS rebinding does not get round it), or before any connection for an IP literal or
+// localhost; a target on the registry's own host:port, or on a class of address the registry is on, is
+// always allowed. Default: false.
+func WithAllowPrivateAddresses(ok bool) Option {
 	return func(o *options) error {
-		o.allowPrivateRealm = ok
+		o.allowPrivate = ok
 		return nil
 	}
 }
+
+// WithAllowPrivateRealm is the old name of WithAllowPrivateAddresses, which now covers redirects as well
+// as token realms.
+//
+// Deprecated: use WithAllowPrivateAddresses.
+func WithAllowPrivateRealm(ok bool) Option { return WithAllowPrivateAddresses(ok) }
 
 // WithMaxManifestSize caps the bytes read for one manifest; a bigger one fails with ErrTooLarge.
 // Default: 4 MiB.
@@ -143,6 +168,19 @@ func WithMaxManifestSize(n int64) Option {
 			return fmt.Errorf("upstream: max manifest size %d must be positive", n)
 		}
 		o.maxManifestSize = n
+		return nil
+	}
+}
+
+// WithMaxTokens bounds the Bearer token cache to n scopes (one per repository pulled), so that clients
+// walking many repositories cannot grow it without end; expired tokens are dropped as well. Default:
+// 10000.
+func WithMaxTokens(n int) Option {
+	return func(o *options) error {
+		if n <= 0 {
+			return fmt.Errorf("upstream: max tokens %d must be positive", n)
+		}
+		o.maxTokens = n
 		return nil
 	}
 }

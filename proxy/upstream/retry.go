@@ -62,10 +62,11 @@ func retryable(ctx context.Context, resp *http.Response, err error) bool {
 		return false
 	}
 	if err != nil {
-		// Errors from our own auth layer (a refused realm, bad token response) will not heal.
+		// Errors from our own auth layer (a refused realm, bad token response) and refused addresses
+		// will not heal.
 		var ae *authError
 		var ce *tls.CertificateVerificationError
-		return !errors.As(err, &ae) && !errors.As(err, &ce)
+		return !errors.As(err, &ae) && !errors.As(err, &ce) && !errors.Is(err, ErrForbiddenAddress)
 	}
 	switch s := resp.StatusCode; {
 	case s == http.StatusTooManyRequests:
