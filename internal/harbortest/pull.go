@@ -3,7 +3,6 @@ package harbortest
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +13,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	digest "github.com/opencontainers/go-digest"
+
+	"github.com/portcullis/portcullis/internal/manifest"
 )
 
 // maxDepth bounds index nesting.
@@ -50,19 +51,6 @@ func pull(ctx context.Context, rt http.RoundTripper, registryURL, authorization,
 	return pullManifest(ctx, p, r, dgst, 0)
 }
 
-// manifest is what pull reads of an image manifest or index.
-type manifest struct {
-	Config    *descriptor  `json:"config"`
-	Layers    []descriptor `json:"layers"`
-	Manifests []descriptor `json:"manifests"`
-}
-
-type descriptor struct {
-	MediaType string        `json:"mediaType"`
-	Digest    digest.Digest `json:"digest"`
-	URLs      []string      `json:"urls"`
-}
-
 func pullManifest(ctx context.Context, p *remote.Puller, r name.Repository, dgst digest.Digest, depth int) error {
 	if depth > maxDepth {
 		return fmt.Errorf("index nesting deeper than %d", maxDepth)
@@ -74,8 +62,8 @@ func pullManifest(ctx context.Context, p *remote.Puller, r name.Repository, dgst
 	if err := dgst.Validate(); err != nil || dgst.Algorithm().FromBytes(desc.Manifest) != dgst {
 		return fmt.Errorf("manifest %s: content does not match its digest", dgst)
 	}
-	var m manifest
-	if err := json.Unmarshal(desc.Manifest, &m); err != nil {
+	m, err := manifest.Parse(desc.Manifest)
+	if err != nil {
 		return fmt.Errorf("manifest %s: %w", dgst, err)
 	}
 	for _, child := range m.Manifests {
@@ -83,11 +71,7 @@ func pullManifest(ctx context.Context, p *remote.Puller, r name.Repository, dgst
 			return err
 		}
 	}
-	blobs := m.Layers
-	if m.Config != nil {
-		blobs = append([]descriptor{*m.Config}, blobs...)
-	}
-	for _, b := range blobs {
+	for _, b := range m.Blobs() {
 		if len(b.URLs) > 0 {
 			continue // a foreign layer lives elsewhere
 		}
