@@ -16,7 +16,7 @@ import (
 	"github.com/portcullis/portcullis/internal/cosigntest"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy"
-	"github.com/portcullis/portcullis/proxy/upstream"
+	"github.com/portcullis/portcullis/upstream"
 )
 
 // The benchmarks put the proxy next to a direct pull from the same in-process upstream: same client, same loopback.

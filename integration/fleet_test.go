@@ -13,7 +13,7 @@ import (
 	"github.com/portcullis/portcullis/internal/cosigntest"
 	"github.com/portcullis/portcullis/internal/registrytest"
 	"github.com/portcullis/portcullis/proxy"
-	"github.com/portcullis/portcullis/proxy/upstream"
+	"github.com/portcullis/portcullis/upstream"
 )
 
 // replica is a second Portcullis sharing the first one's upstream, Redis and content directory.

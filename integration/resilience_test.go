@@ -26,7 +26,7 @@ import (
 
 	"github.com/portcullis/portcullis/internal/registrytest"
 	"github.com/portcullis/portcullis/proxy"
-	"github.com/portcullis/portcullis/proxy/upstream"
+	"github.com/portcullis/portcullis/upstream"
 )
 
 func TestTokenAuthUpstream(t *testing.T) {

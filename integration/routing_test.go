@@ -16,7 +16,7 @@ import (
 
 	"github.com/portcullis/portcullis/internal/registrytest"
 	"github.com/portcullis/portcullis/proxy"
-	"github.com/portcullis/portcullis/proxy/upstream"
+	"github.com/portcullis/portcullis/upstream"
 )
 
 func TestUpstreamSelection(t *testing.T) {

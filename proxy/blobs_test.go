@@ -19,7 +19,7 @@ import (
 
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/internal/registrytest"
-	"github.com/portcullis/portcullis/proxy/upstream"
+	"github.com/portcullis/portcullis/upstream"
 )
 
 // blobEnv is a Proxy in front of a real upstream registry, with a filesystem content store.

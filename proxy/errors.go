@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/portcullis/portcullis/proxy/upstream"
+	"github.com/portcullis/portcullis/upstream"
 )
 
 // OCI distribution error codes (the spec's list, plus Distribution's UNAVAILABLE and UNKNOWN).

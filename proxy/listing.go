@@ -10,7 +10,7 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/portcullis/portcullis/proxy/upstream"
+	"github.com/portcullis/portcullis/upstream"
 )
 
 // serveTags answers GET /v2/<name>/tags/list with n/last pagination passed to the upstream.

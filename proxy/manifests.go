@@ -14,7 +14,7 @@ import (
 
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/internal/manifest"
-	"github.com/portcullis/portcullis/proxy/upstream"
+	"github.com/portcullis/portcullis/upstream"
 )
 
 // defaultAccept is what a client that sends no Accept header gets: every manifest and index type served.

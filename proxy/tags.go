@@ -9,7 +9,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/portcullis/portcullis/proxy/upstream"
+	"github.com/portcullis/portcullis/upstream"
 )
 
 // tagEntry is a tag's resolution as shared between replicas.

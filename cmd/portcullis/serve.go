@@ -23,7 +23,7 @@ import (
 	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy"
-	"github.com/portcullis/portcullis/proxy/upstream"
+	"github.com/portcullis/portcullis/upstream"
 	"github.com/portcullis/portcullis/verifier"
 	"github.com/portcullis/portcullis/verifier/harbor"
 )
