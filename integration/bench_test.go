@@ -12,10 +12,10 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/portcullis/portcullis/admission"
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/internal/cosigntest"
 	"github.com/portcullis/portcullis/policy"
-	"github.com/portcullis/portcullis/proxy"
 	"github.com/portcullis/portcullis/upstream"
 )
 
@@ -92,7 +92,7 @@ func BenchmarkAdmission(b *testing.B) {
 	raw, _ := img.RawManifest()
 	mt, _ := img.MediaType()
 	dgst := digest.Digest(d.String())
-	subject := proxy.Subject{Upstream: e.up.Host(), Repository: "bench/signed", Digest: dgst, MediaType: string(mt), Manifest: raw}
+	subject := admission.Subject{Upstream: e.up.Host(), Repository: "bench/signed", Digest: dgst, MediaType: string(mt), Manifest: raw}
 	client, err := upstream.New(e.up.Host(), e.up.URL())
 	if err != nil {
 		b.Fatal(err)
@@ -138,7 +138,7 @@ func BenchmarkScanVerdict(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := proxy.Subject{Upstream: se.up.Host(), Repository: "scan/bench", Digest: d, MediaType: "application/vnd.oci.image.manifest.v1+json", Manifest: raw}
+	s := admission.Subject{Upstream: se.up.Host(), Repository: "scan/bench", Digest: d, MediaType: "application/vnd.oci.image.manifest.v1+json", Manifest: raw}
 	ctx := context.Background()
 	b.Run("cold-verdict-from-attestation", func(b *testing.B) {
 		for b.Loop() {
@@ -148,7 +148,7 @@ func BenchmarkScanVerdict(b *testing.B) {
 		}
 	})
 	b.Run("verdict-cache-hit", func(b *testing.B) {
-		g, err := proxy.NewGate(se.gate.Policy(), benchEvidence{}, cache.NewMemory(), proxy.WithGateLogger(testLogger(b)))
+		g, err := admission.NewGate(se.gate.Policy(), benchEvidence{}, cache.NewMemory(), admission.WithLogger(testLogger(b)))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -166,6 +166,6 @@ func BenchmarkScanVerdict(b *testing.B) {
 // benchEvidence is a report that never changes, so a cached verdict is all the second benchmark measures.
 type benchEvidence struct{}
 
-func (benchEvidence) Gather(context.Context, proxy.Subject, policy.Requirements) (policy.Facts, error) {
+func (benchEvidence) Gather(context.Context, admission.Subject, policy.Requirements, admission.GatherOptions) (policy.Facts, error) {
 	return policy.Facts{Scan: &policy.ScanReport{Source: "ci", ScanTime: time.Now()}}, nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/crane"
 
+	"github.com/portcullis/portcullis/admission"
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/cache/cachetest"
 	"github.com/portcullis/portcullis/internal/cosigntest"
@@ -29,7 +30,7 @@ func replica(t *testing.T, first *env, kv cache.KV, contentDir string, pol strin
 	m := proxy.NewMetrics(nil)
 	opts := []proxy.Option{proxy.WithLogger(testLogger(t)), proxy.WithMetrics(m), proxy.WithSpoolDir(t.TempDir())}
 	if pol != "" {
-		opts = append(opts, proxy.WithAdmitter(newGate(t, pol, files, ups, kv, m, nil)))
+		opts = append(opts, proxy.WithAdmitter(newGate(t, pol, files, map[string]admission.Endpoint{first.up.Host(): client}, kv, admission.NewMetrics(nil), nil)))
 	}
 	p, err := proxy.New(ups, "", e.content, kv, opts...)
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/portcullis/portcullis/admission"
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/internal/registrytest"
 	"github.com/portcullis/portcullis/policy"
@@ -40,7 +41,7 @@ type env struct {
 	reg *prometheus.Registry
 	// seen records every request the proxy received (method, path?query).
 	seen *requestLog
-	gate *proxy.Gate
+	gate *admission.Gate
 }
 
 type envConfig struct {
@@ -53,13 +54,13 @@ type envConfig struct {
 	// policy is a policy document; files it names are looked up in policyFiles (name -> content).
 	policy      string
 	policyFiles map[string][]byte
-	gateOpts    []proxy.GateOption
+	gateOpts    []admission.Option
 	// scanning builds the scan gate's report store, credentials and scanners.
-	scanning func(kv cache.KV, proxyURL, defaultUpstream string) *proxy.Scanning
+	scanning func(kv cache.KV, proxyURL, defaultUpstream string) *admission.Scanning
 }
 
 // withPolicy puts a policy gate in front of the proxy. files are the keys and trusted roots the policy names.
-func withPolicy(doc string, files map[string][]byte, o ...proxy.GateOption) envOption {
+func withPolicy(doc string, files map[string][]byte, o ...admission.Option) envOption {
 	return func(c *envConfig) { c.policy, c.policyFiles, c.gateOpts = doc, files, o }
 }
 
@@ -112,15 +113,21 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	t.Cleanup(srv.Close)
 	ups := append([]*proxy.Upstream{{Name: up.Host(), Registry: client}}, c.extra...)
 	popts := []proxy.Option{proxy.WithLogger(testLogger(t)), proxy.WithMetrics(metrics), proxy.WithSpoolDir(t.TempDir())}
-	var gate *proxy.Gate
+	var gate *admission.Gate
 	if c.policy != "" {
-		var scanning *proxy.Scanning
+		var scanning *admission.Scanning
 		if c.scanning != nil {
 			scanning = c.scanning(kv, srv.URL, up.Host())
-			c.gateOpts = append(c.gateOpts, proxy.WithReports(scanning.Reports))
+			c.gateOpts = append(c.gateOpts, admission.WithReports(scanning.Reports))
 			popts = append(popts, proxy.WithScanCredentials(scanning.Credentials))
 		}
-		gate = newGate(t, c.policy, c.policyFiles, ups, kv, metrics, scanning, c.gateOpts...)
+		endpoints := map[string]admission.Endpoint{}
+		for _, u := range ups {
+			if ep, ok := u.Registry.(admission.Endpoint); ok {
+				endpoints[u.Name] = ep
+			}
+		}
+		gate = newGate(t, c.policy, c.policyFiles, endpoints, kv, admission.NewMetrics(reg), scanning, c.gateOpts...)
 		popts = append(popts, proxy.WithAdmitter(gate))
 	}
 	p, err := proxy.New(ups, "", content, kv, append(popts, c.proxyOpts...)...)
@@ -132,7 +139,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 }
 
 // newGate compiles a policy and builds the admission gate the way cmd/portcullis does.
-func newGate(t testing.TB, doc string, files map[string][]byte, ups []*proxy.Upstream, kv cache.KV, m *proxy.Metrics, scanning *proxy.Scanning, o ...proxy.GateOption) *proxy.Gate {
+func newGate(t testing.TB, doc string, files map[string][]byte, endpoints map[string]admission.Endpoint, kv cache.KV, m *admission.Metrics, scanning *admission.Scanning, o ...admission.Option) *admission.Gate {
 	t.Helper()
 	pol, err := policy.Parse([]byte(doc), "policy.yaml", func(name string) ([]byte, error) {
 		if b, ok := files[filepath.Base(name)]; ok {
@@ -147,11 +154,11 @@ func newGate(t testing.TB, doc string, files map[string][]byte, ups []*proxy.Ups
 	if err != nil {
 		t.Fatalf("verifier: %v", err)
 	}
-	ev, err := proxy.NewEvidence(v, ups, scanning)
+	ev, err := admission.NewEvidence(v, endpoints, scanning)
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := proxy.NewGate(pol, ev, kv, append([]proxy.GateOption{proxy.WithGateLogger(testLogger(t)), proxy.WithGateMetrics(m)}, o...)...)
+	g, err := admission.NewGate(pol, ev, kv, append([]admission.Option{admission.WithLogger(testLogger(t)), admission.WithMetrics(m)}, o...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,9 +15,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/portcullis/portcullis/admission"
 	"github.com/portcullis/portcullis/internal/cosigntest"
 	"github.com/portcullis/portcullis/internal/registrytest"
-	"github.com/portcullis/portcullis/proxy"
 )
 
 // refused checks that nothing of img is served from repo: its manifest by ref (a tag or a digest) is 403 DENIED
@@ -196,7 +196,7 @@ func TestColdDecisionsUnderConcurrencyCap(t *testing.T) {
 			release := cosignKey(t)
 			e := newEnv(t, withUpstream(registrytest.WithMiddleware(sigs.middleware(isSig, 20*time.Millisecond))),
 				withPolicy(releasePolicy(""), map[string][]byte{"release.pub": release.pubPEM(t), "other.pub": release.pubPEM(t)},
-					proxy.WithMaxConcurrentDecisions(limit, tc.queueWait)))
+					admission.WithMaxConcurrentDecisions(limit, tc.queueWait)))
 			for i := range clients {
 				e.up.PushRandomImage(t, fmt.Sprintf("burst/app:v%d", i), 1, 64)
 			}

@@ -16,10 +16,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/crane"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/portcullis/portcullis/admin"
+	"github.com/portcullis/portcullis/admission"
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/internal/cosigntest"
 	"github.com/portcullis/portcullis/internal/harbortest"
-	"github.com/portcullis/portcullis/proxy"
 	"github.com/portcullis/portcullis/verifier/harbor"
 )
 
@@ -107,7 +108,7 @@ rules:
       scanner: trivy
 `
 
-func newScanEnv(t testing.TB, findings func(repo string, d digest.Digest) []harbortest.Vulnerability, gateOpts ...proxy.GateOption) *scanEnv {
+func newScanEnv(t testing.TB, findings func(repo string, d digest.Digest) []harbortest.Vulnerability, gateOpts ...admission.Option) *scanEnv {
 	t.Helper()
 	se := &scanEnv{bin: cosigntest.Binary(t), scanKey: cosignKey(t), otherKey: cosignKey(t), clock: &atomic.Int64{}}
 	se.clock.Store(time.Now().UnixNano())
@@ -116,23 +117,23 @@ func newScanEnv(t testing.TB, findings func(repo string, d digest.Digest) []harb
 	}
 	se.scanner = harbortest.New(t, findings, harbortest.WithDelay(1500*time.Millisecond))
 	files := map[string][]byte{"scanner.pub": se.scanKey.pubPEM(t), "other.pub": se.otherKey.pubPEM(t)}
-	var reports *proxy.Reports
+	var reports *admission.Reports
 	se.env = newEnv(t,
 		withPolicy(fmt.Sprintf(scanPolicy, se.scanner.URL()), files,
-			append([]proxy.GateOption{proxy.WithGateClock(func() time.Time { return time.Unix(0, se.clock.Load()) }),
-				proxy.WithDecisionTTL(20*time.Millisecond, 20*time.Millisecond)}, gateOpts...)...),
+			append([]admission.Option{admission.WithClock(func() time.Time { return time.Unix(0, se.clock.Load()) }),
+				admission.WithDecisionTTL(20*time.Millisecond, 20*time.Millisecond)}, gateOpts...)...),
 		func(c *envConfig) {
-			c.scanning = func(kv cache.KV, proxyURL, defaultUpstream string) *proxy.Scanning {
+			c.scanning = func(kv cache.KV, proxyURL, defaultUpstream string) *admission.Scanning {
 				client, err := harbor.New(se.scanner.URL(), harbor.WithPollInterval(200*time.Millisecond))
 				if err != nil {
 					t.Fatal(err)
 				}
-				reports = proxy.NewReports(kv, 0)
-				return &proxy.Scanning{Reports: reports, Credentials: proxy.NewScanCredentials(kv),
-					Scanners: map[string]proxy.ScannerEndpoint{"trivy": {Scanner: client, PullURL: proxyURL}}, DefaultUpstream: defaultUpstream}
+				reports = admission.NewReports(kv, 0)
+				return &admission.Scanning{Reports: reports, Credentials: admission.NewScanCredentials(kv),
+					Scanners: map[string]admission.ScannerEndpoint{"trivy": {Scanner: client, PullURL: proxyURL}}, DefaultUpstream: defaultUpstream}
 			}
 		})
-	admin, err := proxy.NewAdmin(reports, "admin-secret", testLogger(t))
+	admin, err := admin.New(reports, "admin-secret", testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -550,7 +551,7 @@ func TestScanCredentialKeepsManifestsAndBlobsApart(t *testing.T) {
 func TestReportPostedDuringScanAndWaitCounts(t *testing.T) {
 	se := newScanEnv(t, func(string, digest.Digest) []harbortest.Vulnerability {
 		return []harbortest.Vulnerability{{ID: "CVE-2024-9001", Package: "openssl", Version: "3.0.1", FixVersion: "3.0.15", Severity: "Critical"}}
-	}, proxy.WithDecisionTTL(time.Hour, time.Hour))
+	}, admission.WithDecisionTTL(time.Hour, time.Hour))
 	_, d := se.push(t, "wait/race")
 	first := make(chan int, 1)
 	go func() {

@@ -4,36 +4,17 @@ import (
 	"context"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/portcullis/portcullis/admission"
 )
 
-// Subject is what an admission decision is about: one manifest, by digest, in one upstream repository.
-type Subject struct {
-	// Upstream is the configured upstream name, e.g. docker.io.
-	Upstream string
-	// Repository is the upstream-relative repository, e.g. library/alpine.
-	Repository string
-	// Tag is the tag the client asked for, empty for a pull by digest.
-	Tag string
-	// Digest is the manifest's verified digest.
-	Digest digest.Digest
-	// MediaType is the manifest's media type.
-	MediaType string
-	// Manifest is the manifest's bytes, already verified against Digest.
-	Manifest []byte
-}
+// The proxy consumes admission through these interfaces. *admission.Gate implements all of them; without a
+// policy the proxy admits everything (allowAll) and guards no blob.
 
-// Decision is an admission verdict. A denial always carries a reason a person can act on.
-type Decision struct {
-	// Allowed is true when the manifest may be served.
-	Allowed bool
-	// Reason says why, in one line; for a denial it names the gate and what failed.
-	Reason string
-	// Warnings are sent as Warning: 299 headers on an allowed manifest (warn mode).
-	Warnings []string
-	// Rule and Mode name the deciding policy rule, for logs and metrics; empty without a policy.
-	Rule, Mode string
-	// KeepLastGood asks the proxy, on a denial of a tag, to serve the tag's last admitted digest instead.
-	KeepLastGood bool
+// Admitter decides whether a manifest may be served. Its error means it could not decide; the proxy then denies
+// (fail closed), except admission.ErrOverloaded, which asks the client to retry.
+type Admitter interface {
+	Admit(ctx context.Context, s admission.Subject) (admission.Verdict, error)
 }
 
 // BlobGate is an Admitter that also guards blobs: a blob is served only if it belongs to an admitted manifest of
@@ -53,18 +34,28 @@ type Admitted interface {
 	Admitted(ctx context.Context, upstream, repository string, dgst digest.Digest) (bool, error)
 }
 
-// Admitter decides whether a manifest may be served. Its error means it could not decide; the proxy then denies
-// (fail closed).
-type Admitter interface {
-	Admit(ctx context.Context, s Subject) (Decision, error)
+// ScannerAccess lets a scanner holding a short-lived credential pull the one image it was asked to scan before
+// that image is admitted (scan-and-wait). *admission.ScanCredentials implements it.
+type ScannerAccess interface {
+	// AllowManifest reports whether tok grants the manifest dgst (body already verified); the error means the
+	// credential is live but does not grant it, and says why.
+	AllowManifest(ctx context.Context, tok, upstream, repo string, dgst digest.Digest, body []byte) (bool, error)
+	// AllowBlob reports whether tok grants the blob dgst.
+	AllowBlob(ctx context.Context, tok, upstream, repo string, dgst digest.Digest) bool
 }
 
-// AllowAll admits every image: the behaviour with no policy configured.
-type AllowAll struct{}
+var (
+	_ Admitter      = (*admission.Gate)(nil)
+	_ BlobGate      = (*admission.Gate)(nil)
+	_ LastGood      = (*admission.Gate)(nil)
+	_ Admitted      = (*admission.Gate)(nil)
+	_ ScannerAccess = (*admission.ScanCredentials)(nil)
+	_ Admitter      = allowAll{}
+)
 
-// Admit allows s.
-func (AllowAll) Admit(context.Context, Subject) (Decision, error) {
-	return Decision{Allowed: true, Reason: "no policy configured"}, nil
+// allowAll admits every image: the behaviour with no policy configured.
+type allowAll struct{}
+
+func (allowAll) Admit(context.Context, admission.Subject) (admission.Verdict, error) {
+	return admission.Verdict{Allowed: true, Reason: "no policy configured"}, nil
 }
-
-var _ Admitter = AllowAll{}

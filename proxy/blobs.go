@@ -12,7 +12,7 @@ import (
 // download streamed as it arrives. Range requests get 206, or 416 when they cannot be satisfied.
 func (p *Proxy) serveBlob(w http.ResponseWriter, req *http.Request, r route) error {
 	ctx := req.Context()
-	scanner := p.scanCreds != nil && p.scanCreds.AllowBlob(ctx, bearer(ctx), r.upstream.Name, r.repo, r.dgst)
+	scanner := p.scanCreds != nil && p.scanCreds.AllowBlob(ctx, r.bearer, r.upstream.Name, r.repo, r.dgst)
 	if gate, ok := p.admitter.(BlobGate); ok && !scanner {
 		allowed, err := gate.AllowBlob(ctx, r.upstream.Name, r.repo, r.dgst)
 		if err != nil {

@@ -93,7 +93,7 @@ func (e *blobEnv) inflight() int {
 }
 
 // denyBlobs is an admitter whose blob gate admits nothing.
-type denyBlobs struct{ AllowAll }
+type denyBlobs struct{ allowAll }
 
 func (denyBlobs) AllowBlob(context.Context, string, string, digest.Digest) (bool, error) {
 	return false, nil

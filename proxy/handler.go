@@ -1,11 +1,11 @@
 package proxy
 
 import (
-	"context"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
+
+	"github.com/portcullis/portcullis/internal/httpauth"
 )
 
 // ServeHTTP serves the OCI distribution pull API. Writes are refused: the proxy is a read-only view.
@@ -21,13 +21,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			message: "portcullis is a read-only pull-through proxy: " + req.Method + " is not supported"}
 	} else {
 		r, err = p.parseRoute(req)
+		// A scanner pulling the image it was asked to scan presents its credential as a bearer token.
+		r.bearer, _ = httpauth.Bearer(req.Header.Get("Authorization"))
 	}
 	defer func() {
 		p.metrics.requests.WithLabelValues(r.kind.String(), req.Method, strconv.Itoa(sw.status())).Inc()
 		p.metrics.latency.WithLabelValues(r.kind.String()).Observe(time.Since(start).Seconds())
 	}()
 	if err == nil {
-		err = p.dispatch(w, req.WithContext(withBearer(req.Context(), req.Header.Get("Authorization"))), r)
+		err = p.dispatch(w, req, r)
 	}
 	if err != nil {
 		ae := toAPIError(err, r.kind, r)
@@ -92,19 +94,3 @@ func (s *statusWriter) status() int {
 
 // Unwrap lets http.ResponseController reach the connection.
 func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
-
-type bearerKey struct{}
-
-// withBearer keeps a request's bearer token (a scanner's credential) for the checks deeper down.
-func withBearer(ctx context.Context, authorization string) context.Context {
-	tok, ok := strings.CutPrefix(authorization, "Bearer ")
-	if !ok || tok == "" {
-		return ctx
-	}
-	return context.WithValue(ctx, bearerKey{}, tok)
-}
-
-func bearer(ctx context.Context) string {
-	tok, _ := ctx.Value(bearerKey{}).(string)
-	return tok
-}

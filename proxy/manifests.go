@@ -12,6 +12,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/portcullis/portcullis/admission"
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/internal/manifest"
 	"github.com/portcullis/portcullis/upstream"
@@ -80,36 +81,36 @@ func (p *Proxy) serveManifest(w http.ResponseWriter, req *http.Request, r route)
 // admitted is a manifest with its decision.
 type admitted struct {
 	m   verifiedManifest
-	dec Decision
+	dec admission.Verdict
 }
 
 // admitManifest fetches a manifest by digest and decides on it. An error from the admitter is a denial (fail
 // closed), with the reason that it could not decide.
-func (p *Proxy) admitManifest(ctx context.Context, r route, dgst digest.Digest, accept []string) (verifiedManifest, Decision, error) {
+func (p *Proxy) admitManifest(ctx context.Context, r route, dgst digest.Digest, accept []string) (verifiedManifest, admission.Verdict, error) {
 	m, err := p.manifestByDigest(ctx, r, dgst, accept)
 	if err != nil {
-		return verifiedManifest{}, Decision{}, err
+		return verifiedManifest{}, admission.Verdict{}, err
 	}
-	if tok := bearer(ctx); tok != "" && p.scanCreds != nil {
+	if tok := r.bearer; tok != "" && p.scanCreds != nil {
 		switch ok, err := p.scanCreds.AllowManifest(ctx, tok, r.upstream.Name, r.repo, m.dgst, m.body); {
 		case ok:
 			p.log.Info("served to a scanner with its credential", "upstream", r.upstream.Name, "repository", r.repo, "digest", m.dgst)
-			return m, Decision{Allowed: true, Reason: "scanner credential"}, nil
+			return m, admission.Verdict{Allowed: true, Reason: "scanner credential"}, nil
 		case err != nil:
 			p.log.Warn("scanner credential refused", "upstream", r.upstream.Name, "repository", r.repo, "digest", m.dgst, "error", err)
-			return m, Decision{Reason: fmt.Sprintf("portcullis: %s/%s@%s denied: %v", r.upstream.Name, r.repo, m.dgst, err)}, nil
+			return m, admission.Verdict{Reason: fmt.Sprintf("portcullis: %s/%s@%s denied: %v", r.upstream.Name, r.repo, m.dgst, err)}, nil
 		}
 	}
-	dec, err := p.admitter.Admit(ctx, Subject{
+	dec, err := p.admitter.Admit(ctx, admission.Subject{
 		Upstream: r.upstream.Name, Repository: r.repo, Tag: tagOf(r), Digest: m.dgst, MediaType: m.mediaType, Manifest: m.body,
 	})
-	if errors.Is(err, ErrOverloaded) {
-		return m, Decision{}, &apiError{status: http.StatusTooManyRequests, code: codeTooManyRequests, retryAfter: 2,
+	if errors.Is(err, admission.ErrOverloaded) {
+		return m, admission.Verdict{}, &apiError{status: http.StatusTooManyRequests, code: codeTooManyRequests, retryAfter: 2,
 			message: fmt.Sprintf("portcullis: too many new images are being verified at once; %s/%s@%s will be decided when you retry", r.upstream.Name, r.repo, m.dgst)}
 	}
 	if err != nil {
 		p.log.Error("admission could not decide; denying", "upstream", r.upstream.Name, "repository", r.repo, "digest", m.dgst, "error", err)
-		dec = Decision{Reason: fmt.Sprintf("portcullis: %s/%s@%s denied: could not decide (%v)", r.upstream.Name, r.repo, m.dgst, err)}
+		dec = admission.Verdict{Reason: fmt.Sprintf("portcullis: %s/%s@%s denied: could not decide (%v)", r.upstream.Name, r.repo, m.dgst, err)}
 	}
 	return m, dec, nil
 }

@@ -17,11 +17,6 @@ type Metrics struct {
 	// Upstream counts requests to upstreams by upstream, kind and status; hand Observe to the upstream clients.
 	upstream *prometheus.CounterVec
 	upLat    *prometheus.HistogramVec
-	// decisions counts admission decisions by rule, mode, outcome and how they were reached.
-	decisions *prometheus.CounterVec
-	// inflight and overloaded are the cold decisions running now and those refused for want of a slot.
-	inflight   prometheus.Gauge
-	overloaded prometheus.Counter
 	// spool is the bytes the open spool files reserve; spoolFull counts downloads the budget refused.
 	spool     prometheus.Gauge
 	spoolFull prometheus.Counter
@@ -44,20 +39,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Requests to upstream registries by upstream, method, kind and status (0: no response)."}, []string{"upstream", "method", "kind", "code"}),
 		upLat: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "portcullis_upstream_request_duration_seconds",
 			Help: "Upstream request latency until response headers, by upstream and kind.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 9)}, []string{"upstream", "kind"}),
-		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "portcullis_admission_decisions_total",
-			Help: "Admission decisions by rule, mode, outcome (allowed, warned, denied) and how (evaluated, cached, parent, artifact, referrer)."}, []string{"rule", "mode", "outcome", "how"}),
-		inflight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "portcullis_admission_decisions_in_flight",
-			Help: "Cold admission decisions (evidence gathering, on-demand scans) running now; at most the configured cap."}),
-		overloaded: prometheus.NewCounter(prometheus.CounterOpts{Name: "portcullis_admission_overloaded_total",
-			Help: "Admission decisions refused with 429 because every decision slot stayed busy for the queue wait."}),
 		spool: prometheus.NewGauge(prometheus.GaugeOpts{Name: "portcullis_spool_bytes",
 			Help: "Bytes reserved by in-flight blob downloads in the spool (their Content-Length, or what has arrived)."}),
 		spoolFull: prometheus.NewCounter(prometheus.CounterOpts{Name: "portcullis_spool_full_total",
 			Help: "Blob downloads refused or aborted because the spool budget (content.spoolMaxSize) was reached."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.latency, m.bytes, m.cache, m.mismatch, m.upstream, m.upLat, m.decisions, m.inflight, m.overloaded,
-			m.spool, m.spoolFull)
+		reg.MustRegister(m.requests, m.latency, m.bytes, m.cache, m.mismatch, m.upstream, m.upLat, m.spool, m.spoolFull)
 	}
 	return m
 }

@@ -73,7 +73,7 @@ type Proxy struct {
 	spoolMaxSize int64
 	blobTimeout  time.Duration
 
-	scanCreds *ScanCredentials
+	scanCreds ScannerAccess
 
 	tags      singleflight.Group
 	manifests singleflight.Group
@@ -158,7 +158,7 @@ func WithBlobTimeout(d time.Duration) Option {
 
 // WithScanCredentials lets a scanner holding a credential minted by c pull the one image it was handed, although
 // that image is not admitted yet (scan-and-wait). Default: none.
-func WithScanCredentials(c *ScanCredentials) Option {
+func WithScanCredentials(c ScannerAccess) Option {
 	return func(p *Proxy) error { p.scanCreds = c; return nil }
 }
 
@@ -180,7 +180,7 @@ func New(upstreams []*Upstream, defaultName string, store Store, kv KV, opts ...
 		upstreams:    map[string]*Upstream{},
 		store:        store,
 		kv:           kv,
-		admitter:     AllowAll{},
+		admitter:     allowAll{},
 		log:          slog.Default(),
 		now:          time.Now,
 		tagTTL:       30 * time.Second,

@@ -53,6 +53,8 @@ type route struct {
 	prefixed bool
 	// ns is the ns= query parameter, kept for Link headers.
 	ns string
+	// bearer is the request's bearer token, if any: a scanner's credential (ScannerAccess).
+	bearer string
 }
 
 // tag reports whether the manifest reference is a tag rather than a digest.

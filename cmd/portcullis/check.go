@@ -10,7 +10,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/portcullis/portcullis/proxy"
+	"github.com/portcullis/portcullis/admission"
 )
 
 // check runs the same admission the proxy runs on a pull, for one image, and prints the decision with the evidence
@@ -68,7 +68,7 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("fetch %s/%s@%s: %w", up, repo, dgst, err)
 	}
-	pd, facts, gerr := a.gate.Explain(ctx, proxy.Subject{Upstream: up, Repository: repo, Tag: tag, Digest: dgst, MediaType: mediaType, Manifest: body})
+	pd, facts, gerr := a.gate.Explain(ctx, admission.Subject{Upstream: up, Repository: repo, Tag: tag, Digest: dgst, MediaType: mediaType, Manifest: body})
 
 	p := func(format string, args ...any) { fmt.Fprintf(stdout, format+"\n", args...) }
 	p("image:     %s/%s@%s", up, repo, dgst)

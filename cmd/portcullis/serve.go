@@ -19,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/portcullis/portcullis/admin"
+	"github.com/portcullis/portcullis/admission"
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/policy"
@@ -58,8 +60,8 @@ type app struct {
 	proxy   *proxy.Proxy
 	kv      cache.KV
 	reg     *prometheus.Registry
-	gate    *proxy.Gate
-	reports *proxy.Reports
+	gate    *admission.Gate
+	reports *admission.Reports
 	clients map[string]*upstream.Client
 	ready   atomic.Bool
 	closers []func() error
@@ -132,9 +134,13 @@ func build(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*app, er
 	if cfg.Policy == "" {
 		log.Info("no policy configured: every image is served (set policy: or --policy to enable the trust and scan gates)")
 	} else {
-		a.reports = proxy.NewReports(a.kv, 0)
-		creds := proxy.NewScanCredentials(a.kv)
-		gate, err := newGate(cfg, ups, a.kv, a.reports, creds, metrics, log)
+		a.reports = admission.NewReports(a.kv, 0)
+		creds := admission.NewScanCredentials(a.kv)
+		endpoints := map[string]admission.Endpoint{}
+		for name, c := range a.clients {
+			endpoints[name] = c
+		}
+		gate, err := newGate(cfg, endpoints, a.kv, a.reports, creds, admission.NewMetrics(a.reg), log)
 		if err != nil {
 			return nil, err
 		}
@@ -150,8 +156,8 @@ func build(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*app, er
 }
 
 // newGate loads and compiles the policy and builds the admission gate with its verifier and scanners.
-func newGate(cfg *configs.Config, ups []*proxy.Upstream, kv cache.KV, reports *proxy.Reports, creds *proxy.ScanCredentials,
-	m *proxy.Metrics, log *slog.Logger) (*proxy.Gate, error) {
+func newGate(cfg *configs.Config, endpoints map[string]admission.Endpoint, kv cache.KV, reports *admission.Reports, creds *admission.ScanCredentials,
+	m *admission.Metrics, log *slog.Logger) (*admission.Gate, error) {
 	path := cfg.Policy
 	pol, err := policy.Load(path)
 	if err != nil {
@@ -161,7 +167,7 @@ func newGate(cfg *configs.Config, ups []*proxy.Upstream, kv cache.KV, reports *p
 	if err != nil {
 		return nil, fmt.Errorf("policy %s: %w", path, err)
 	}
-	scanning := &proxy.Scanning{Reports: reports, Credentials: creds, Scanners: map[string]proxy.ScannerEndpoint{},
+	scanning := &admission.Scanning{Reports: reports, Credentials: creds, Scanners: map[string]admission.ScannerEndpoint{},
 		DefaultUpstream: cfg.DefaultUpstream().Name}
 	for name, sc := range pol.Scanners() {
 		client, err := harbor.New(sc.URL, harbor.WithHTTPClient(&http.Client{Timeout: sc.Timeout}))
@@ -174,16 +180,16 @@ func newGate(cfg *configs.Config, ups []*proxy.Upstream, kv cache.KV, reports *p
 			log.Info("scanner pulls images back through the registry listener at its default URL; set pullURL in the policy's scanners entry if it reaches Portcullis by another name",
 				"scanner", name, "pullURL", pull)
 		}
-		scanning.Scanners[name] = proxy.ScannerEndpoint{Scanner: client, PullURL: pull}
+		scanning.Scanners[name] = admission.ScannerEndpoint{Scanner: client, PullURL: pull}
 	}
-	ev, err := proxy.NewEvidence(v, ups, scanning)
+	ev, err := admission.NewEvidence(v, endpoints, scanning)
 	if err != nil {
 		return nil, err
 	}
 	adm := cfg.Admission
-	gate, err := proxy.NewGate(pol, ev, kv, proxy.WithGateLogger(log), proxy.WithGateMetrics(m), proxy.WithReports(reports),
-		proxy.WithDecisionTimeout(time.Duration(adm.DecisionTimeout)),
-		proxy.WithMaxConcurrentDecisions(adm.MaxConcurrentDecisions, time.Duration(adm.QueueWait)))
+	gate, err := admission.NewGate(pol, ev, kv, admission.WithLogger(log), admission.WithMetrics(m), admission.WithReports(reports),
+		admission.WithDecisionTimeout(time.Duration(adm.DecisionTimeout)),
+		admission.WithMaxConcurrentDecisions(adm.MaxConcurrentDecisions, time.Duration(adm.QueueWait)))
 	if err != nil {
 		return nil, err
 	}
@@ -364,9 +370,9 @@ func (a *app) startAdmin(errc chan<- error) (*http.Server, error) {
 	}
 	reports := a.reports
 	if reports == nil {
-		reports = proxy.NewReports(a.kv, 0)
+		reports = admission.NewReports(a.kv, 0)
 	}
-	h, err := proxy.NewAdmin(reports, tok, a.log)
+	h, err := admin.New(reports, tok, a.log)
 	if err != nil {
 		return nil, err
 	}

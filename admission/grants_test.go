@@ -1,4 +1,4 @@
-package proxy
+package admission
 
 import (
 	"context"
@@ -26,7 +26,7 @@ type signedEvidence struct {
 	calls   map[digest.Digest]int
 }
 
-func (e *signedEvidence) Gather(ctx context.Context, s Subject, req policy.Requirements) (policy.Facts, error) {
+func (e *signedEvidence) Gather(ctx context.Context, s Subject, req policy.Requirements, _ GatherOptions) (policy.Facts, error) {
 	e.mu.Lock()
 	e.calls[s.Digest]++
 	signed := e.signed[s.Digest]
@@ -106,7 +106,7 @@ func subjectOf(t *testing.T, tag string, v any) Subject {
 	return Subject{Upstream: "ghcr.io", Repository: "acme/app", Tag: tag, Digest: digest.FromBytes(b), MediaType: ocispec.MediaTypeImageManifest, Manifest: b}
 }
 
-func (f *gateFixture) admit(t *testing.T, s Subject) Decision {
+func (f *gateFixture) admit(t *testing.T, s Subject) Verdict {
 	t.Helper()
 	d, err := f.g.Admit(context.Background(), s)
 	if err != nil {

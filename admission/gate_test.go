@@ -1,4 +1,4 @@
-package proxy
+package admission
 
 import (
 	"context"
@@ -19,7 +19,7 @@ type countingEvidence struct {
 	scanned time.Time
 }
 
-func (c *countingEvidence) Gather(context.Context, Subject, policy.Requirements) (policy.Facts, error) {
+func (c *countingEvidence) Gather(context.Context, Subject, policy.Requirements, GatherOptions) (policy.Facts, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.calls++
@@ -57,7 +57,7 @@ func newScanGate(t *testing.T, clock *fakeClock, ev Evidence) *Gate {
 	}
 	kv := cache.NewMemory(cache.WithClock(clock.Now))
 	t.Cleanup(func() { _ = kv.Close() })
-	g, err := NewGate(pol, ev, kv, WithGateClock(clock.Now), WithDecisionTTL(time.Hour, time.Minute))
+	g, err := NewGate(pol, ev, kv, WithClock(clock.Now), WithDecisionTTL(time.Hour, time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package proxy
+package admission
 
 import (
 	"context"
@@ -90,16 +90,4 @@ func (g *Gate) RunRefresher(ctx context.Context, interval time.Duration) {
 			}
 		}
 	}
-}
-
-type refreshKey struct{}
-
-// withRefreshMargin marks a decision made by the refresher: evidence then renews reports that age out within margin.
-func withRefreshMargin(ctx context.Context, margin time.Duration) context.Context {
-	return context.WithValue(ctx, refreshKey{}, margin)
-}
-
-func refreshMargin(ctx context.Context) time.Duration {
-	m, _ := ctx.Value(refreshKey{}).(time.Duration)
-	return m
 }

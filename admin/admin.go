@@ -1,6 +1,7 @@
-package proxy
+package admin
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/portcullis/portcullis/admission"
+	"github.com/portcullis/portcullis/internal/httpauth"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/verifier/report"
 )
@@ -26,30 +29,40 @@ const maxReportBytes = 32 << 20
 // correction made before that date.
 const maxClockSkew = 5 * time.Minute
 
-// Admin is the admin API: its own listener, bearer-token protected, never the registry port. For now it takes
+// Reports is where posted reports and VEX go. *admission.Reports implements it.
+type Reports interface {
+	// Put stores r as the digest's report from source.
+	Put(ctx context.Context, source policy.Source, dgst digest.Digest, r *policy.ScanReport) error
+	// PutVEX adds VEX statements about the digest and says what they waived and withdrew.
+	PutVEX(ctx context.Context, dgst digest.Digest, statements []policy.VEXStatement) (admission.VEXChange, error)
+}
+
+var _ Reports = (*admission.Reports)(nil)
+
+// API is the admin API: its own listener, bearer-token protected, never the registry port. For now it takes
 // the vulnerability reports CI posts (Trivy JSON, SARIF, CycloneDX) and OpenVEX documents, bound to digests.
-type Admin struct {
-	reports *Reports
+type API struct {
+	reports Reports
 	token   string
 	log     *slog.Logger
 	mux     *http.ServeMux
 	now     func() time.Time
 }
 
-// NewAdmin returns the admin API handler. An empty token is an error: the admin API is never open.
-func NewAdmin(reports *Reports, token string, log *slog.Logger) (*Admin, error) {
+// New returns the admin API handler. An empty token is an error: the admin API is never open.
+func New(reports Reports, token string, log *slog.Logger) (*API, error) {
 	if token == "" {
 		return nil, errors.New("admin: a token is required")
 	}
-	a := &Admin{reports: reports, token: token, log: log, mux: http.NewServeMux(), now: time.Now}
+	a := &API{reports: reports, token: token, log: log, mux: http.NewServeMux(), now: time.Now}
 	a.mux.HandleFunc("POST /admin/v1/reports/{digest}", a.postReport)
 	a.mux.HandleFunc("POST /admin/v1/vex", a.postVEX)
 	return a, nil
 }
 
 // ServeHTTP checks the bearer token, then serves the admin routes.
-func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	tok, ok := bearerOf(r.Header.Get("Authorization"))
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	tok, ok := httpauth.Bearer(r.Header.Get("Authorization"))
 	if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(a.token)) != 1 {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="portcullis-admin"`)
 		adminError(w, http.StatusUnauthorized, "UNAUTHORIZED", "a valid admin token is required")
@@ -58,7 +71,7 @@ func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.mux.ServeHTTP(w, r)
 }
 
-func (a *Admin) postReport(w http.ResponseWriter, r *http.Request) {
+func (a *API) postReport(w http.ResponseWriter, r *http.Request) {
 	dgst, err := digest.Parse(r.PathValue("digest"))
 	if err != nil {
 		adminError(w, http.StatusBadRequest, "DIGEST_INVALID", "invalid digest: "+err.Error())
@@ -100,7 +113,7 @@ func (a *Admin) postReport(w http.ResponseWriter, r *http.Request) {
 	writeAdminJSON(w, http.StatusCreated, map[string]any{"digest": dgst, "scanner": rep.Scanner, "findings": len(rep.Findings), "scanTime": rep.ScanTime})
 }
 
-func (a *Admin) postVEX(w http.ResponseWriter, r *http.Request) {
+func (a *API) postVEX(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxReportBytes))
 	if err != nil {
 		adminError(w, http.StatusRequestEntityTooLarge, "SIZE_INVALID", fmt.Sprintf("document over %d bytes", maxReportBytes))
@@ -128,7 +141,7 @@ func (a *Admin) postVEX(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	changes := make(map[digest.Digest]VEXChange, len(digests))
+	changes := make(map[digest.Digest]admission.VEXChange, len(digests))
 	for _, d := range digests {
 		change, err := a.reports.PutVEX(r.Context(), d, byDigest[d])
 		if err != nil {
@@ -151,11 +164,14 @@ func joinDigests(ds []digest.Digest) string {
 	return strings.Join(s, " and ")
 }
 
-func bearerOf(h string) (string, bool) {
-	if len(h) > 7 && (h[:7] == "Bearer " || h[:7] == "bearer ") {
-		return h[7:], true
-	}
-	return "", false
+// errorBody is the registry's error shape, {"errors":[{"code","message"}]}, which admin clients already parse.
+type errorBody struct {
+	Errors []errorEntry `json:"errors"`
+}
+
+type errorEntry struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
 }
 
 func adminError(w http.ResponseWriter, status int, code, msg string) {

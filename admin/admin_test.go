@@ -1,4 +1,4 @@
-package proxy
+package admin
 
 import (
 	"bytes"
@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/portcullis/portcullis/admission"
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/policy"
 )
@@ -30,8 +31,8 @@ const (
 var adminNow = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 
 type adminEnv struct {
-	admin   *Admin
-	reports *Reports
+	admin   *API
+	reports *admission.Reports
 	log     *bytes.Buffer
 }
 
@@ -40,8 +41,8 @@ func newAdminEnv(t *testing.T) *adminEnv {
 	kv := cache.NewMemory()
 	t.Cleanup(func() { _ = kv.Close() })
 	var buf bytes.Buffer
-	reports := NewReports(kv, 0)
-	a, err := NewAdmin(reports, "secret", slog.New(slog.NewJSONHandler(&buf, nil)))
+	reports := admission.NewReports(kv, 0)
+	a, err := New(reports, "secret", slog.New(slog.NewJSONHandler(&buf, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +237,7 @@ func TestReportsVEXOldForm(t *testing.T) {
 	ctx := context.Background()
 	kv := cache.NewMemory()
 	t.Cleanup(func() { _ = kv.Close() })
-	rs := NewReports(kv, 0)
+	rs := admission.NewReports(kv, 0)
 	if err := kv.Set(ctx, "vex/"+fixtureImage.String(), []byte(`{"CVE-1":"not_affected"}`), time.Hour); err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package proxy
+package admission
 
 import (
 	"context"
@@ -20,7 +20,15 @@ import (
 // Evidence gathers the facts a rule needs about one manifest. It decides nothing; its error means it could not
 // find out, and the rule's onError says what that means (deny by default).
 type Evidence interface {
-	Gather(ctx context.Context, s Subject, req policy.Requirements) (policy.Facts, error)
+	Gather(ctx context.Context, s Subject, req policy.Requirements, opts GatherOptions) (policy.Facts, error)
+}
+
+// GatherOptions tune one Gather.
+type GatherOptions struct {
+	// RenewWithin asks for a fresh scan report when the one at hand ages out (by its rule's maxAge) within this
+	// margin: the refresher's, so that a pull never waits for a report. Zero: only a report past its maxAge is
+	// renewed.
+	RenewWithin time.Duration
 }
 
 // Gate is the policy admission gate: match the rule, gather evidence, evaluate, cache the decision by
@@ -47,19 +55,12 @@ type Gate struct {
 	queueWait time.Duration // how long a cold decision waits for a slot
 }
 
-var (
-	_ Admitter = (*Gate)(nil)
-	_ BlobGate = (*Gate)(nil)
-	_ LastGood = (*Gate)(nil)
-	_ Admitted = (*Gate)(nil)
-)
-
-// GateOption configures a Gate.
-type GateOption func(*Gate) error
+// Option configures a Gate.
+type Option func(*Gate) error
 
 // WithDecisionTTL sets how long allowed and denied decisions are cached. Default 1h and 1m: a denial is looked at
 // again soon, so that signing an image fixes its pull quickly.
-func WithDecisionTTL(allow, deny time.Duration) GateOption {
+func WithDecisionTTL(allow, deny time.Duration) Option {
 	return func(g *Gate) error {
 		if allow <= 0 || deny <= 0 {
 			return errors.New("gate: decision TTLs must be positive")
@@ -72,7 +73,7 @@ func WithDecisionTTL(allow, deny time.Duration) GateOption {
 // WithDecisionTimeout bounds one decision: gathering evidence and evaluating. A rule with scan-and-wait gets its
 // waitTimeout on top. An overrun is an error, which the rule's onError turns into a decision (deny by default).
 // Default 30s.
-func WithDecisionTimeout(d time.Duration) GateOption {
+func WithDecisionTimeout(d time.Duration) Option {
 	return func(g *Gate) error {
 		if d <= 0 {
 			return errors.New("gate: decision timeout must be positive")
@@ -85,7 +86,7 @@ func WithDecisionTimeout(d time.Duration) GateOption {
 // WithMaxConcurrentDecisions caps the cold decisions (evidence gathering, on-demand scans) running at once; one
 // more waits at most wait for a slot and is then refused with ErrOverloaded (429 to the client), so a burst of new
 // digests cannot pile up goroutines and upstream requests. Default 32 and 10s.
-func WithMaxConcurrentDecisions(n int, wait time.Duration) GateOption {
+func WithMaxConcurrentDecisions(n int, wait time.Duration) Option {
 	return func(g *Gate) error {
 		if n <= 0 || wait < 0 {
 			return errors.New("gate: max concurrent decisions must be positive and the wait not negative")
@@ -95,23 +96,23 @@ func WithMaxConcurrentDecisions(n int, wait time.Duration) GateOption {
 	}
 }
 
-// WithGateLogger sets the logger decisions and audit records go to. Default slog.Default().
-func WithGateLogger(l *slog.Logger) GateOption { return func(g *Gate) error { g.log = l; return nil } }
+// WithLogger sets the logger decisions and audit records go to. Default slog.Default().
+func WithLogger(l *slog.Logger) Option { return func(g *Gate) error { g.log = l; return nil } }
 
-// WithGateMetrics sets where decisions are counted. Default: not exported.
-func WithGateMetrics(m *Metrics) GateOption { return func(g *Gate) error { g.metrics = m; return nil } }
+// WithMetrics sets where decisions are counted. Default: not exported.
+func WithMetrics(m *Metrics) Option { return func(g *Gate) error { g.metrics = m; return nil } }
 
 // WithReports makes decisions depend on the reports and VEX posted for a digest: a new one is looked at on the
 // next pull. Default: none.
-func WithReports(r *Reports) GateOption { return func(g *Gate) error { g.reports = r; return nil } }
+func WithReports(r *Reports) Option { return func(g *Gate) error { g.reports = r; return nil } }
 
-// WithGateClock sets the clock. Default time.Now.
-func WithGateClock(now func() time.Time) GateOption {
+// WithClock sets the clock. Default time.Now.
+func WithClock(now func() time.Time) Option {
 	return func(g *Gate) error { g.now = now; return nil }
 }
 
 // NewGate builds the admission gate for a compiled policy.
-func NewGate(pol *policy.Policy, ev Evidence, kv KV, opts ...GateOption) (*Gate, error) {
+func NewGate(pol *policy.Policy, ev Evidence, kv KV, opts ...Option) (*Gate, error) {
 	if pol == nil || ev == nil || kv == nil {
 		return nil, errors.New("gate: policy, evidence and KV are required")
 	}
@@ -136,9 +137,9 @@ func (g *Gate) Policy() *policy.Policy { return g.policy }
 // client is told to retry (429 with Retry-After); nothing is cached.
 var ErrOverloaded = errors.New("too many admission decisions in progress; retry shortly")
 
-// cachedDecision is a Decision as stored in the KV.
-type cachedDecision struct {
-	Decision
+// cachedVerdict is a Verdict as stored in the KV.
+type cachedVerdict struct {
+	Verdict
 	// Expires is when the cached decision lapses; the refresher decides again before that.
 	Expires time.Time `json:"expires"`
 	// Anchors are the admissions this decision rests on besides its own facts (a platform child's index); empty
@@ -182,12 +183,12 @@ var artifactTag = regexp.MustCompile(`^(sha256)-([a-f0-9]{64})(?:\.(?:sig|att|sb
 // artifact of an admitted image, else an evaluation of its own (one at a time per digest, under the concurrency
 // cap). A cached denial of a manifest's own facts does not stop it from being admitted through a parent or a
 // subject admitted since.
-func (g *Gate) Admit(ctx context.Context, s Subject) (Decision, error) {
+func (g *Gate) Admit(ctx context.Context, s Subject) (Verdict, error) {
 	epoch, _ := g.epoch(ctx, s.Digest)
-	var denied *cachedDecision
+	var denied *cachedVerdict
 	if d, ok := g.load(ctx, g.decisionKey(s.Upstream, s.Repository, s.Digest, epoch)); ok && g.anchorsHold(ctx, s.Upstream, s.Repository, d.Anchors) {
 		if d.Allowed || len(d.Anchors) > 0 {
-			g.count(d.Decision, "cached")
+			g.count(d.Verdict, "cached")
 			if d.Allowed {
 				if g.policy.Match(s.Upstream, s.Repository).Requirements().Scan != nil {
 					g.hot.touch(s, g.now())
@@ -197,7 +198,7 @@ func (g *Gate) Admit(ctx context.Context, s Subject) (Decision, error) {
 					g.ensureContents(ctx, s, c, own, len(d.Anchors) == 0)
 				}
 			}
-			return d.Decision, nil
+			return d.Verdict, nil
 		}
 		denied = &d
 	}
@@ -210,23 +211,23 @@ func (g *Gate) Admit(ctx context.Context, s Subject) (Decision, error) {
 	notArtifact := ""
 	if perr == nil {
 		var ok bool
-		var d Decision
+		var d Verdict
 		if d, notArtifact, ok = g.asArtifact(ctx, s, c); ok {
 			return d, nil
 		}
 	}
-	var d Decision
+	var d Verdict
 	if denied != nil {
-		g.count(denied.Decision, "cached")
-		d = denied.Decision
+		g.count(denied.Verdict, "cached")
+		d = denied.Verdict
 	} else {
 		v, err, _ := g.flight.Do(s.Upstream+"/"+s.Repository+"@"+s.Digest.String(), func() (any, error) {
 			return g.evaluate(context.WithoutCancel(ctx), s, 0)
 		})
 		if err != nil {
-			return Decision{}, err
+			return Verdict{}, err
 		}
-		d = v.(Decision)
+		d = v.(Verdict)
 	}
 	if !d.Allowed && notArtifact != "" {
 		d.Reason += "; " + notArtifact
@@ -237,13 +238,13 @@ func (g *Gate) Admit(ctx context.Context, s Subject) (Decision, error) {
 // viaParent admits s as a child of an index that was evaluated and admitted, while that admission holds. A child
 // with reports of its own (a platform image scanned apart from its index) must also pass the rule's scan gate on
 // them.
-func (g *Gate) viaParent(ctx context.Context, s Subject, c manifest.Contents) (Decision, bool, error) {
+func (g *Gate) viaParent(ctx context.Context, s Subject, c manifest.Contents) (Verdict, bool, error) {
 	gr, ok, err := g.granted(ctx, grantChild, s.Upstream, s.Repository, s.Digest)
 	if err != nil {
 		g.log.Warn("child grants unreadable; evaluating the manifest on its own", "digest", s.Digest, "error", err)
 	}
 	if !ok {
-		return Decision{}, false, nil
+		return Verdict{}, false, nil
 	}
 	rule := g.policy.Match(s.Upstream, s.Repository)
 	anchors := gr.Anchors
@@ -256,7 +257,7 @@ func (g *Gate) viaParent(ctx context.Context, s Subject, c manifest.Contents) (D
 			anchors = append(anchors, anchor{Digest: s.Digest, Epoch: epoch})
 		}
 	}
-	d := Decision{Allowed: true, Rule: rule.Name(), Mode: string(rule.Mode()),
+	d := Verdict{Allowed: true, Rule: rule.Name(), Mode: string(rule.Mode()),
 		Reason: fmt.Sprintf("portcullis: %s/%s@%s admitted as part of %s", s.Upstream, s.Repository, s.Digest, gr.Via)}
 	g.recordContents(ctx, s, c, anchors, false)
 	g.logVia(ctx, s, d, "parent", gr.Via)
@@ -265,17 +266,17 @@ func (g *Gate) viaParent(ctx context.Context, s Subject, c manifest.Contents) (D
 
 // decideChildScan evaluates the scan gate of a child on its own reports, with its signatures and attestations
 // established through its parent, and caches the decision resting on the parent.
-func (g *Gate) decideChildScan(ctx context.Context, s Subject, rule *policy.Rule, gr grant, epoch string) (Decision, error) {
+func (g *Gate) decideChildScan(ctx context.Context, s Subject, rule *policy.Rule, gr grant, epoch string) (Verdict, error) {
 	image := s.Upstream + "/" + s.Repository + "@" + s.Digest.String()
 	release, err := g.acquire(ctx)
 	if err != nil {
-		return Decision{}, err
+		return Verdict{}, err
 	}
 	defer release()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.timeoutFor(rule))
 	defer cancel()
 	req := rule.Requirements()
-	facts, err := g.evidence.Gather(ctx, s, policy.Requirements{Scan: req.Scan})
+	facts, err := g.evidence.Gather(ctx, s, policy.Requirements{Scan: req.Scan}, GatherOptions{})
 	var pd policy.Decision
 	if err != nil {
 		pd = rule.ErrorDecision(image, err)
@@ -286,7 +287,7 @@ func (g *Gate) decideChildScan(ctx context.Context, s Subject, rule *policy.Rule
 		}
 		pd = rule.EvaluateScan(facts)
 	}
-	d := Decision{Allowed: pd.Allowed, Reason: pd.Message, Rule: pd.Rule, Mode: string(pd.Mode)}
+	d := Verdict{Allowed: pd.Allowed, Reason: pd.Message, Rule: pd.Rule, Mode: string(pd.Mode)}
 	if d.Allowed {
 		d.Reason = fmt.Sprintf("portcullis: %s admitted as part of %s, and its own scan passed", image, gr.Via)
 	}
@@ -294,7 +295,7 @@ func (g *Gate) decideChildScan(ctx context.Context, s Subject, rule *policy.Rule
 	if !d.Allowed || err != nil {
 		ttl = g.denyTTL
 	}
-	g.store(ctx, g.decisionKey(s.Upstream, s.Repository, s.Digest, epoch), cachedDecision{Decision: d, Expires: g.now().Add(ttl), Anchors: gr.Anchors}, ttl)
+	g.store(ctx, g.decisionKey(s.Upstream, s.Repository, s.Digest, epoch), cachedVerdict{Verdict: d, Expires: g.now().Add(ttl), Anchors: gr.Anchors}, ttl)
 	g.log.Log(ctx, levelOf(d.Allowed, pd.Failed()), "admission decision", "image", image, "allowed", d.Allowed, "rule", pd.Rule, "via", "parent",
 		"parent", gr.Via, "failures", pd.Failures, "notes", pd.Notes, "error", err)
 	g.count(d, "parent")
@@ -305,7 +306,7 @@ func (g *Gate) decideChildScan(ctx context.Context, s Subject, rule *policy.Rule
 // the image its cosign tag names (sha256-<hex>.sig/.att/.sbom, or the referrers fallback tag) or its subject.
 // Only an artifact-shaped manifest qualifies (see manifest.Contents.ArtifactOf), and it admits its blobs only.
 // When s claims to be an artifact (by tag or subject) but is not admitted as one, why says so.
-func (g *Gate) asArtifact(ctx context.Context, s Subject, c manifest.Contents) (d Decision, why string, ok bool) {
+func (g *Gate) asArtifact(ctx context.Context, s Subject, c manifest.Contents) (d Verdict, why string, ok bool) {
 	type candidate struct {
 		subject digest.Digest
 		how     string
@@ -330,17 +331,17 @@ func (g *Gate) asArtifact(ctx context.Context, s Subject, c manifest.Contents) (
 			continue
 		}
 		via := s.Upstream + "/" + s.Repository + "@" + cand.subject.String()
-		d := Decision{Allowed: true, Rule: sd.Rule, Mode: sd.Mode,
+		d := Verdict{Allowed: true, Rule: sd.Rule, Mode: sd.Mode,
 			Reason: fmt.Sprintf("portcullis: %s/%s@%s admitted as a %s of %s", s.Upstream, s.Repository, s.Digest, cand.how, via)}
 		g.recordContents(ctx, s, c, append(sd.Anchors, anchor{Digest: cand.subject, Epoch: epoch}), false)
 		g.logVia(ctx, s, d, cand.how, via)
 		return d, "", true
 	}
-	return Decision{}, strings.Join(whys, "; "), false
+	return Verdict{}, strings.Join(whys, "; "), false
 }
 
 // logVia logs and counts an admission through another manifest like any decision.
-func (g *Gate) logVia(ctx context.Context, s Subject, d Decision, how, via string) {
+func (g *Gate) logVia(ctx context.Context, s Subject, d Verdict, how, via string) {
 	g.log.Info("admission decision", "image", s.Upstream+"/"+s.Repository+"@"+s.Digest.String(), "tag", s.Tag,
 		"allowed", d.Allowed, "rule", d.Rule, "via", how, "through", via)
 	g.count(d, how)
@@ -349,9 +350,13 @@ func (g *Gate) logVia(ctx context.Context, s Subject, d Decision, how, via strin
 // Explain evaluates s afresh, bypassing every cache, and returns the rule's decision with the evidence behind it.
 // An error gathering evidence is folded into the decision (the rule's onError); it is returned for display.
 func (g *Gate) Explain(ctx context.Context, s Subject) (policy.Decision, policy.Facts, error) {
+	return g.explain(ctx, s, GatherOptions{})
+}
+
+func (g *Gate) explain(ctx context.Context, s Subject, opts GatherOptions) (policy.Decision, policy.Facts, error) {
 	rule := g.policy.Match(s.Upstream, s.Repository)
 	image := s.Upstream + "/" + s.Repository + "@" + s.Digest.String()
-	facts, err := g.evidence.Gather(ctx, s, rule.Requirements())
+	facts, err := g.evidence.Gather(ctx, s, rule.Requirements(), opts)
 	if err != nil {
 		return rule.ErrorDecision(image, err), facts, err
 	}
@@ -403,26 +408,23 @@ func (g *Gate) acquire(ctx context.Context) (release func(), err error) {
 // a decision is cached only under the epoch it was made on, and when a report or VEX arrived meanwhile it decides
 // again, so nothing posted during a long scan-and-wait is ignored for the life of a cached decision.
 // refreshMargin > 0 marks the refresher, which renews reports that age out within it.
-func (g *Gate) evaluate(ctx context.Context, s Subject, refreshMargin time.Duration) (Decision, error) {
+func (g *Gate) evaluate(ctx context.Context, s Subject, refreshMargin time.Duration) (Verdict, error) {
 	release, err := g.acquire(ctx)
 	if err != nil {
-		return Decision{}, err
+		return Verdict{}, err
 	}
 	defer release()
 	rule := g.policy.Match(s.Upstream, s.Repository)
 	ctx, cancel := context.WithTimeout(ctx, g.timeoutFor(rule))
 	defer cancel()
-	if refreshMargin > 0 {
-		ctx = withRefreshMargin(ctx, refreshMargin)
-	}
 	image := s.Upstream + "/" + s.Repository + "@" + s.Digest.String()
 	const attempts = 3
 	for attempt := 1; ; attempt++ {
 		start := g.now()
 		before, knownBefore := g.epoch(ctx, s.Digest)
-		pd, facts, err := g.Explain(ctx, s)
+		pd, facts, err := g.explain(ctx, s, GatherOptions{RenewWithin: refreshMargin})
 		if errors.Is(err, ErrOverloaded) {
-			return Decision{}, err
+			return Verdict{}, err
 		}
 		after, knownAfter := g.epoch(ctx, s.Digest)
 		changed := knownBefore && knownAfter && before != after
@@ -430,7 +432,7 @@ func (g *Gate) evaluate(ctx context.Context, s Subject, refreshMargin time.Durat
 			g.log.Info("facts changed while deciding; deciding again", "image", image, "attempt", attempt)
 			continue
 		}
-		d := Decision{Allowed: pd.Allowed, Reason: pd.Message, Rule: pd.Rule, Mode: string(pd.Mode), KeepLastGood: rule.KeepLastGood()}
+		d := Verdict{Allowed: pd.Allowed, Reason: pd.Message, Rule: pd.Rule, Mode: string(pd.Mode), KeepLastGood: rule.KeepLastGood()}
 		if pd.Allowed && pd.Failed() && pd.Mode == policy.ModeWarn {
 			d.Warnings = []string{pd.Message}
 		}
@@ -454,7 +456,7 @@ func (g *Gate) evaluate(ctx context.Context, s Subject, refreshMargin time.Durat
 				ttl = max(left, time.Second)
 			}
 		}
-		g.store(ctx, g.decisionKey(s.Upstream, s.Repository, s.Digest, epoch), cachedDecision{Decision: d, Expires: g.now().Add(ttl)}, ttl)
+		g.store(ctx, g.decisionKey(s.Upstream, s.Repository, s.Digest, epoch), cachedVerdict{Verdict: d, Expires: g.now().Add(ttl)}, ttl)
 		if d.Allowed {
 			if rule.Requirements().Scan != nil {
 				g.hot.touch(s, g.now())
@@ -505,22 +507,22 @@ func (g *Gate) LastGood(ctx context.Context, upstream, repo, tag string) (digest
 	return d, err == nil
 }
 
-func (g *Gate) load(ctx context.Context, key string) (cachedDecision, bool) {
+func (g *Gate) load(ctx context.Context, key string) (cachedVerdict, bool) {
 	b, err := g.kv.Get(ctx, key)
 	if err != nil {
 		if !isNotFound(err) {
 			g.log.Warn("decision cache read failed; deciding afresh", "key", key, "error", err)
 		}
-		return cachedDecision{}, false
+		return cachedVerdict{}, false
 	}
-	var d cachedDecision
+	var d cachedVerdict
 	if err := json.Unmarshal(b, &d); err != nil {
-		return cachedDecision{}, false
+		return cachedVerdict{}, false
 	}
 	return d, true
 }
 
-func (g *Gate) store(ctx context.Context, key string, d cachedDecision, ttl time.Duration) {
+func (g *Gate) store(ctx context.Context, key string, d cachedVerdict, ttl time.Duration) {
 	b, _ := json.Marshal(d)
 	g.set(ctx, key, b, ttl)
 }
@@ -531,7 +533,7 @@ func (g *Gate) set(ctx context.Context, key string, val []byte, ttl time.Duratio
 	}
 }
 
-func (g *Gate) count(d Decision, how string) {
+func (g *Gate) count(d Verdict, how string) {
 	outcome := "denied"
 	switch {
 	case d.Allowed && len(d.Warnings) > 0:

@@ -1,7 +1,8 @@
-package proxy
+package admission
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -21,9 +22,9 @@ type SignatureVerifier interface {
 	Attestations(ctx context.Context, t verifier.Target, roots []string) ([]policy.Attestation, error)
 }
 
-// endpointer is the part of an upstream client that other registry clients (cosign's) need to reach the same
+// Endpoint is the part of an upstream client that other registry clients (cosign's) need to reach the same
 // upstream with the same credentials. *upstream.Client implements it.
-type endpointer interface {
+type Endpoint interface {
 	Endpoint() *url.URL
 	Transport() http.RoundTripper
 }
@@ -32,7 +33,7 @@ type endpointer interface {
 // transport, and, for rules with a scan gate, vulnerability reports from attestations, CI and scanners.
 type VerifierEvidence struct {
 	verifier  SignatureVerifier
-	upstreams map[string]endpointer
+	upstreams map[string]Endpoint
 	scan      *Scanning
 	now       func() time.Time
 }
@@ -63,22 +64,24 @@ type Scanning struct {
 
 var _ Evidence = (*VerifierEvidence)(nil)
 
-// NewEvidence returns the Evidence that checks signatures and attestations on the given upstreams, and scan
-// reports when scan is not nil.
-func NewEvidence(v SignatureVerifier, ups []*Upstream, scan *Scanning) (*VerifierEvidence, error) {
-	e := &VerifierEvidence{verifier: v, upstreams: map[string]endpointer{}, scan: scan, now: time.Now}
-	for _, u := range ups {
-		ep, ok := u.Registry.(endpointer)
-		if !ok {
-			return nil, fmt.Errorf("evidence: upstream %s's client cannot be reached by the verifier", u.Name)
+// NewEvidence returns the Evidence that checks signatures and attestations on the given upstreams (by the name
+// clients use for them), and scan reports when scan is not nil.
+func NewEvidence(v SignatureVerifier, upstreams map[string]Endpoint, scan *Scanning) (*VerifierEvidence, error) {
+	if v == nil {
+		return nil, errors.New("admission: a signature verifier is required")
+	}
+	e := &VerifierEvidence{verifier: v, upstreams: map[string]Endpoint{}, scan: scan, now: time.Now}
+	for name, ep := range upstreams {
+		if ep == nil {
+			return nil, fmt.Errorf("admission: upstream %s has no endpoint", name)
 		}
-		e.upstreams[u.Name] = ep
+		e.upstreams[name] = ep
 	}
 	return e, nil
 }
 
 // Gather collects what req asks for: image signatures by the named roots and verified attestations.
-func (e *VerifierEvidence) Gather(ctx context.Context, s Subject, req policy.Requirements) (policy.Facts, error) {
+func (e *VerifierEvidence) Gather(ctx context.Context, s Subject, req policy.Requirements, opts GatherOptions) (policy.Facts, error) {
 	var f policy.Facts
 	ep, ok := e.upstreams[s.Upstream]
 	if !ok {
@@ -110,7 +113,7 @@ func (e *VerifierEvidence) Gather(ctx context.Context, s Subject, req policy.Req
 		f.Attestations = atts
 	}
 	if req.Scan != nil {
-		if err := e.gatherScan(ctx, s, req.Scan, &f); err != nil {
+		if err := e.gatherScan(ctx, s, req.Scan, opts, &f); err != nil {
 			return f, err
 		}
 	}
@@ -128,7 +131,7 @@ const (
 // maxAge) and a scanner to ask, it asks and waits. VEX statements about this digest join the report's own: those
 // in OpenVEX attestations by the scan signers when the rule accepts attestations, and those CI posted when it
 // accepts ci. Policy resolves them per finding, the latest statement winning.
-func (e *VerifierEvidence) gatherScan(ctx context.Context, s Subject, req *policy.ScanRequirement, f *policy.Facts) error {
+func (e *VerifierEvidence) gatherScan(ctx context.Context, s Subject, req *policy.ScanRequirement, opts GatherOptions, f *policy.Facts) error {
 	var attested, posted []policy.VEXStatement
 	var best *policy.ScanReport
 	consider := func(r *policy.ScanReport) {
@@ -170,7 +173,7 @@ func (e *VerifierEvidence) gatherScan(ctx context.Context, s Subject, req *polic
 		}
 	}
 	// The refresher asks for a fresh report a margin before the old one ages out, so a pull never waits for one.
-	stale := best != nil && req.MaxAge > 0 && e.now().Sub(best.ScanTime) > req.MaxAge-refreshMargin(ctx)
+	stale := best != nil && req.MaxAge > 0 && e.now().Sub(best.ScanTime) > req.MaxAge-opts.RenewWithin
 	if (best == nil || stale) && req.Scanner != "" && slices.Contains(req.Sources, policy.SourceScanner) &&
 		(req.OnMissing == policy.OnMissingScanAndWait || stale) {
 		r, err := e.scanNow(ctx, s, req)

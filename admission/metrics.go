@@ -1,0 +1,28 @@
+package admission
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are admission's Prometheus collectors.
+type Metrics struct {
+	// decisions counts admission decisions by rule, mode, outcome and how they were reached.
+	decisions *prometheus.CounterVec
+	// inflight and overloaded are the cold decisions running now and those refused for want of a slot.
+	inflight   prometheus.Gauge
+	overloaded prometheus.Counter
+}
+
+// NewMetrics creates the collectors and registers them with reg (nil: not registered, for tests).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "portcullis_admission_decisions_total",
+			Help: "Admission decisions by rule, mode, outcome (allowed, warned, denied) and how (evaluated, cached, parent, artifact, referrer)."}, []string{"rule", "mode", "outcome", "how"}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "portcullis_admission_decisions_in_flight",
+			Help: "Cold admission decisions (evidence gathering, on-demand scans) running now; at most the configured cap."}),
+		overloaded: prometheus.NewCounter(prometheus.CounterOpts{Name: "portcullis_admission_overloaded_total",
+			Help: "Admission decisions refused with 429 because every decision slot stayed busy for the queue wait."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.decisions, m.inflight, m.overloaded)
+	}
+	return m
+}
