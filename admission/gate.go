@@ -38,6 +38,7 @@ type GatherOptions struct {
 // an admitted image (by its cosign tag or its subject), never by its name or a list that names it.
 type Gate struct {
 	policy   *policy.Policy
+	ns       string // the policy's part of its keys (keys.go)
 	evidence Evidence
 	reports  *Reports
 	kv       KV
@@ -127,6 +128,7 @@ func NewGate(pol *policy.Policy, ev Evidence, kv KV, opts ...Option) (*Gate, err
 	if g.metrics == nil {
 		g.metrics = NewMetrics(nil)
 	}
+	g.ns = policyNS(pol)
 	return g, nil
 }
 
@@ -145,19 +147,6 @@ type cachedVerdict struct {
 	// Anchors are the admissions this decision rests on besides its own facts (a platform child's index); empty
 	// for a manifest evaluated on its own.
 	Anchors []anchor `json:"anchors,omitempty"`
-}
-
-func (g *Gate) key(kind, upstream, repo, suffix string) string {
-	return kind + "/" + g.policy.Hash()[:16] + "/" + upstream + "/" + repo + suffix
-}
-
-func (g *Gate) grantKey(kind, upstream, repo string, item digest.Digest) string {
-	return g.key(kind, upstream, repo, "@"+item.String())
-}
-
-// decisionKey names the cached decision for a digest in a repository under this policy and a facts epoch.
-func (g *Gate) decisionKey(upstream, repo string, dgst digest.Digest, epoch string) string {
-	return g.key("decision", upstream, repo, "@"+dgst.String()+"#"+epoch)
 }
 
 // unknownEpoch keys what was decided while the facts epoch could not be read (shared state down).
@@ -186,7 +175,7 @@ var artifactTag = regexp.MustCompile(`^(sha256)-([a-f0-9]{64})(?:\.(?:sig|att|sb
 func (g *Gate) Admit(ctx context.Context, s Subject) (Verdict, error) {
 	epoch, _ := g.epoch(ctx, s.Digest)
 	var denied *cachedVerdict
-	if d, ok := g.load(ctx, g.decisionKey(s.Upstream, s.Repository, s.Digest, epoch)); ok && g.anchorsHold(ctx, s.Upstream, s.Repository, d.Anchors) {
+	if d, ok := g.load(ctx, decisionKey(g.ns, s.Upstream, s.Repository, s.Digest, epoch)); ok && g.anchorsHold(ctx, s.Upstream, s.Repository, d.Anchors) {
 		if d.Allowed || len(d.Anchors) > 0 {
 			g.count(d.Verdict, "cached")
 			if d.Allowed {
@@ -221,7 +210,7 @@ func (g *Gate) Admit(ctx context.Context, s Subject) (Verdict, error) {
 		g.count(denied.Verdict, "cached")
 		d = denied.Verdict
 	} else {
-		v, err, _ := g.flight.Do(s.Upstream+"/"+s.Repository+"@"+s.Digest.String(), func() (any, error) {
+		v, err, _ := g.flight.Do(s.Image(), func() (any, error) {
 			return g.evaluate(context.WithoutCancel(ctx), s, 0)
 		})
 		if err != nil {
@@ -267,7 +256,7 @@ func (g *Gate) viaParent(ctx context.Context, s Subject, c manifest.Contents) (V
 // decideChildScan evaluates the scan gate of a child on its own reports, with its signatures and attestations
 // established through its parent, and caches the decision resting on the parent.
 func (g *Gate) decideChildScan(ctx context.Context, s Subject, rule *policy.Rule, gr grant, epoch string) (Verdict, error) {
-	image := s.Upstream + "/" + s.Repository + "@" + s.Digest.String()
+	image := s.Image()
 	release, err := g.acquire(ctx)
 	if err != nil {
 		return Verdict{}, err
@@ -295,7 +284,7 @@ func (g *Gate) decideChildScan(ctx context.Context, s Subject, rule *policy.Rule
 	if !d.Allowed || err != nil {
 		ttl = g.denyTTL
 	}
-	g.store(ctx, g.decisionKey(s.Upstream, s.Repository, s.Digest, epoch), cachedVerdict{Verdict: d, Expires: g.now().Add(ttl), Anchors: gr.Anchors}, ttl)
+	g.store(ctx, decisionKey(g.ns, s.Upstream, s.Repository, s.Digest, epoch), cachedVerdict{Verdict: d, Expires: g.now().Add(ttl), Anchors: gr.Anchors}, ttl)
 	g.log.Log(ctx, levelOf(d.Allowed, pd.Failed()), "admission decision", "image", image, "allowed", d.Allowed, "rule", pd.Rule, "via", "parent",
 		"parent", gr.Via, "failures", pd.Failures, "notes", pd.Notes, "error", err)
 	g.count(d, "parent")
@@ -325,12 +314,12 @@ func (g *Gate) asArtifact(ctx context.Context, s Subject, c manifest.Contents) (
 			continue
 		}
 		epoch, _ := g.epoch(ctx, cand.subject)
-		sd, found := g.load(ctx, g.decisionKey(s.Upstream, s.Repository, cand.subject, epoch))
+		sd, found := g.load(ctx, decisionKey(g.ns, s.Upstream, s.Repository, cand.subject, epoch))
 		if !found || !sd.Allowed || !g.anchorsHold(ctx, s.Upstream, s.Repository, sd.Anchors) {
 			whys = append(whys, fmt.Sprintf("not admitted as a %s of %s: that image is not admitted (pull it first)", cand.how, cand.subject))
 			continue
 		}
-		via := s.Upstream + "/" + s.Repository + "@" + cand.subject.String()
+		via := imageRef(s.Upstream, s.Repository, cand.subject)
 		d := Verdict{Allowed: true, Rule: sd.Rule, Mode: sd.Mode,
 			Reason: fmt.Sprintf("portcullis: %s/%s@%s admitted as a %s of %s", s.Upstream, s.Repository, s.Digest, cand.how, via)}
 		g.recordContents(ctx, s, c, append(sd.Anchors, anchor{Digest: cand.subject, Epoch: epoch}), false)
@@ -342,7 +331,7 @@ func (g *Gate) asArtifact(ctx context.Context, s Subject, c manifest.Contents) (
 
 // logVia logs and counts an admission through another manifest like any decision.
 func (g *Gate) logVia(ctx context.Context, s Subject, d Verdict, how, via string) {
-	g.log.Info("admission decision", "image", s.Upstream+"/"+s.Repository+"@"+s.Digest.String(), "tag", s.Tag,
+	g.log.Info("admission decision", "image", s.Image(), "tag", s.Tag,
 		"allowed", d.Allowed, "rule", d.Rule, "via", how, "through", via)
 	g.count(d, how)
 }
@@ -355,7 +344,7 @@ func (g *Gate) Explain(ctx context.Context, s Subject) (policy.Decision, policy.
 
 func (g *Gate) explain(ctx context.Context, s Subject, opts GatherOptions) (policy.Decision, policy.Facts, error) {
 	rule := g.policy.Match(s.Upstream, s.Repository)
-	image := s.Upstream + "/" + s.Repository + "@" + s.Digest.String()
+	image := s.Image()
 	facts, err := g.evidence.Gather(ctx, s, rule.Requirements(), opts)
 	if err != nil {
 		return rule.ErrorDecision(image, err), facts, err
@@ -417,7 +406,7 @@ func (g *Gate) evaluate(ctx context.Context, s Subject, refreshMargin time.Durat
 	rule := g.policy.Match(s.Upstream, s.Repository)
 	ctx, cancel := context.WithTimeout(ctx, g.timeoutFor(rule))
 	defer cancel()
-	image := s.Upstream + "/" + s.Repository + "@" + s.Digest.String()
+	image := s.Image()
 	const attempts = 3
 	for attempt := 1; ; attempt++ {
 		start := g.now()
@@ -456,7 +445,7 @@ func (g *Gate) evaluate(ctx context.Context, s Subject, refreshMargin time.Durat
 				ttl = max(left, time.Second)
 			}
 		}
-		g.store(ctx, g.decisionKey(s.Upstream, s.Repository, s.Digest, epoch), cachedVerdict{Verdict: d, Expires: g.now().Add(ttl)}, ttl)
+		g.store(ctx, decisionKey(g.ns, s.Upstream, s.Repository, s.Digest, epoch), cachedVerdict{Verdict: d, Expires: g.now().Add(ttl)}, ttl)
 		if d.Allowed {
 			if rule.Requirements().Scan != nil {
 				g.hot.touch(s, g.now())
@@ -465,7 +454,7 @@ func (g *Gate) evaluate(ctx context.Context, s Subject, refreshMargin time.Durat
 				g.recordContents(ctx, s, c, []anchor{{Digest: s.Digest, Epoch: epoch}}, true)
 			}
 			if s.Tag != "" && !pd.Failed() {
-				g.set(ctx, g.key("lastgood", s.Upstream, s.Repository, ":"+s.Tag), []byte(s.Digest.String()), g.goodTTL)
+				g.set(ctx, lastGoodKey(g.ns, s.Upstream, s.Repository, s.Tag), []byte(s.Digest.String()), g.goodTTL)
 			}
 		}
 		return d, nil
@@ -490,7 +479,7 @@ func (g *Gate) AllowBlob(ctx context.Context, upstream, repo string, dgst digest
 // listed). It evaluates nothing.
 func (g *Gate) Admitted(ctx context.Context, upstream, repo string, dgst digest.Digest) (bool, error) {
 	epoch, _ := g.epoch(ctx, dgst)
-	if d, ok := g.load(ctx, g.decisionKey(upstream, repo, dgst, epoch)); ok {
+	if d, ok := g.load(ctx, decisionKey(g.ns, upstream, repo, dgst, epoch)); ok {
 		return d.Allowed && g.anchorsHold(ctx, upstream, repo, d.Anchors), nil
 	}
 	_, ok, err := g.granted(ctx, grantChild, upstream, repo, dgst)
@@ -499,7 +488,7 @@ func (g *Gate) Admitted(ctx context.Context, upstream, repo string, dgst digest.
 
 // LastGood returns the last digest admitted without failures for the tag.
 func (g *Gate) LastGood(ctx context.Context, upstream, repo, tag string) (digest.Digest, bool) {
-	b, err := g.kv.Get(ctx, g.key("lastgood", upstream, repo, ":"+tag))
+	b, err := g.kv.Get(ctx, lastGoodKey(g.ns, upstream, repo, tag))
 	if err != nil {
 		return "", false
 	}

@@ -63,7 +63,7 @@ func (g *Gate) anchorHolds(ctx context.Context, upstream, repo string, a anchor)
 	if epoch != a.Epoch {
 		return false
 	}
-	d, ok := g.load(ctx, g.decisionKey(upstream, repo, a.Digest, epoch))
+	d, ok := g.load(ctx, decisionKey(g.ns, upstream, repo, a.Digest, epoch))
 	return !ok || d.Allowed
 }
 
@@ -72,7 +72,7 @@ func (g *Gate) anchorHolds(ctx context.Context, upstream, repo string, a anchor)
 // a child never grants children. Grants are kept twice as long as an admission, so that a client that got the
 // manifest just before the decision lapsed can still fetch its blobs.
 func (g *Gate) recordContents(ctx context.Context, s Subject, c manifest.Contents, anchors []anchor, children bool) {
-	gr := grant{By: s.Digest, Via: s.Upstream + "/" + s.Repository + "@" + s.Digest.String(), Anchors: anchors}
+	gr := grant{By: s.Digest, Via: s.Image(), Anchors: anchors}
 	for _, b := range c.Blobs() {
 		g.addGrant(ctx, grantBlob, s.Upstream, s.Repository, b.Digest, gr)
 	}
@@ -113,13 +113,13 @@ func (g *Gate) addGrant(ctx context.Context, kind, upstream, repo string, item d
 		set.Grants = set.Grants[:maxGrantsPerItem]
 	}
 	b, _ := json.Marshal(set)
-	g.set(ctx, g.grantKey(kind, upstream, repo, item), b, g.grantTTL())
+	g.set(ctx, grantKey(kind, g.ns, upstream, repo, item), b, g.grantTTL())
 }
 
 // grants reads an item's grant set; a missing or unreadable set is empty, and err says which it was.
 func (g *Gate) grants(ctx context.Context, kind, upstream, repo string, item digest.Digest) (grantSet, error) {
 	var set grantSet
-	b, err := g.kv.Get(ctx, g.grantKey(kind, upstream, repo, item))
+	b, err := g.kv.Get(ctx, grantKey(kind, g.ns, upstream, repo, item))
 	if err != nil {
 		if isNotFound(err) {
 			err = nil

@@ -23,7 +23,7 @@ func newHotSet(max int) *hotSet { return &hotSet{max: max, items: map[string]hot
 func (h *hotSet) touch(s Subject, now time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	key := s.Upstream + "/" + s.Repository + "@" + s.Digest.String()
+	key := s.Image()
 	if _, ok := h.items[key]; !ok && len(h.items) >= h.max {
 		var oldest string
 		for k, it := range h.items {
@@ -60,11 +60,11 @@ func (g *Gate) Refresh(ctx context.Context, margin time.Duration) int {
 			break
 		}
 		epoch, _ := g.epoch(ctx, s.Digest)
-		if d, ok := g.load(ctx, g.decisionKey(s.Upstream, s.Repository, s.Digest, epoch)); ok && d.Expires.Sub(g.now()) > margin {
+		if d, ok := g.load(ctx, decisionKey(g.ns, s.Upstream, s.Repository, s.Digest, epoch)); ok && d.Expires.Sub(g.now()) > margin {
 			continue
 		}
 		if _, err := g.evaluate(ctx, s, margin); err != nil {
-			g.log.Warn("refresh could not decide", "image", s.Upstream+"/"+s.Repository+"@"+s.Digest.String(), "error", err)
+			g.log.Warn("refresh could not decide", "image", s.Image(), "error", err)
 			continue
 		}
 		n++

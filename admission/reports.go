@@ -40,7 +40,7 @@ func (rs *Reports) Put(ctx context.Context, source policy.Source, dgst digest.Di
 	if err != nil {
 		return err
 	}
-	if err := rs.kv.Set(ctx, "report/"+string(source)+"/"+dgst.String(), b, rs.ttl); err != nil {
+	if err := rs.kv.Set(ctx, reportKey(source, dgst), b, rs.ttl); err != nil {
 		return fmt.Errorf("store report: %w", err)
 	}
 	return rs.bump(ctx, dgst)
@@ -48,7 +48,7 @@ func (rs *Reports) Put(ctx context.Context, source policy.Source, dgst digest.Di
 
 // Get returns the digest's report from source; ok is false when there is none.
 func (rs *Reports) Get(ctx context.Context, source policy.Source, dgst digest.Digest) (*policy.ScanReport, bool) {
-	b, err := rs.kv.Get(ctx, "report/"+string(source)+"/"+dgst.String())
+	b, err := rs.kv.Get(ctx, reportKey(source, dgst))
 	if err != nil {
 		return nil, false
 	}
@@ -109,7 +109,7 @@ func (rs *Reports) PutVEX(ctx context.Context, dgst digest.Digest, stmts []polic
 	if err != nil {
 		return change, err
 	}
-	if err := rs.kv.Set(ctx, "vex/"+dgst.String(), b, rs.ttl); err != nil {
+	if err := rs.kv.Set(ctx, vexStatementsKey(dgst), b, rs.ttl); err != nil {
 		return change, fmt.Errorf("store VEX: %w", err)
 	}
 	return change, rs.bump(ctx, dgst)
@@ -118,7 +118,7 @@ func (rs *Reports) PutVEX(ctx context.Context, dgst digest.Digest, stmts []polic
 // VEX returns the VEX statements posted for the digest, in the order they were posted.
 func (rs *Reports) VEX(ctx context.Context, dgst digest.Digest) []policy.VEXStatement {
 	var rec vexRecord
-	if b, err := rs.kv.Get(ctx, "vex/"+dgst.String()); err == nil {
+	if b, err := rs.kv.Get(ctx, vexStatementsKey(dgst)); err == nil {
 		_ = json.Unmarshal(b, &rec)
 	}
 	return rec.Statements
@@ -190,7 +190,7 @@ func describeVEX(st policy.VEXStatement) string {
 // Epoch names the current version of the facts stored for the digest ("0" when nothing was ever posted). The
 // error says the shared state could not be read: the caller must then not reuse a decision keyed by an epoch.
 func (rs *Reports) Epoch(ctx context.Context, dgst digest.Digest) (string, error) {
-	b, err := rs.kv.Get(ctx, "epoch/"+dgst.String())
+	b, err := rs.kv.Get(ctx, epochKey(dgst))
 	switch {
 	case err == nil:
 		return string(b), nil
@@ -201,5 +201,5 @@ func (rs *Reports) Epoch(ctx context.Context, dgst digest.Digest) (string, error
 }
 
 func (rs *Reports) bump(ctx context.Context, dgst digest.Digest) error {
-	return rs.kv.Set(ctx, "epoch/"+dgst.String(), []byte(strconv.FormatInt(rs.now().UnixNano(), 36)), rs.ttl)
+	return rs.kv.Set(ctx, epochKey(dgst), []byte(strconv.FormatInt(rs.now().UnixNano(), 36)), rs.ttl)
 }

@@ -47,7 +47,7 @@ func (c *ScanCredentials) Mint(ctx context.Context, upstream, repo string, dgst 
 	}
 	tok := "pcs_" + hex.EncodeToString(b)
 	g, _ := json.Marshal(scanGrant{Upstream: upstream, Repository: repo, Digest: dgst, Expires: c.now().Add(ttl)})
-	if err := c.kv.Set(ctx, "scancred/"+tok, g, ttl); err != nil {
+	if err := c.kv.Set(ctx, scanCredentialKey(tok), g, ttl); err != nil {
 		return "", err
 	}
 	return tok, nil
@@ -58,7 +58,7 @@ func (c *ScanCredentials) grant(ctx context.Context, tok, upstream, repo string)
 	if tok == "" {
 		return scanGrant{}, false
 	}
-	b, err := c.kv.Get(ctx, "scancred/"+tok)
+	b, err := c.kv.Get(ctx, scanCredentialKey(tok))
 	if err != nil {
 		return scanGrant{}, false
 	}
@@ -80,7 +80,7 @@ func (c *ScanCredentials) AllowManifest(ctx context.Context, tok, upstream, repo
 	if !ok {
 		return false, nil
 	}
-	if g.Digest != dgst && !c.granted(ctx, "scancred-manifest/"+tok+"/"+dgst.String()) {
+	if g.Digest != dgst && !c.granted(ctx, scanManifestGrantKey(tok, dgst)) {
 		return false, fmt.Errorf("the scanner credential for %s does not grant %s as a manifest", g.Digest, dgst)
 	}
 	m, err := ocimanifest.Parse(body)
@@ -90,11 +90,11 @@ func (c *ScanCredentials) AllowManifest(ctx context.Context, tok, upstream, repo
 	ttl := g.Expires.Sub(c.now())
 	for _, d := range m.Manifests {
 		if ocimanifest.IsManifestType(d.MediaType) {
-			_ = c.kv.Set(ctx, "scancred-manifest/"+tok+"/"+d.Digest.String(), []byte{1}, ttl)
+			_ = c.kv.Set(ctx, scanManifestGrantKey(tok, d.Digest), []byte{1}, ttl)
 		}
 	}
 	for _, d := range m.Blobs() {
-		_ = c.kv.Set(ctx, "scancred-blob/"+tok+"/"+d.Digest.String(), []byte{1}, ttl)
+		_ = c.kv.Set(ctx, scanBlobGrantKey(tok, d.Digest), []byte{1}, ttl)
 	}
 	return true, nil
 }
@@ -104,7 +104,7 @@ func (c *ScanCredentials) AllowBlob(ctx context.Context, tok, upstream, repo str
 	if _, ok := c.grant(ctx, tok, upstream, repo); !ok {
 		return false
 	}
-	return c.granted(ctx, "scancred-blob/"+tok+"/"+dgst.String())
+	return c.granted(ctx, scanBlobGrantKey(tok, dgst))
 }
 
 func (c *ScanCredentials) granted(ctx context.Context, key string) bool {
