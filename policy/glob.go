@@ -97,3 +97,49 @@ func (g *glob) match(name string) bool {
 	}
 	return g.re.MatchString(name)
 }
+
+// Pattern is a compiled upstream or repository glob with the semantics of a rule's match: "*" within one path
+// segment, "**" as a whole segment for any number of them, "?" for one character. The allow and deny lists of
+// the admin API match with it, so that a glob means the same everywhere.
+type Pattern struct{ g *glob }
+
+// CompileRepositoryPattern compiles a repository glob such as "acme/**" or "library/nginx".
+func CompileRepositoryPattern(s string) (Pattern, error) {
+	g, err := compileGlob(s, "._-")
+	if err != nil {
+		return Pattern{}, err
+	}
+	return Pattern{g}, nil
+}
+
+// CompileUpstreamPattern compiles an upstream glob such as "ghcr.io" or "*.example.com"; upstreams compare
+// case-insensitively.
+func CompileUpstreamPattern(s string) (Pattern, error) {
+	if strings.Contains(s, "/") {
+		return Pattern{}, fmt.Errorf("bad pattern %q: an upstream is a host[:port], without \"/\"", s)
+	}
+	g, err := compileGlob(strings.ToLower(s), ".-:_")
+	if err != nil {
+		return Pattern{}, err
+	}
+	return Pattern{g}, nil
+}
+
+// Match reports whether name matches the whole pattern. The zero Pattern matches nothing.
+func (p Pattern) Match(name string) bool {
+	if p.g == nil {
+		return false
+	}
+	return p.g.match(name)
+}
+
+// Exact reports whether the pattern has no wildcards.
+func (p Pattern) Exact() bool { return p.g != nil && p.g.exact }
+
+// String returns the pattern as written.
+func (p Pattern) String() string {
+	if p.g == nil {
+		return ""
+	}
+	return p.g.pattern
+}

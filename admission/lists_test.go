@@ -1,0 +1,238 @@
+package admission
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/portcullis/portcullis/cache"
+)
+
+// memCollections and memBus stand in for the cache layer's embedded implementations in unit tests.
+type memCollections struct {
+	mu   sync.Mutex
+	data map[string]map[string][]byte
+	down bool
+}
+
+func newMemCollections() *memCollections { return &memCollections{data: map[string]map[string][]byte{}} }
+
+func (m *memCollections) Put(_ context.Context, c, id string, v []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.down {
+		return cache.ErrUnavailable
+	}
+	if m.data[c] == nil {
+		m.data[c] = map[string][]byte{}
+	}
+	m.data[c][id] = v
+	return nil
+}
+
+func (m *memCollections) Delete(_ context.Context, c, id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.down {
+		return cache.ErrUnavailable
+	}
+	if _, ok := m.data[c][id]; !ok {
+		return fmt.Errorf("%w: %s", cache.ErrNotFound, id)
+	}
+	delete(m.data[c], id)
+	return nil
+}
+
+func (m *memCollections) All(_ context.Context, c string) (map[string][]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.down {
+		return nil, cache.ErrUnavailable
+	}
+	return maps.Clone(m.data[c]), nil
+}
+
+type memBus struct {
+	mu   sync.Mutex
+	subs map[string][]func([]byte)
+}
+
+func (b *memBus) Publish(_ context.Context, topic string, msg []byte) error {
+	b.mu.Lock()
+	subs := slicesClone(b.subs[topic])
+	b.mu.Unlock()
+	for _, fn := range subs {
+		fn(msg)
+	}
+	return nil
+}
+
+func (b *memBus) Subscribe(topic string, fn func([]byte)) func() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.subs == nil {
+		b.subs = map[string][]func([]byte){}
+	}
+	b.subs[topic] = append(b.subs[topic], fn)
+	return func() {}
+}
+
+func slicesClone[T any](s []T) []T { return append([]T(nil), s...) }
+
+func TestNewListEntryValidation(t *testing.T) {
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	d := digest.FromString("x")
+	for _, tc := range []struct {
+		match, reason string
+		expires       time.Time
+		field, want   string // want "" when valid
+	}{
+		{match: "docker.io/library/nginx@" + d.String(), reason: "CVE"},
+		{match: "ghcr.io/acme/**", reason: "freeze", expires: now.Add(time.Hour)},
+		{match: "quay.io/team/app:v1.2", reason: "bad build"},
+		{match: "*.example.com/**", reason: "all of it"},
+		{match: "registry.local:5000/app:v1", reason: "port and tag"},
+		{match: "", reason: "x", field: "match", want: "required"},
+		{match: "nginx", reason: "x", field: "match", want: "names no upstream and repository"},
+		{match: "docker.io/library/nginx@sha256:zz", reason: "x", field: "match", want: "bad digest"},
+		{match: "ghcr.io/acme/***", reason: "x", field: "match", want: "** must be a whole path segment"},
+		{match: "ghcr.io/Acme/app", reason: "x", field: "match", want: "lower-case"},
+		{match: "ghcr.io/acme/app:bad tag", reason: "x", field: "match", want: "bad tag"},
+		{match: "ghcr.io/acme/app", reason: " ", field: "reason", want: "required"},
+		{match: "ghcr.io/acme/app", reason: "x", expires: now.Add(-time.Second), field: "expires", want: "in the past"},
+	} {
+		t.Run(tc.match+"|"+tc.field, func(t *testing.T) {
+			_, err := NewListEntry(ListDeny, tc.match, tc.reason, tc.expires, now)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("valid entry refused: %v", err)
+				}
+				return
+			}
+			var fe *FieldError
+			if !errors.As(err, &fe) || fe.Field != tc.field || !strings.Contains(fe.Message, tc.want) {
+				t.Fatalf("error %v, want field %s with %q", err, tc.field, tc.want)
+			}
+		})
+	}
+}
+
+func TestListEntryMatches(t *testing.T) {
+	d, other := digest.FromString("image"), digest.FromString("other")
+	for _, tc := range []struct {
+		match     string
+		up, repo  string
+		tag       string
+		dgst      digest.Digest
+		wantMatch bool
+	}{
+		{"docker.io/library/nginx@" + d.String(), "docker.io", "library/nginx", "", d, true},
+		{"docker.io/library/nginx@" + d.String(), "docker.io", "library/nginx", "1.27", d, true},
+		{"docker.io/library/nginx@" + d.String(), "docker.io", "library/nginx", "", other, false},
+		{"docker.io/library/nginx@" + d.String(), "docker.io", "library/redis", "", d, false},
+		{"ghcr.io/acme/**", "ghcr.io", "acme/team/app", "", other, true},
+		{"ghcr.io/acme/**", "GHCR.io", "acme", "", other, true},
+		{"ghcr.io/acme/**", "docker.io", "acme/app", "", other, false},
+		{"quay.io/team/app:v1", "quay.io", "team/app", "v1", d, true},
+		{"quay.io/team/app:v1", "quay.io", "team/app", "v2", d, false},
+		{"quay.io/team/app:v1", "quay.io", "team/app", "", d, false},
+		{"*/library/*", "docker.io", "library/alpine", "", d, true},
+	} {
+		e, err := NewListEntry(ListDeny, tc.match, "r", time.Time{}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := e.matches(tc.up, tc.repo, tc.tag, tc.dgst); got != tc.wantMatch {
+			t.Errorf("%s matches %s/%s:%s@%s = %v", tc.match, tc.up, tc.repo, tc.tag, tc.dgst, got)
+		}
+	}
+}
+
+// A change on one replica reaches another through the bus at once, and through the store's poll when a notice
+// is lost; entries written without the shape of an entry count for nothing.
+func TestListsAcrossReplicas(t *testing.T) {
+	store, bus := newMemCollections(), &memBus{}
+	a, b := NewLists(store, bus), NewLists(store, bus)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go b.Run(ctx, time.Hour) // notices only
+	time.Sleep(10 * time.Millisecond)
+	d := digest.FromString("bad")
+	e, err := a.Add(ctx, ListDeny, "ghcr.io/acme/app@"+d.String(), "CVE-2024-3094", time.Time{}, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(e.ID, "deny-") || e.By != "alice" || e.Added.IsZero() {
+		t.Errorf("entry %+v", e)
+	}
+	deadline := time.Now().Add(time.Second)
+	for b.match(ListDeny, "ghcr.io", "acme/app", "", d) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("replica b did not see the deny within a second")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := a.Remove(ctx, ListDeny, e.ID); err != nil {
+		t.Fatal(err)
+	}
+	for b.match(ListDeny, "ghcr.io", "acme/app", "", d) != nil {
+		if time.Now().After(deadline.Add(time.Second)) {
+			t.Fatal("replica b still denies after the removal")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := a.Remove(ctx, ListDeny, e.ID); !errors.Is(err, cache.ErrNotFound) {
+		t.Errorf("removing twice: %v", err)
+	}
+	// A record that is not an entry of this list, or sits under another id, counts for nothing.
+	_ = store.Put(ctx, "deny", "deny-forged", []byte(`{"id":"deny-other","kind":"deny","match":"ghcr.io/**","reason":"x"}`))
+	_ = store.Put(ctx, "deny", "deny-junk", []byte(`not json`))
+	if err := b.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b.match(ListDeny, "ghcr.io", "acme/app", "", d) != nil {
+		t.Error("a malformed or moved record took effect")
+	}
+	// The store down: changes fail, the last lists read stay in force.
+	_, _ = a.Add(ctx, ListDeny, "ghcr.io/acme/app@"+d.String(), "again", time.Time{}, "alice")
+	store.down = true
+	if _, err := a.Add(ctx, ListDeny, "ghcr.io/x/y", "z", time.Time{}, "alice"); !errors.Is(err, cache.ErrUnavailable) {
+		t.Errorf("add with the store down: %v", err)
+	}
+	if err := a.Load(ctx); err == nil {
+		t.Error("load with the store down succeeded")
+	}
+	if a.match(ListDeny, "ghcr.io", "acme/app", "", d) == nil {
+		t.Error("the last known deny list was dropped when the store went down")
+	}
+	if _, err := a.Status(); err == nil {
+		t.Error("Status does not report the failed read")
+	}
+}
+
+func TestListEntryExpiry(t *testing.T) {
+	store, bus := newMemCollections(), &memBus{}
+	l := NewLists(store, bus)
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	l.now = func() time.Time { return now }
+	if _, err := l.Add(context.Background(), ListAllow, "ghcr.io/acme/**", "incident 42", now.Add(time.Hour), "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if l.match(ListAllow, "ghcr.io", "acme/app", "", "") == nil {
+		t.Fatal("allow entry not in force")
+	}
+	now = now.Add(2 * time.Hour)
+	if l.match(ListAllow, "ghcr.io", "acme/app", "", "") != nil {
+		t.Error("expired allow entry still in force")
+	}
+	if n := len(l.Entries(ListAllow)); n != 1 {
+		t.Errorf("expired entry not listed (%d): it shows until removed", n)
+	}
+}
