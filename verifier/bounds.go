@@ -110,9 +110,10 @@ func layersSize(c manifest.Contents) int64 {
 	return n
 }
 
-// readLayer reads the content of the layer desc of img, the artifact what,
-// which checkLayer passed. go-containerregistry stops at desc.Size and checks the digest; the
-// LimitReader bounds the read on its own too. A descriptor that lies (the
+// readLayer reads the content of the layer desc of img, the artifact what
+// (which names it in reasons), once checkLayer passed it. go-containerregistry
+// stops at desc.Size and checks the digest; the LimitReader bounds the read on
+// its own too. A descriptor that lies (the
 // content is larger, smaller or other) is invalid evidence; a transport
 // failure while reading is ErrUnavailable.
 func readLayer(what string, img layerSource, desc ocispec.Descriptor, k evidenceKind) ([]byte, error) {
@@ -132,8 +133,8 @@ type layerSource interface {
 	LayerByDigest(v1.Hash) (v1.Layer, error)
 }
 
-// readCapped reads l, described by desc, a layer of the artifact artifact,
-// at most k.maxSize bytes.
+// readCapped reads l, described by desc, at most k.maxSize bytes; artifact
+// names what l is a layer of in reasons.
 func readCapped(artifact string, l v1.Layer, desc ocispec.Descriptor, k evidenceKind) ([]byte, error) {
 	what := artifact + " layer " + desc.Digest.String()
 	// The raw bytes (signature layers are not compressed). go-containerregistry
