@@ -39,7 +39,11 @@ const (
 
 // session is one look at one image's evidence: the image reference, its hash,
 // remote options sharing one puller (one auth handshake per call), and the
-// budget everything the session reads draws on.
+// budget everything the session reads draws on. A session serves one call:
+// the Signatures and Attestations calls of one decision each open their own,
+// so each reads the referrers and bundles and has a budget of its own.
+// Sharing one would need a per-decision handle in the API (see the proxy's
+// Gather), not a cache here.
 type session struct {
 	ref          name.Digest
 	hash         v1.Hash
