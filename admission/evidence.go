@@ -19,7 +19,7 @@ import (
 // SignatureVerifier checks cosign signatures and attestations. *verifier.Verifier implements it.
 type SignatureVerifier interface {
 	Signatures(ctx context.Context, t verifier.Target, roots []string) (map[string]policy.SignatureResult, error)
-	Attestations(ctx context.Context, t verifier.Target, roots []string) ([]policy.Attestation, error)
+	Attestations(ctx context.Context, t verifier.Target, roots []string) (verifier.AttestationResult, error)
 }
 
 // Endpoint is the part of an upstream client that other registry clients (cosign's) need to reach the same
@@ -110,7 +110,7 @@ func (e *VerifierEvidence) Gather(ctx context.Context, s Subject, req policy.Req
 		if err != nil {
 			return f, fmt.Errorf("attestations: %w", err)
 		}
-		f.Attestations = atts
+		f.Attestations, f.InvalidAttestations = atts.Verified, atts.Invalid
 	}
 	if req.Scan != nil {
 		if err := e.gatherScan(ctx, s, req.Scan, opts, &f); err != nil {

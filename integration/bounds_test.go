@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/portcullis/portcullis/internal/cosigntest"
 	"github.com/portcullis/portcullis/internal/registrytest"
 )
 
@@ -169,4 +170,76 @@ func vmHWM(t *testing.T) int64 {
 		}
 	}
 	return 0
+}
+
+// TestInvalidAttestationDenial: an attacker who can push to the upstream puts
+// an attestation artifact under the image's sha256-<hex>.att tag that the
+// verifier refuses (a layer past the 16 MiB bound; 32 layers of 8 MiB, each
+// within it but 256 MiB in all, past the 64 MiB evidence budget). The image
+// is signed; the denial says the attestation is missing and why the evidence
+// that might have held it did not count.
+func TestInvalidAttestationDenial(t *testing.T) {
+	bin := cosigntest.Binary(t)
+	release := cosignKey(t)
+	const slsa = "https://slsa.dev/provenance/v1"
+	pol := releasePolicy("") + "  attestations:\n    - predicateType: " + slsa + "\n      signedBy: {anyOf: [release]}\n"
+	e := newEnv(t, withUpstream(registrytest.WithGGCR()), // quick to take large blobs
+		withPolicy(pol, map[string][]byte{"release.pub": release.pubPEM(t), "other.pub": pubKeyPEM(t)}))
+
+	tests := []struct {
+		name         string
+		size, layers int
+		want         string // after "invalid evidence: "; %s is the .att tag, %b the blob's digest
+	}{
+		{name: "a layer past the bound", size: 32 << 20, layers: 1,
+			want: "attestation artifact %s layer %b is 33554432 bytes, more than 16 MiB"},
+		{name: "past the evidence budget", size: 8 << 20, layers: 32,
+			want: "attestations of this image need more than 64 MiB of evidence: attestation artifact %s has 32 layers of 268435456 bytes in all"},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			repo := fmt.Sprintf("acme/att%d", i)
+			img := e.up.PushRandomImage(t, repo+":v1", 1, 1024)
+			id, _ := img.Digest()
+			cosigntest.Sign(t, bin, e.up.Ref(repo+"@"+id.String()), release.priv)
+
+			data := make([]byte, tc.size)
+			for j := range data {
+				data[j] = byte(j*7 + i)
+			}
+			blob := static.NewLayer(data, "application/vnd.dsse.envelope.v1+json")
+			config := static.NewLayer([]byte("{}"), types.OCIConfigJSON)
+			repoRef := mustRef(t, e.up.Ref(repo)).Context()
+			for _, l := range []v1.Layer{blob, config} {
+				if err := remote.WriteLayer(repoRef, l); err != nil {
+					t.Fatal(err)
+				}
+			}
+			bd, _ := blob.Digest()
+			cd, _ := config.Digest()
+			ld := map[string]any{"mediaType": "application/vnd.dsse.envelope.v1+json", "digest": bd.String(), "size": tc.size}
+			body, err := json.Marshal(map[string]any{
+				"schemaVersion": 2,
+				"mediaType":     types.OCIManifestSchema1,
+				"config":        map[string]any{"mediaType": types.OCIConfigJSON, "digest": cd.String(), "size": 2},
+				"layers":        repeatDesc(ld, tc.layers),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			attTag := "sha256-" + id.Hex + ".att"
+			if err := remote.Put(mustRef(t, e.up.Ref(repo+":"+attTag)), rawManifest{body: body, mediaType: types.OCIManifestSchema1}); err != nil {
+				t.Fatal(err)
+			}
+
+			msg := denial(t, e, "/v2/"+repo+"/manifests/v1")
+			want := "attestation " + slsa + " missing (invalid evidence: " +
+				strings.NewReplacer("%s", attTag, "%b", bd.String()).Replace(tc.want)
+			mustContain(t, "denial", msg, id.String(), want)
+			if strings.Contains(msg, "not signed") {
+				t.Errorf("denial %q: the image is signed", msg)
+			}
+			t.Log(msg)
+		})
+	}
 }

@@ -81,7 +81,10 @@
 // Every requirement is checked and every failure reported, each as one clause in
 // Decision.Failures ("not signed by release (no signatures found)", "attestation
 // https://slsa.dev/provenance/v1 missing", "scan: 2 critical, 1 high above medium (...)").
-// In enforce mode any failure denies; warn and audit modes admit and say what would have
+// A missing attestation, or a missing report where attestations count, quotes the first
+// piece of attestation evidence the verifier refused (Facts.InvalidAttestations): "...
+// missing (invalid evidence: attestation artifact sha256-….att has 33 layers, more than
+// 32)". In enforce mode any failure denies; warn and audit modes admit and say what would have
 // been denied. The scan gate counts findings above maxSeverity unless the latest VEX
 // statement that covers the finding (its vulnerability, and its package when the statement
 // names packages) says not_affected or fixed, an unexpired allowlist entry (the rule's or the

@@ -174,6 +174,37 @@ func TestEvaluate(t *testing.T) {
 			wantMsg: `portcullis: ` + shortImg + ` denied by rule "provenance": attestation https://slsa.dev/provenance/v1 missing`,
 		},
 		{
+			name: "attestation missing, evidence refused",
+			repo: "provenance",
+			facts: Facts{Signatures: verified("release"), InvalidAttestations: []string{
+				"attestation artifact sha256-ab12.att layer sha256:cd34 is 33554432 bytes, more than 16 MiB",
+			}},
+			want: Decision{Mode: ModeEnforce, Rule: "provenance", Notes: []string{"signed by release"},
+				Failures: []string{"attestation " + slsa + " missing (invalid evidence: attestation artifact sha256-ab12.att layer sha256:cd34 is 33554432 bytes, more than 16 MiB)"}},
+			wantMsg: `portcullis: ` + shortImg + ` denied by rule "provenance": attestation https://slsa.dev/provenance/v1 missing ` +
+				`(invalid evidence: attestation artifact sha256-ab12.att layer sha256:cd34 is 33554432 bytes, more than 16 MiB)`,
+		},
+		{
+			name: "attestation missing, several pieces of evidence refused",
+			repo: "provenance",
+			facts: Facts{Signatures: verified("release"), InvalidAttestations: []string{
+				"attestations of this image need more than 64 MiB of evidence: attestation artifact sha256-ab12.att has 32 layers of 268435456 bytes in all",
+				"attestation referrer sha256:ef56: bundle version too old",
+				"attestation referrer sha256:0a1b: in-toto statement has no predicate type",
+			}},
+			want: Decision{Mode: ModeEnforce, Rule: "provenance", Notes: []string{"signed by release"},
+				Failures: []string{"attestation " + slsa + " missing (invalid evidence: attestations of this image need more than 64 MiB of evidence: " +
+					"attestation artifact sha256-ab12.att has 32 layers of 268435456 bytes in all; and 2 more)"}},
+		},
+		{
+			name: "attestation verified beside refused evidence",
+			repo: "provenance",
+			facts: Facts{Signatures: verified("release"), InvalidAttestations: []string{"attestation artifact sha256-ab12.att has 33 layers, more than 32"},
+				Attestations: []Attestation{{PredicateType: slsa, SignedBy: []string{"github-ci"}, Predicate: []byte(goodProvenance)}}},
+			want: Decision{Allowed: true, Mode: ModeEnforce, Rule: "provenance",
+				Notes: []string{"signed by release", "attestation " + slsa + " signed by github-ci"}},
+		},
+		{
 			name: "attestation signed by the wrong root",
 			repo: "provenance",
 			facts: Facts{Signatures: verified("release"), Attestations: []Attestation{

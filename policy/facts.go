@@ -17,6 +17,11 @@ type Facts struct {
 	Signatures map[string]SignatureResult
 	// Attestations lists the verified attestations only.
 	Attestations []Attestation
+	// InvalidAttestations says why attestation evidence on the image was refused unread or
+	// unparsed, e.g. "attestation artifact sha256-<hex>.att layer sha256:<hex> is 33554432
+	// bytes, more than 16 MiB". What it held is unknown, so a missing attestation (or scan
+	// report from attestations) names it: it may have been the one looked for.
+	InvalidAttestations []string
 	// Scan is the scan report found; nil when none was.
 	Scan *ScanReport
 	// ScanError says why there is no report, when known ("scanner timed out").

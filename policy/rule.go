@@ -207,7 +207,7 @@ func (a *attestationRule) check(e *evaluation, f Facts) {
 	}
 	switch {
 	case typed == 0:
-		e.fail("attestation %s missing", a.predicateType)
+		e.fail("attestation %s missing%s", a.predicateType, invalidEvidence(f.InvalidAttestations, " (", ")"))
 	case signed == 0:
 		e.fail("attestation %s not signed by %s", a.predicateType, a.signedBy)
 	default:
@@ -215,6 +215,20 @@ func (a *attestationRule) check(e *evaluation, f Facts) {
 			e.fail("attestation %s: %s", a.predicateType, msg)
 		}
 	}
+}
+
+// invalidEvidence quotes the first reason evidence was refused, and counts the others, between
+// open and close: " (invalid evidence: attestation artifact sha256-….att has 33 layers, more
+// than 32; and 2 more)". It is "" when there are none.
+func invalidEvidence(reasons []string, open, close string) string {
+	if len(reasons) == 0 {
+		return ""
+	}
+	s := open + "invalid evidence: " + oneLine(reasons[0])
+	if n := len(reasons) - 1; n > 0 {
+		s += fmt.Sprintf("; and %d more", n)
+	}
+	return s + close
 }
 
 // conditionFailures returns the conditions att's predicate fails.

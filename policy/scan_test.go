@@ -241,6 +241,26 @@ func TestEvaluateScan(t *testing.T) {
 			want:  Decision{Failures: []string{"scan: no scan report (scanner timed out)"}},
 		},
 		{
+			name:  "no report, attestation evidence refused",
+			repo:  "medium",
+			facts: Facts{InvalidAttestations: []string{"attestation artifact sha256-ab12.att has 33 layers, more than 32", "another"}},
+			want:  Decision{Failures: []string{"scan: no scan report (invalid evidence: attestation artifact sha256-ab12.att has 33 layers, more than 32; and 1 more)"}},
+		},
+		{
+			name: "no report, reason known, attestation evidence refused",
+			repo: "medium",
+			facts: Facts{ScanError: "unreadable vulnerability attestation: EOF",
+				InvalidAttestations: []string{"attestation artifact sha256-ab12.att has 33 layers, more than 32"}},
+			want: Decision{Failures: []string{"scan: no scan report (unreadable vulnerability attestation: EOF; " +
+				"invalid evidence: attestation artifact sha256-ab12.att has 33 layers, more than 32)"}},
+		},
+		{
+			name:  "no report, refused attestation evidence does not count",
+			repo:  "wait",
+			facts: Facts{ScanError: "scan did not finish within 30s", InvalidAttestations: []string{"attestation artifact sha256-ab12.att has 33 layers, more than 32"}},
+			want:  Decision{Failures: []string{"scan: no scan report (scan did not finish within 30s)"}},
+		},
+		{
 			name:  "no report, onMissing allow",
 			repo:  "missing-allow",
 			facts: Facts{},

@@ -20,8 +20,18 @@ func (r *Rule) checkScan(e *evaluation, f Facts) {
 	rep := f.Scan
 	if rep == nil {
 		missing := "scan: no scan report"
+		var why []string
 		if f.ScanError != "" {
-			missing += " (" + f.ScanError + ")"
+			why = append(why, f.ScanError)
+		}
+		if slices.Contains(req.Sources, SourceAttestation) {
+			// A vulnerability attestation may have been among the evidence refused.
+			if s := invalidEvidence(f.InvalidAttestations, "", ""); s != "" {
+				why = append(why, s)
+			}
+		}
+		if len(why) > 0 {
+			missing += " (" + strings.Join(why, "; ") + ")"
 		}
 		if req.OnMissing == OnMissingAllow {
 			e.note("%s; admitted (onMissing: allow)", missing)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/sigstore/cosign/v2/pkg/cosign"
 	"github.com/sigstore/cosign/v2/pkg/oci"
@@ -13,40 +14,53 @@ import (
 	"github.com/portcullis/portcullis/policy"
 )
 
+// AttestationResult is what Attestations found on one image.
+type AttestationResult struct {
+	// Verified lists the attestations that verified with at least one of the
+	// named roots.
+	Verified []policy.Attestation
+	// Invalid says why each piece of attestation evidence that was refused
+	// counts for nothing: it broke a bound or the evidence budget, was
+	// malformed, or did not match its descriptor, e.g. "attestation artifact
+	// sha256-<hex>.att layer sha256:<hex> is 33554432 bytes, more than 16 MiB".
+	// What it held is unknown, so it may have been any attestation the policy
+	// finds missing. Evidence that is well formed but does not verify is not
+	// here.
+	Invalid []string
+}
+
 // Attestations returns the in-toto attestations on the image that verify
 // with at least one of the named roots, each with the roots (of those named)
-// that verified it, in the order given. Both the classic .att tag (DSSE) and
-// attestation bundles (referrers or the fallback tag) are read; a bundle with
-// cosign's signature predicate type is a signature, not an attestation.
-// Attestations that verify with no root are left out. The error is non-nil
-// only when the evidence could not be read (ErrUnavailable) or a root is
-// unknown.
-func (v *Verifier) Attestations(ctx context.Context, t Target, roots []string) ([]policy.Attestation, error) {
+// that verified it, in the order given, and the reasons evidence was refused
+// as invalid. Both the classic .att tag (DSSE) and attestation bundles
+// (referrers or the fallback tag) are read; a bundle with cosign's signature
+// predicate type is a signature, not an attestation. Attestations that verify
+// with no root are left out. The error is non-nil only when the evidence
+// could not be read (ErrUnavailable) or a root is unknown.
+func (v *Verifier) Attestations(ctx context.Context, t Target, roots []string) (AttestationResult, error) {
 	rs, err := v.lookup(roots)
 	if err != nil {
-		return nil, err
+		return AttestationResult{}, err
 	}
-	s, err := v.open(ctx, t)
+	s, err := v.open(ctx, t, v.attestationKind())
 	if err != nil {
-		return nil, err
+		return AttestationResult{}, err
 	}
 	if len(rs) == 0 {
-		return nil, nil
+		return AttestationResult{}, nil
 	}
-	atts, _, err := s.classic(v.attestationKind())
+	atts, invalid, err := s.classic(v.attestationKind())
 	if err != nil {
-		return nil, err
+		return AttestationResult{}, err
 	}
-	bundles, _, err := s.bundles(v.attestationKind())
-	if err != nil {
-		return nil, err
-	}
-
 	var out []policy.Attestation
 	for _, att := range atts {
 		st, err := envelopeStatement(att)
 		if err != nil {
-			continue // not an in-toto DSSE envelope: nothing to report
+			// Not an in-toto DSSE envelope: it cannot be any attestation.
+			d, _ := att.Digest()
+			invalid = append(invalid, fmt.Errorf("attestation artifact %s layer %s: %w", s.tag("att").TagStr(), d, err))
+			continue
 		}
 		var signedBy []string
 		for _, r := range rs {
@@ -58,6 +72,13 @@ func (v *Verifier) Attestations(ctx context.Context, t Target, roots []string) (
 			out = append(out, attestation(st, signedBy))
 		}
 	}
+	atts = nil // the payloads are verified: what the bundles read need not share memory with them
+
+	bundles, binvalid, err := s.bundles(v.attestationKind())
+	if err != nil {
+		return AttestationResult{}, err
+	}
+	invalid = append(invalid, binvalid...)
 	for _, b := range bundles {
 		if b.statement.PredicateType == cosignSignPredicate {
 			continue
@@ -72,7 +93,14 @@ func (v *Verifier) Attestations(ctx context.Context, t Target, roots []string) (
 			out = append(out, attestation(b.statement, signedBy))
 		}
 	}
-	return out, nil
+	res := AttestationResult{Verified: out}
+	for _, err := range invalid {
+		// Layers of one artifact may all name one blob: say it once.
+		if r := short(err); !slices.Contains(res.Invalid, r) {
+			res.Invalid = append(res.Invalid, r)
+		}
+	}
+	return res, nil
 }
 
 // attestation is the policy fact for a verified statement.

@@ -10,6 +10,7 @@ import (
 	"github.com/portcullis/portcullis/internal/cosigntest"
 	"github.com/portcullis/portcullis/internal/registrytest"
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/verifier"
 )
 
 const (
@@ -60,7 +61,7 @@ func TestAttestations(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Attestations: %v", err)
 			}
-			if diff := cmp.Diff(tt.want, got, jsonEqual, cmpopts.EquateEmpty(),
+			if diff := cmp.Diff(verifier.AttestationResult{Verified: tt.want}, got, jsonEqual, cmpopts.EquateEmpty(),
 				cmpopts.SortSlices(func(a, b policy.Attestation) bool { return a.PredicateType < b.PredicateType })); diff != "" {
 				t.Errorf("attestations (-want +got):\n%s", diff)
 			}
@@ -87,7 +88,7 @@ func TestAttestationsBundle(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Attestations: %v", err)
 	}
-	want := []policy.Attestation{{PredicateType: slsaV1, SignedBy: []string{"release"}, Predicate: provenance}}
+	want := verifier.AttestationResult{Verified: []policy.Attestation{{PredicateType: slsaV1, SignedBy: []string{"release"}, Predicate: provenance}}}
 	if diff := cmp.Diff(want, got, jsonEqual); diff != "" {
 		t.Errorf("attestations (-want +got):\n%s", diff)
 	}

@@ -58,7 +58,10 @@ func (v *Verifier) attestationKind() evidenceKind {
 // boundError says that evidence broke a bound: too many layers, a layer or a
 // manifest too large. It is invalid evidence, never ErrUnavailable: the
 // registry answered, with something Portcullis will not read.
-type boundError struct{ msg string }
+type boundError struct {
+	msg    string
+	budget bool // the evidence budget ran out (see budget)
+}
 
 func (e *boundError) Error() string { return e.msg }
 
@@ -77,40 +80,52 @@ func checkArtifact(what string, c manifest.Contents, maxLayers int, k evidenceKi
 		return exceeded("%s has %d layers, more than %d", what, n, maxLayers)
 	}
 	for _, l := range c.Layers {
-		if err := checkLayer(l, k); err != nil {
+		if err := checkLayer(what, l, k); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// checkLayer checks one layer descriptor against k's size bound. A size
-// below zero would read without a bound in go-containerregistry.
-func checkLayer(l ocispec.Descriptor, k evidenceKind) error {
+// checkLayer checks one layer descriptor of the artifact what against k's
+// size bound. A size below zero would read without a bound in
+// go-containerregistry.
+func checkLayer(what string, l ocispec.Descriptor, k evidenceKind) error {
 	switch {
 	case l.Size < 0:
-		return fmt.Errorf("%s layer %s has no size", k.name, l.Digest)
+		return fmt.Errorf("%s layer %s has no size", what, l.Digest)
 	case l.Size > k.maxSize:
-		return exceeded("%s layer %s is %d bytes, more than %s", k.name, l.Digest, l.Size, bytesString(k.maxSize))
+		return exceeded("%s layer %s is %d bytes, more than %s", what, l.Digest, l.Size, bytesString(k.maxSize))
 	}
 	return nil
 }
 
-// readLayer reads the content of the layer desc of img, which checkLayer
-// passed. go-containerregistry stops at desc.Size and checks the digest; the
-// LimitReader bounds the read on its own too. A descriptor that lies (the
+// layersSize returns the sum of the layer sizes c declares, which
+// checkArtifact passed (so it cannot overflow).
+func layersSize(c manifest.Contents) int64 {
+	var n int64
+	for _, l := range c.Layers {
+		n += l.Size
+	}
+	return n
+}
+
+// readLayer reads the content of the layer desc of img, the artifact what
+// (which names it in reasons), once checkLayer passed it. go-containerregistry
+// stops at desc.Size and checks the digest; the LimitReader bounds the read on
+// its own too. A descriptor that lies (the
 // content is larger, smaller or other) is invalid evidence; a transport
 // failure while reading is ErrUnavailable.
-func readLayer(img layerSource, desc ocispec.Descriptor, k evidenceKind) ([]byte, error) {
+func readLayer(what string, img layerSource, desc ocispec.Descriptor, k evidenceKind) ([]byte, error) {
 	h, err := v1.NewHash(desc.Digest.String())
 	if err != nil {
-		return nil, fmt.Errorf("%s layer %s: %w", k.name, desc.Digest, err)
+		return nil, fmt.Errorf("%s layer %s: %w", what, desc.Digest, err)
 	}
 	l, err := img.LayerByDigest(h)
 	if err != nil {
-		return nil, readFailure(k.name+" layer "+desc.Digest.String(), err)
+		return nil, readFailure(what+" layer "+desc.Digest.String(), err)
 	}
-	return readCapped(l, desc, k)
+	return readCapped(what, l, desc, k)
 }
 
 // layerSource is the part of v1.Image readLayer needs.
@@ -118,9 +133,10 @@ type layerSource interface {
 	LayerByDigest(v1.Hash) (v1.Layer, error)
 }
 
-// readCapped reads l, described by desc, at most k.maxSize bytes.
-func readCapped(l v1.Layer, desc ocispec.Descriptor, k evidenceKind) ([]byte, error) {
-	what := k.name + " layer " + desc.Digest.String()
+// readCapped reads l, described by desc, at most k.maxSize bytes; artifact
+// names what l is a layer of in reasons.
+func readCapped(artifact string, l v1.Layer, desc ocispec.Descriptor, k evidenceKind) ([]byte, error) {
+	what := artifact + " layer " + desc.Digest.String()
 	// The raw bytes (signature layers are not compressed). go-containerregistry
 	// refuses a Content-Length other than desc.Size here, before reading.
 	rc, err := l.Compressed()
@@ -173,13 +189,16 @@ func isNotFound(err error) bool {
 
 // capped bounds every response body the verifier reads, whatever library
 // reads it: manifests and referrers indexes at maxManifestSize, anything else
-// (blobs, redirected blob downloads, tokens) at blob bytes, and the bodies of
-// failed requests at maxErrorBody (truncated, not refused). Reading past a
-// bound fails with a *boundError; a failure of the underlying body is marked
-// as a *bodyError, so that a dropped connection is not taken for bad content.
+// (blobs, redirected blob downloads, tokens) at blob bytes, all of them
+// together at the session's budget, and the bodies of failed requests at
+// maxErrorBody (truncated, not refused, and not counted: they are dropped
+// once quoted, and there are only as many as requests). Reading past a bound
+// fails with a *boundError; a failure of the underlying body is marked as a
+// *bodyError, so that a dropped connection is not taken for bad content.
 type capped struct {
-	next http.RoundTripper
-	blob int64
+	next   http.RoundTripper
+	blob   int64
+	budget *budget // nil: no budget
 }
 
 func (c capped) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -195,30 +214,46 @@ func (c capped) RoundTrip(r *http.Request) (*http.Response, error) {
 		resp.Body = &cappedBody{rc: resp.Body, left: maxErrorBody, truncate: true}
 		return resp, nil
 	}
-	if resp.ContentLength > limit {
+	refuse := func(err error) (*http.Response, error) {
 		resp.Body.Close()
-		resp.Body = &cappedBody{err: exceeded("%s is %d bytes, more than %s", what, resp.ContentLength, bytesString(limit))}
+		resp.Body = &cappedBody{err: err}
 		return resp, nil
 	}
-	resp.Body = &cappedBody{rc: resp.Body, left: limit, tooLarge: exceeded("%s is more than %s", what, bytesString(limit))}
+	if resp.ContentLength > limit {
+		return refuse(exceeded("%s is %d bytes, more than %s", what, resp.ContentLength, bytesString(limit)))
+	}
+	if c.budget != nil {
+		if err := c.budget.fit(resp.ContentLength, fmt.Sprintf("%s is %d bytes", what, resp.ContentLength)); err != nil {
+			return refuse(err)
+		}
+	}
+	resp.Body = &cappedBody{rc: resp.Body, left: limit, tooLarge: exceeded("%s is more than %s", what, bytesString(limit)),
+		budget: c.budget, what: what}
 	return resp, nil
 }
 
-// cappedBody reads at most left bytes of rc; what lies beyond is an error
-// (tooLarge), or the end of the body when truncate is set.
+// cappedBody reads at most left bytes of rc, and no more than its budget has
+// left; what lies beyond is an error (tooLarge, or the budget's), or the end
+// of the body when truncate is set.
 type cappedBody struct {
 	rc       io.ReadCloser
 	left     int64
 	truncate bool
 	tooLarge error
-	err      error // returned at once: the body is refused
+	err      error   // returned at once: the body is refused
+	budget   *budget // nil: none
+	what     string  // the body, in the budget's reason
 }
 
 func (b *cappedBody) Read(p []byte) (int, error) {
 	if b.err != nil {
 		return 0, b.err
 	}
-	if b.left <= 0 {
+	left, over := b.left, b.tooLarge
+	if b.budget != nil && b.budget.left() < left {
+		left, over = b.budget.left(), nil
+	}
+	if left <= 0 {
 		if b.truncate {
 			return 0, io.EOF
 		}
@@ -226,16 +261,22 @@ func (b *cappedBody) Read(p []byte) (int, error) {
 		var one [1]byte
 		n, err := b.rc.Read(one[:])
 		if n > 0 {
-			b.err = b.tooLarge
+			if over == nil {
+				over = b.budget.exceeded("reading " + b.what + " went past it")
+			}
+			b.err = over
 			return 0, b.err
 		}
 		return 0, b.wrap(err)
 	}
-	if int64(len(p)) > b.left {
-		p = p[:b.left]
+	if int64(len(p)) > left {
+		p = p[:left]
 	}
 	n, err := b.rc.Read(p)
 	b.left -= int64(n)
+	if b.budget != nil {
+		b.budget.spend(n)
+	}
 	return n, b.wrap(err)
 }
 

@@ -71,3 +71,59 @@ func TestBytesString(t *testing.T) {
 		}
 	}
 }
+
+// TestCappedBudget: the bodies read through one session transport draw on
+// one budget; a body that says it does not fit is refused unread, and one
+// that does not say is cut where the budget ends.
+func TestCappedBudget(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		if r.URL.Query().Get("chunked") == "" {
+			w.Header().Set("Content-Length", strconv.Itoa(n))
+		}
+		if code, _ := strconv.Atoi(r.URL.Query().Get("code")); code != 0 {
+			w.WriteHeader(code)
+		}
+		if r.URL.Query().Get("chunked") != "" {
+			w.(http.Flusher).Flush() // or the server sets the length of a small body itself
+		}
+		_, _ = w.Write(bytes.Repeat([]byte("x"), n))
+	}))
+	t.Cleanup(srv.Close)
+	const limit = 1000
+	b := newBudget("attestations", limit)
+	client := &http.Client{Transport: capped{next: srv.Client().Transport, blob: 10 * limit, budget: b}}
+
+	steps := []struct {
+		path     string
+		wantLen  int
+		overflow string // the budget's reason, when the read goes past it
+		wantUsed int64
+	}{
+		{path: "/v2/a/blobs/x?n=600", wantLen: 600, wantUsed: 600},
+		{path: "/v2/a/blobs/x?code=404&n=5000", wantLen: 5000, wantUsed: 600}, // error bodies are not counted
+		{path: "/v2/a/manifests/x?n=500", overflow: "attestations of this image need more than 1000 bytes of evidence: /v2/a/manifests/x is 500 bytes, after 600 bytes read", wantUsed: 600},
+		{path: "/v2/a/manifests/x?chunked=1&n=500", wantLen: 400, overflow: "attestations of this image need more than 1000 bytes of evidence: reading /v2/a/manifests/x went past it, after 1000 bytes read", wantUsed: 1000},
+		{path: "/v2/a/blobs/y?n=0", wantUsed: 1000},
+	}
+	for _, s := range steps {
+		resp, err := client.Get(srv.URL + s.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		switch {
+		case len(got) != s.wantLen:
+			t.Errorf("%s: read %d bytes, err %v; want %d", s.path, len(got), err, s.wantLen)
+		case s.overflow == "" && err != nil:
+			t.Errorf("%s: %v", s.path, err)
+		case s.overflow != "" && (err == nil || err.Error() != s.overflow || !isBudget(err)):
+			t.Errorf("%s: read %d bytes, err %v; want %q", s.path, len(got), err, s.overflow)
+		}
+		if used := b.used.Load(); used != s.wantUsed {
+			t.Errorf("%s: %d bytes of the budget used, want %d", s.path, used, s.wantUsed)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -158,7 +159,8 @@ func TestArtifactBounds(t *testing.T) {
 		name   string
 		suffix string // sig or att
 		layers []layer
-		// wantReason is in the release root's reason (signatures only).
+		// wantReason is in the release root's reason, or among the
+		// attestations' invalid evidence; %s is the image's hex digest.
 		wantReason string
 		// fetched says the blobs may be read; then maxRead bounds the bytes read.
 		fetched bool
@@ -174,25 +176,35 @@ func TestArtifactBounds(t *testing.T) {
 		},
 		{
 			name: "a layer too large", suffix: "sig", layers: []layer{small, big},
-			wantReason: fmt.Sprintf("signature layer %s is 2097152 bytes, more than 1 MiB", big.digest),
+			wantReason: fmt.Sprintf("signature artifact sha256-%%s.sig layer %s is 2097152 bytes, more than 1 MiB", big.digest),
 		},
 		{
 			name: "a layer of no size", suffix: "sig", layers: []layer{lie(huge, -1)},
-			wantReason: fmt.Sprintf("signature layer %s has no size", huge.digest),
+			wantReason: fmt.Sprintf("signature artifact sha256-%%s.sig layer %s has no size", huge.digest),
 		},
 		{
 			name: "a descriptor that says 100 bytes of an 8 MiB blob", suffix: "sig", layers: []layer{lie(huge, 100)},
-			wantReason: fmt.Sprintf("signature layer %s does not match its descriptor", huge.digest),
+			wantReason: fmt.Sprintf("signature artifact sha256-%%s.sig layer %s does not match its descriptor", huge.digest),
 			fetched:    true, maxRead: 64 << 10,
 		},
 		{
 			name: "a descriptor that says 1 MiB of an 8 MiB blob", suffix: "sig", layers: []layer{lie(huge, 1<<20)},
-			wantReason: fmt.Sprintf("signature layer %s does not match its descriptor", huge.digest),
+			wantReason: fmt.Sprintf("signature artifact sha256-%%s.sig layer %s does not match its descriptor", huge.digest),
 			fetched:    true, maxRead: 1<<20 + 64<<10,
 		},
-		{name: "too many attestation layers", suffix: "att", layers: repeat(hugeAtt, 33)},
-		{name: "an attestation layer too large", suffix: "att", layers: []layer{bigAtt}},
-		{name: "an attestation descriptor that lies", suffix: "att", layers: []layer{lie(hugeAtt, 1000)}, fetched: true, maxRead: 64 << 10},
+		{
+			name: "too many attestation layers", suffix: "att", layers: repeat(hugeAtt, 33),
+			wantReason: "attestation artifact sha256-%s.att has 33 layers, more than 32",
+		},
+		{
+			name: "an attestation layer too large", suffix: "att", layers: []layer{bigAtt},
+			wantReason: fmt.Sprintf("attestation artifact sha256-%%s.att layer %s is 102400 bytes, more than 64 KiB", bigAtt.digest),
+		},
+		{
+			name: "an attestation descriptor that lies", suffix: "att", layers: []layer{lie(hugeAtt, 1000)},
+			wantReason: fmt.Sprintf("attestation artifact sha256-%%s.att layer %s does not match its descriptor of 1000 bytes", hugeAtt.digest),
+			fetched:    true, maxRead: 64 << 10,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -204,19 +216,22 @@ func TestArtifactBounds(t *testing.T) {
 			target.Transport = counting{next: http.DefaultTransport, n: read}
 			reg.Hits().Reset()
 
+			want := strings.ReplaceAll(tt.wantReason, "%s", img.target.Digest.Encoded())
 			if tt.suffix == "sig" {
 				got, err := v.Signatures(t.Context(), target, []string{"release"})
 				if err != nil {
 					t.Fatalf("Signatures: %v (oversized evidence is invalid, not an outage)", err)
 				}
-				want := strings.ReplaceAll(tt.wantReason, "%s", img.target.Digest.Encoded())
 				if r := got["release"]; r.Verified || !strings.Contains(r.Reason, want) {
 					t.Errorf("release: %+v, want a reason with %q", r, want)
 				}
 			} else {
 				got, err := v.Attestations(t.Context(), target, []string{"release"})
-				if err != nil || len(got) != 0 {
-					t.Fatalf("Attestations = %v, %v; want none, no error", got, err)
+				if err != nil || len(got.Verified) != 0 {
+					t.Fatalf("Attestations = %+v, %v; want none, no error", got, err)
+				}
+				if !slices.ContainsFunc(got.Invalid, func(r string) bool { return strings.Contains(r, want) }) {
+					t.Errorf("invalid evidence %q, want a reason with %q", got.Invalid, want)
 				}
 			}
 			blobs := reg.Hits().Count(http.MethodGet, registrytest.KindBlob)
@@ -307,7 +322,7 @@ func TestBundleBounds(t *testing.T) {
 	t.Run("too large", func(t *testing.T) {
 		img := pushImage(t, reg, repo)
 		huge := pushBlob(t, reg, repo, filler(8<<20, 6), bundleType)
-		pushArtifact(t, reg, repo+":bundle", []layer{huge}, subject(img))
+		ref := pushArtifact(t, reg, repo+":bundle", []layer{huge}, subject(img))
 		reg.Hits().Reset()
 		sigs, err := v.Signatures(t.Context(), img.target, []string{"release"})
 		if err != nil {
@@ -315,8 +330,12 @@ func TestBundleBounds(t *testing.T) {
 		}
 		checkResults(t, sigs, map[string]policy.SignatureResult{"release": failed(verifier.ReasonNoSignatures)})
 		atts, err := v.Attestations(t.Context(), img.target, []string{"release"})
-		if err != nil || len(atts) != 0 {
-			t.Fatalf("Attestations = %v, %v; want none, no error", atts, err)
+		if err != nil || len(atts.Verified) != 0 {
+			t.Fatalf("Attestations = %+v, %v; want none, no error", atts, err)
+		}
+		want := fmt.Sprintf("attestation referrer %s layer %s is 8388608 bytes, more than 4 MiB", ref, huge.digest)
+		if !slices.Contains(atts.Invalid, want) {
+			t.Errorf("invalid evidence %q, want %q", atts.Invalid, want)
 		}
 		if n := reg.Hits().Count(http.MethodGet, registrytest.KindBlob); n != 0 {
 			t.Errorf("%d blob GETs; the manifest alone should have decided", n)
@@ -417,7 +436,7 @@ func TestOversizedManifest(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Signatures: %v", err)
 		}
-		want := fmt.Sprintf("signature layer %s does not match its descriptor of 100 bytes", huge.digest)
+		want := fmt.Sprintf("signature artifact sha256-%s.sig layer %s does not match its descriptor of 100 bytes", liar.target.Digest.Encoded(), huge.digest)
 		if r := got["release"]; r.Verified || !strings.Contains(r.Reason, want) {
 			t.Errorf("release: %+v, want a reason with %q", r, want)
 		}

@@ -25,13 +25,15 @@
 // Anyone who can push to the upstream can shape the evidence, so what is read
 // is bounded before it is fetched: at most 32 layers per signature or
 // attestation manifest, 1 MiB per signature layer, 16 MiB per attestation
-// layer, 4 MiB per manifest or referrers index, 32 bundle referrers (see the
-// With... options); every body is read through a cap, whatever its
+// layer, 4 MiB per manifest or referrers index, 32 bundle referrers, and
+// 64 MiB of evidence read in all by one Signatures or Attestations call (see
+// the With... options); every body is read through a cap, whatever its
 // descriptor claims.
 //
-// A verdict is a value (policy.SignatureResult, policy.Attestation); evidence
+// A verdict is a value (policy.SignatureResult, AttestationResult); evidence
 // that breaks a bound, is malformed or does not match its descriptor is
-// invalid and counts for nothing (a signature's Reason says why). An error
+// invalid and counts for nothing (a signature's Reason and an
+// AttestationResult's Invalid say why). An error
 // means the evidence could not be read (registry unreachable, 5xx, bad auth),
 // and the caller must fail closed. The package must never decide admission,
 // never cache, and never import the proxy.

@@ -38,17 +38,24 @@ const (
 )
 
 // session is one look at one image's evidence: the image reference, its hash,
-// and remote options sharing one puller (one auth handshake per call).
+// remote options sharing one puller (one auth handshake per call), and the
+// budget everything the session reads draws on. A session serves one call:
+// the Signatures and Attestations calls of one decision each open their own,
+// so each reads the referrers and bundles and has a budget of its own.
+// Sharing one would need a per-decision handle in the API (see the proxy's
+// Gather), not a cache here.
 type session struct {
 	ref          name.Digest
 	hash         v1.Hash
 	ropts        []remote.Option
 	maxReferrers int
 	maxLayers    int
+	budget       *budget
 }
 
-// open prepares a session for t.
-func (v *Verifier) open(ctx context.Context, t Target) (*session, error) {
+// open prepares a session for t, looking for evidence of kind k (which names
+// the budget in reasons).
+func (v *Verifier) open(ctx context.Context, t Target, k evidenceKind) (*session, error) {
 	if err := t.validate(); err != nil {
 		return nil, err
 	}
@@ -72,8 +79,9 @@ func (v *Verifier) open(ctx context.Context, t Target) (*session, error) {
 		tr = httpsOnly{host: ref.RegistryStr(), next: tr}
 	}
 	// Under go-containerregistry's own transports, so that every body any
-	// library reads for this session is bounded.
-	tr = capped{next: tr, blob: max(v.maxSignatureSize, v.maxAttestationSize)}
+	// library reads for this session is bounded, and counted.
+	b := newBudget(k.name+"s", v.budget)
+	tr = capped{next: tr, blob: max(v.maxSignatureSize, v.maxAttestationSize), budget: b}
 	ropts := []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithTransport(tr),
@@ -94,6 +102,7 @@ func (v *Verifier) open(ctx context.Context, t Target) (*session, error) {
 		ropts:        append(ropts, remote.Reuse(puller)),
 		maxReferrers: v.maxReferrers,
 		maxLayers:    v.maxLayers,
+		budget:       b,
 	}, nil
 }
 
@@ -126,10 +135,10 @@ func (s *session) tag(suffix string) name.Tag {
 
 // classic reads the signatures (k is signatureKind) or attestations
 // (attestationKind) stored under the image's cosign tag. The manifest's
-// descriptors are checked against the bounds before any layer is fetched,
-// and each layer is read with a cap. An artifact or a layer that breaks a
-// bound, is malformed or does not match its descriptor is returned as
-// invalid; a registry failure is an error.
+// descriptors are checked against the bounds and against what is left of the
+// budget before any layer is fetched, and each layer is read with a cap. An
+// artifact or a layer that breaks a bound, is malformed or does not match its
+// descriptor is returned as invalid; a registry failure is an error.
 func (s *session) classic(k evidenceKind) (sigs []oci.Signature, invalid []error, err error) {
 	tag := s.tag(k.suffix)
 	what := k.name + " artifact " + tag.TagStr()
@@ -152,6 +161,10 @@ func (s *session) classic(k evidenceKind) (sigs []oci.Signature, invalid []error
 	if err := checkArtifact(what, c, s.maxLayers, k); err != nil {
 		return nil, []error{err}, nil
 	}
+	size := layersSize(c)
+	if err := s.budget.fit(size, fmt.Sprintf("%s has %d layers of %d bytes in all", what, len(c.Layers), size)); err != nil {
+		return nil, []error{err}, nil
+	}
 	layers, err := found.Get()
 	if err != nil {
 		// The manifest was read; what go-containerregistry or cosign refuse
@@ -166,10 +179,12 @@ func (s *session) classic(k evidenceKind) (sigs []oci.Signature, invalid []error
 		if d, err := l.Digest(); err != nil || d.String() != desc.Digest.String() {
 			return nil, []error{fmt.Errorf("%s: layer %d is not %s", what, i, desc.Digest)}, nil
 		}
-		payload, err := readCapped(l, desc, k) // the one blob fetch per layer
+		payload, err := readCapped(what, l, desc, k) // the one blob fetch per layer
 		switch {
 		case errors.Is(err, ErrUnavailable):
 			return nil, nil, err
+		case isBudget(err):
+			return sigs, append(invalid, err), nil // nothing more can be read
 		case err != nil:
 			invalid = append(invalid, err)
 			continue
@@ -282,6 +297,8 @@ func (s *session) bundles(k evidenceKind) (found []bundleEvidence, invalid []err
 			continue
 		case errors.Is(err, ErrUnavailable):
 			return nil, nil, err
+		case isBudget(err):
+			return found, append(invalid, err), nil // nothing more can be read
 		case err != nil:
 			invalid = append(invalid, err)
 			continue
@@ -311,7 +328,8 @@ func maybeBundle(desc ocispec.Descriptor) bool {
 }
 
 // bundle fetches and parses the bundle in the referrer manifest desc. Its
-// one layer is checked against k's bound before it is fetched; when
+// one layer is checked against k's bound and the budget before it is
+// fetched; when
 // k.largerIsOther, a larger bundle is not k's kind of evidence (a signature
 // bundle is small; an attestation may be large) and is skipped unread.
 func (s *session) bundle(desc ocispec.Descriptor, k evidenceKind) (bundleEvidence, error) {
@@ -328,17 +346,21 @@ func (s *session) bundle(desc ocispec.Descriptor, k evidenceKind) (bundleEvidenc
 		return bundleEvidence{}, errNotBundle
 	}
 	layer := c.Layers[0]
-	if err := checkLayer(layer, k); err != nil {
+	what := k.name + " referrer " + desc.Digest.String()
+	if err := checkLayer(what, layer, k); err != nil {
 		if k.largerIsOther && asBound(err) != nil {
 			return bundleEvidence{}, errNotBundle
 		}
+		return bundleEvidence{}, err
+	}
+	if err := s.budget.fit(layer.Size, fmt.Sprintf("%s layer %s is %d bytes", what, layer.Digest, layer.Size)); err != nil {
 		return bundleEvidence{}, err
 	}
 	img, err := got.Image()
 	if err != nil {
 		return bundleEvidence{}, readFailure("referrer "+desc.Digest.String(), err)
 	}
-	raw, err := readLayer(img, layer, k)
+	raw, err := readLayer(what, img, layer, k)
 	if err != nil {
 		return bundleEvidence{}, err
 	}

@@ -24,8 +24,9 @@ const (
 // ReasonNoSignatures is the Reason when the image has no signature at all.
 const ReasonNoSignatures = "no signatures found"
 
-// maxReasonLen caps the error text quoted in a reason.
-const maxReasonLen = 200
+// maxReasonLen caps the error text quoted in a reason: room for a reason of
+// the verifier's own, which may name an artifact and a layer by digest.
+const maxReasonLen = 300
 
 // Signatures checks the image's cosign signatures, classic (.sig tag) and
 // bundles (referrers or the fallback tag), against each named root and
@@ -44,7 +45,7 @@ func (v *Verifier) Signatures(ctx context.Context, t Target, roots []string) (ma
 	if err != nil {
 		return nil, err
 	}
-	s, err := v.open(ctx, t)
+	s, err := v.open(ctx, t, v.signatureKind())
 	if err != nil {
 		return nil, err
 	}

@@ -38,6 +38,7 @@ type Verifier struct {
 	maxLayers          int
 	maxSignatureSize   int64
 	maxAttestationSize int64
+	budget             int64
 }
 
 // Option configures a Verifier built by New.
@@ -98,8 +99,8 @@ func WithMaxSignatureSize(n int64) Option {
 // WithMaxAttestationSize caps one attestation layer (of the .att tag, or an
 // attestation bundle), in bytes, as its descriptor states it and as it is
 // read. An artifact with a larger layer is invalid evidence and none of it is
-// read. Up to WithMaxArtifactLayers layers of this size may be held in memory
-// for one image at once. It must be positive. Default:
+// read. How many such layers one image may make the verifier read is bounded
+// by WithEvidenceBudget. It must be positive. Default:
 // DefaultMaxAttestationSize (16 MiB).
 func WithMaxAttestationSize(n int64) Option {
 	return func(v *Verifier) error {
@@ -107,6 +108,28 @@ func WithMaxAttestationSize(n int64) Option {
 			return fmt.Errorf("verifier: max attestation size must be positive, got %d", n)
 		}
 		v.maxAttestationSize = n
+		return nil
+	}
+}
+
+// WithEvidenceBudget caps the bytes one Signatures or Attestations call may
+// read of one image's evidence, all of it together: manifests, referrers
+// indexes, signature and attestation layers, bundles. It bounds the memory
+// one look at an image can pin, whatever is pushed to the upstream (the
+// per-artifact bounds alone allow 32 layers of 16 MiB under .att, and as much
+// again in bundles). Evidence that does not fit in what is left is refused
+// unread, from its descriptors, when they say how large it is, and while it
+// is read otherwise; it is invalid evidence, with a reason such as
+// "attestations of this image need more than 64 MiB of evidence: ...". A
+// budget below WithMaxAttestationSize is the tighter bound on one
+// attestation too. It must be positive. Default: DefaultEvidenceBudget
+// (64 MiB).
+func WithEvidenceBudget(n int64) Option {
+	return func(v *Verifier) error {
+		if n <= 0 {
+			return fmt.Errorf("verifier: evidence budget must be positive, got %d", n)
+		}
+		v.budget = n
 		return nil
 	}
 }
@@ -122,6 +145,7 @@ func New(roots map[string]policy.TrustRoot, opts ...Option) (*Verifier, error) {
 		maxLayers:          DefaultMaxArtifactLayers,
 		maxSignatureSize:   DefaultMaxSignatureSize,
 		maxAttestationSize: DefaultMaxAttestationSize,
+		budget:             DefaultEvidenceBudget,
 	}
 	for _, o := range opts {
 		if err := o(v); err != nil {
