@@ -41,6 +41,8 @@ type Gate struct {
 	ns       string // the policy's part of its keys (keys.go)
 	evidence Evidence
 	reports  *Reports
+	lists    *Lists
+	auditor  *Auditor
 	kv       KV
 	log      *slog.Logger
 	metrics  *Metrics
@@ -102,6 +104,12 @@ func WithLogger(l *slog.Logger) Option { return func(g *Gate) error { g.log = l;
 
 // WithMetrics sets where decisions are counted. Default: not exported.
 func WithMetrics(m *Metrics) Option { return func(g *Gate) error { g.metrics = m; return nil } }
+
+// WithLists makes the gate enforce the allow and deny lists before the policy. Default: none.
+func WithLists(l *Lists) Option { return func(g *Gate) error { g.lists = l; return nil } }
+
+// WithAudit records denials and break-glass pulls in the audit log. Default: none (they are logged only).
+func WithAudit(a *Auditor) Option { return func(g *Gate) error { g.auditor = a; return nil } }
 
 // WithReports makes decisions depend on the reports and VEX posted for a digest: a new one is looked at on the
 // next pull. Default: none.
@@ -173,6 +181,9 @@ var artifactTag = regexp.MustCompile(`^(sha256)-([a-f0-9]{64})(?:\.(?:sig|att|sb
 // cap). A cached denial of a manifest's own facts does not stop it from being admitted through a parent or a
 // subject admitted since.
 func (g *Gate) Admit(ctx context.Context, s Subject) (Verdict, error) {
+	if v, ok := g.byList(ctx, s); ok {
+		return v, nil
+	}
 	epoch, _ := g.epoch(ctx, s.Digest)
 	var denied *cachedVerdict
 	if d, ok := g.load(ctx, decisionKey(g.ns, s.Upstream, s.Repository, s.Digest, epoch)); ok && g.anchorsHold(ctx, s.Upstream, s.Repository, d.Anchors) {
@@ -222,6 +233,34 @@ func (g *Gate) Admit(ctx context.Context, s Subject) (Verdict, error) {
 		d.Reason += "; " + notArtifact
 	}
 	return d, nil
+}
+
+// byList applies the allow and deny lists, which come before everything: a deny entry refuses the manifest (and,
+// through the anchors, everything admitted through it); an allow entry admits it without the gates, loudly. Neither
+// is cached: the lists are consulted on every request, so a change takes effect on the next one.
+func (g *Gate) byList(ctx context.Context, s Subject) (Verdict, bool) {
+	if e := g.lists.match(ListDeny, s.Upstream, s.Repository, s.Tag, s.Digest); e != nil {
+		v := Verdict{Rule: "deny-list", Mode: string(policy.ModeEnforce),
+			Reason: fmt.Sprintf("portcullis: %s denied by %s", s.Image(), e.describe())}
+		g.log.Warn("admission decision", "image", s.Image(), "tag", s.Tag, "allowed", false, "via", "deny-list", "entry", e.ID, "reason", e.Reason)
+		g.count(v, "list")
+		g.audit(ctx, AuditRecord{Kind: AuditDenial, Image: s.Image(), Tag: s.Tag, Reason: v.Reason, Entry: e.ID})
+		return v, true
+	}
+	e := g.lists.match(ListAllow, s.Upstream, s.Repository, s.Tag, s.Digest)
+	if e == nil {
+		return Verdict{}, false
+	}
+	warn := fmt.Sprintf("portcullis: %s admitted by %s: break-glass, the gates were skipped", s.Image(), e.describe())
+	v := Verdict{Allowed: true, Rule: "allow-list", Mode: string(policy.ModeEnforce), Reason: warn, Warnings: []string{warn}}
+	if c, err := manifest.Parse(s.Manifest); err == nil {
+		g.recordContents(ctx, s, c, []anchor{{Digest: s.Digest, Allow: e.ID}}, true)
+	}
+	g.log.Warn("admission decision", "image", s.Image(), "tag", s.Tag, "allowed", true, "via", "allow-list", "entry", e.ID, "reason", e.Reason, "audit", true)
+	g.count(v, "list")
+	g.metrics.breakGlass.WithLabelValues(e.ID).Inc()
+	g.audit(ctx, AuditRecord{Kind: AuditBreakGlass, Image: s.Image(), Tag: s.Tag, Reason: e.Reason, Entry: e.ID})
+	return v, true
 }
 
 // viaParent admits s as a child of an index that was evaluated and admitted, while that admission holds. A child
@@ -315,7 +354,7 @@ func (g *Gate) asArtifact(ctx context.Context, s Subject, c manifest.Contents) (
 		}
 		epoch, _ := g.epoch(ctx, cand.subject)
 		sd, found := g.load(ctx, decisionKey(g.ns, s.Upstream, s.Repository, cand.subject, epoch))
-		if !found || !sd.Allowed || !g.anchorsHold(ctx, s.Upstream, s.Repository, sd.Anchors) {
+		if !found || !sd.Allowed || !g.anchorsHold(ctx, s.Upstream, s.Repository, append(sd.Anchors, anchor{Digest: cand.subject, Epoch: epoch})) {
 			whys = append(whys, fmt.Sprintf("not admitted as a %s of %s: that image is not admitted (pull it first)", cand.how, cand.subject))
 			continue
 		}
@@ -428,6 +467,9 @@ func (g *Gate) evaluate(ctx context.Context, s Subject, refreshMargin time.Durat
 		g.log.Log(ctx, levelOf(d.Allowed, pd.Failed()), "admission decision", "image", image, "tag", s.Tag, "allowed", d.Allowed, "rule", pd.Rule,
 			"mode", pd.Mode, "failures", pd.Failures, "notes", pd.Notes, "error", err, "took", g.now().Sub(start).Round(time.Microsecond))
 		g.count(d, "evaluated")
+		if !d.Allowed {
+			g.audit(ctx, AuditRecord{Kind: AuditDenial, Image: image, Tag: s.Tag, Reason: d.Reason})
+		}
 		if changed {
 			return d, nil // facts kept moving: serve this answer, cache nothing
 		}
@@ -478,6 +520,12 @@ func (g *Gate) AllowBlob(ctx context.Context, upstream, repo string, dgst digest
 // Admitted reports whether the manifest dgst is admitted for the repository now (its referrers may then be
 // listed). It evaluates nothing.
 func (g *Gate) Admitted(ctx context.Context, upstream, repo string, dgst digest.Digest) (bool, error) {
+	if g.lists.match(ListDeny, upstream, repo, "", dgst) != nil {
+		return false, nil
+	}
+	if g.lists.match(ListAllow, upstream, repo, "", dgst) != nil {
+		return true, nil
+	}
 	epoch, _ := g.epoch(ctx, dgst)
 	if d, ok := g.load(ctx, decisionKey(g.ns, upstream, repo, dgst, epoch)); ok {
 		return d.Allowed && g.anchorsHold(ctx, upstream, repo, d.Anchors), nil

@@ -13,12 +13,16 @@ import (
 
 // An admission that was not evaluated on its own facts (an index's child, an image's signature) rests on the
 // decisions it came through: its anchors. An anchor is an evaluated manifest and the facts epoch it was decided
-// under. It holds while that digest's epoch is unchanged and its decision under that epoch, if still cached, is
-// not a denial: a report posted for the image, or a refresh that now denies it, withdraws everything admitted
-// through it at once, cached or not.
+// under (or, for a break-glass admission, the allow-list entry). It holds while no deny-list entry names that
+// digest, that digest's epoch is unchanged and its decision under that epoch, if still cached, is not a denial
+// (or the allow entry is still in force): a deny, a report posted for the image, the removal of an allow entry,
+// or a refresh that now denies it withdraws everything admitted through it at once, cached or not.
 type anchor struct {
 	Digest digest.Digest `json:"d"`
-	Epoch  string        `json:"e"`
+	Epoch  string        `json:"e,omitempty"`
+	// Allow, when set, names the allow-list entry the admission came through instead of a decision: the anchor
+	// holds while that entry is in force.
+	Allow string `json:"allow,omitempty"`
 }
 
 // grant is one admitted manifest's permission for a blob or a child manifest: who granted it (By, the manifest
@@ -55,6 +59,12 @@ func (g *Gate) anchorsHold(ctx context.Context, upstream, repo string, anchors [
 }
 
 func (g *Gate) anchorHolds(ctx context.Context, upstream, repo string, a anchor) bool {
+	if g.lists.match(ListDeny, upstream, repo, "", a.Digest) != nil {
+		return false // denied since: nothing admitted through it is served
+	}
+	if a.Allow != "" {
+		return g.lists.allowActive(a.Allow)
+	}
 	epoch, known := g.epoch(ctx, a.Digest)
 	if !known {
 		// Shared state is down: only what was decided afresh during the outage (under the unknown epoch) counts.

@@ -63,7 +63,7 @@ type gateFixture struct {
 	kv      cache.KV
 }
 
-func newGateFixture(t *testing.T, kv cache.KV) *gateFixture {
+func newGateFixture(t *testing.T, kv cache.KV, opts ...Option) *gateFixture {
 	t.Helper()
 	pol, err := policy.Parse([]byte(grantsPolicy), "p.yaml", nil)
 	if err != nil {
@@ -75,7 +75,7 @@ func newGateFixture(t *testing.T, kv cache.KV) *gateFixture {
 	}
 	reports := NewReports(kv, 0)
 	ev := &signedEvidence{signed: map[digest.Digest]bool{}, reports: reports, calls: map[digest.Digest]int{}}
-	g, err := NewGate(pol, ev, kv, WithReports(reports))
+	g, err := NewGate(pol, ev, kv, append([]Option{WithReports(reports)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"maps"
 	"strings"
 	"sync"
@@ -202,7 +204,9 @@ func TestListsAcrossReplicas(t *testing.T) {
 	}
 	// The store down: changes fail, the last lists read stay in force.
 	_, _ = a.Add(ctx, ListDeny, "ghcr.io/acme/app@"+d.String(), "again", time.Time{}, "alice")
+	store.mu.Lock()
 	store.down = true
+	store.mu.Unlock()
 	if _, err := a.Add(ctx, ListDeny, "ghcr.io/x/y", "z", time.Time{}, "alice"); !errors.Is(err, cache.ErrUnavailable) {
 		t.Errorf("add with the store down: %v", err)
 	}
@@ -235,4 +239,125 @@ func TestListEntryExpiry(t *testing.T) {
 	if n := len(l.Entries(ListAllow)); n != 1 {
 		t.Errorf("expired entry not listed (%d): it shows until removed", n)
 	}
+}
+
+// memJournal is an in-memory Journal for unit tests.
+type memJournal struct {
+	mu   sync.Mutex
+	recs map[string][][]byte
+}
+
+func (j *memJournal) Append(_ context.Context, name string, rec []byte) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.recs == nil {
+		j.recs = map[string][][]byte{}
+	}
+	j.recs[name] = append(j.recs[name], rec)
+	return nil
+}
+
+func (j *memJournal) Range(_ context.Context, name string, fn func([]byte) bool) error {
+	j.mu.Lock()
+	recs := slicesClone(j.recs[name])
+	j.mu.Unlock()
+	for i := len(recs) - 1; i >= 0; i-- {
+		if !fn(recs[i]) {
+			break
+		}
+	}
+	return nil
+}
+
+// Deny beats a cached admission and everything granted through it; an allow entry admits an unsigned image
+// loudly, and its removal ends that, blobs included; deny beats allow.
+func TestListsOverTheGate(t *testing.T) {
+	lists := NewLists(newMemCollections(), &memBus{})
+	auditor := NewAuditor(&memJournal{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	f := newGateFixture(t, nil, WithLists(lists), WithAudit(auditor))
+	ctx := context.Background()
+	layer := digest.FromString("layer")
+	signed := image(t, "v1", layer)
+	f.ev.signed[signed.Digest] = true
+	if v := f.admit(t, signed); !v.Allowed {
+		t.Fatal(v.Reason)
+	}
+	sig := artifact(t, "sha256-"+signed.Digest.Encoded()+".sig", "", "application/vnd.dev.cosign.simplesigning.v1+json")
+	if v := f.admit(t, sig); !v.Allowed {
+		t.Fatal(v.Reason)
+	}
+
+	t.Run("deny beats a cached admission, its blobs and its artifacts", func(t *testing.T) {
+		e, err := lists.Add(ctx, ListDeny, "ghcr.io/acme/app@"+signed.Digest.String(), "CVE-2024-3094", time.Time{}, "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := f.admit(t, signed)
+		if v.Allowed || !strings.Contains(v.Reason, "denied by deny-list entry "+e.ID) || !strings.Contains(v.Reason, "CVE-2024-3094") {
+			t.Fatalf("denied digest: %+v", v)
+		}
+		if f.blob(t, layer) {
+			t.Error("layer of a denied digest served")
+		}
+		if v := f.admit(t, sig); v.Allowed {
+			t.Error("signature of a denied digest admitted")
+		}
+		if ok, _ := f.g.Admitted(ctx, "ghcr.io", "acme/app", signed.Digest); ok {
+			t.Error("Admitted true for a denied digest")
+		}
+		if _, err := lists.Remove(ctx, ListDeny, e.ID); err != nil {
+			t.Fatal(err)
+		}
+		if v := f.admit(t, signed); !v.Allowed || !f.blob(t, layer) {
+			t.Errorf("after the deny was removed: %+v", v)
+		}
+	})
+	t.Run("allow is break-glass: admitted, loud, and withdrawn with the entry", func(t *testing.T) {
+		unsigned := index(t, "v2", image(t, "", digest.FromString("child layer")))
+		child := image(t, "", digest.FromString("child layer"))
+		if v := f.admit(t, unsigned); v.Allowed {
+			t.Fatal("unsigned image admitted before any allow entry")
+		}
+		e, err := lists.Add(ctx, ListAllow, "ghcr.io/acme/app:v2", "incident 42: hotfix unsigned", time.Time{}, "bob")
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := f.admit(t, unsigned)
+		if !v.Allowed || len(v.Warnings) != 1 || !strings.Contains(v.Warnings[0], "break-glass") || !strings.Contains(v.Warnings[0], e.ID) {
+			t.Fatalf("allow-listed image: %+v", v)
+		}
+		if v := f.admit(t, child); !v.Allowed {
+			t.Errorf("child of an allow-listed index: %s", v.Reason)
+		}
+		if !f.blob(t, digest.FromString("child layer")) {
+			t.Error("child's layer refused")
+		}
+		recs, _ := auditor.Query(ctx, AuditQuery{Kind: AuditBreakGlass})
+		if len(recs) == 0 || recs[0].Entry != e.ID {
+			t.Errorf("no break-glass audit record: %+v", recs)
+		}
+		if _, err := lists.Remove(ctx, ListAllow, e.ID); err != nil {
+			t.Fatal(err)
+		}
+		if v := f.admit(t, unsigned); v.Allowed {
+			t.Error("still admitted after the allow entry was removed")
+		}
+		if v := f.admit(t, child); v.Allowed {
+			t.Error("child still admitted after the allow entry was removed")
+		}
+		if f.blob(t, digest.FromString("child layer")) {
+			t.Error("child's layer still served after the allow entry was removed")
+		}
+	})
+	t.Run("deny beats allow", func(t *testing.T) {
+		_, _ = lists.Add(ctx, ListAllow, "ghcr.io/acme/**", "everything", time.Time{}, "bob")
+		_, _ = lists.Add(ctx, ListDeny, "ghcr.io/acme/app", "nothing of app", time.Time{}, "alice")
+		if v := f.admit(t, signed); v.Allowed {
+			t.Error("allow beat deny")
+		}
+		recs, _ := auditor.Query(ctx, AuditQuery{Kind: AuditDenial, Image: "acme/app"})
+		if len(recs) == 0 {
+			t.Error("no denial audit record")
+		}
+	})
 }

@@ -9,20 +9,24 @@ type Metrics struct {
 	// inflight and overloaded are the cold decisions running now and those refused for want of a slot.
 	inflight   prometheus.Gauge
 	overloaded prometheus.Counter
+	// breakGlass counts pulls admitted by an allow-list entry, by entry.
+	breakGlass *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: not registered, for tests).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "portcullis_admission_decisions_total",
-			Help: "Admission decisions by rule, mode, outcome (allowed, warned, denied) and how (evaluated, cached, parent, artifact, referrer)."}, []string{"rule", "mode", "outcome", "how"}),
+			Help: "Admission decisions by rule, mode, outcome (allowed, warned, denied) and how (evaluated, cached, parent, artifact, referrer, list)."}, []string{"rule", "mode", "outcome", "how"}),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "portcullis_admission_decisions_in_flight",
 			Help: "Cold admission decisions (evidence gathering, on-demand scans) running now; at most the configured cap."}),
 		overloaded: prometheus.NewCounter(prometheus.CounterOpts{Name: "portcullis_admission_overloaded_total",
 			Help: "Admission decisions refused with 429 because every decision slot stayed busy for the queue wait."}),
+		breakGlass: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "portcullis_breakglass_pulls_total",
+			Help: "Manifests served through an allow-list entry (the gates skipped), by entry id; alert on any."}, []string{"entry"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.decisions, m.inflight, m.overloaded)
+		reg.MustRegister(m.decisions, m.inflight, m.overloaded, m.breakGlass)
 	}
 	return m
 }
