@@ -42,7 +42,7 @@ func newAdminEnv(t *testing.T) *adminEnv {
 	t.Cleanup(func() { _ = kv.Close() })
 	var buf bytes.Buffer
 	reports := admission.NewReports(kv, 0)
-	a, err := New(reports, "secret", slog.New(slog.NewJSONHandler(&buf, nil)))
+	a, err := New(StaticToken("secret"), WithReports(reports), WithLogger(slog.New(slog.NewJSONHandler(&buf, nil))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,21 +210,24 @@ func TestAdminVEXHistory(t *testing.T) {
 				return
 			}
 			var rec struct {
-				Audit     bool          `json:"audit"`
-				Digest    digest.Digest `json:"digest"`
-				Waived    []string      `json:"waived"`
-				Withdrawn []string      `json:"withdrawn"`
+				Audit  bool          `json:"audit"`
+				Actor  string        `json:"actor"`
+				Digest digest.Digest `json:"image"`
+				Detail struct {
+					Waived    []string `json:"waived"`
+					Withdrawn []string `json:"withdrawn"`
+				} `json:"detail"`
 			}
 			if err := json.Unmarshal(e.log.Bytes(), &rec); err != nil {
 				t.Fatalf("audit record %q: %v", e.log.String(), err)
 			}
-			if !rec.Audit || rec.Digest != fixtureImage {
+			if !rec.Audit || rec.Digest != fixtureImage || rec.Actor != "admin" {
 				t.Errorf("audit record %s", e.log.String())
 			}
-			if diff := cmp.Diff(s.waived, rec.Waived); diff != "" {
+			if diff := cmp.Diff(s.waived, rec.Detail.Waived); diff != "" {
 				t.Errorf("audit waived (-want +got):\n%s", diff)
 			}
-			if diff := cmp.Diff(s.withdrawn, rec.Withdrawn); diff != "" {
+			if diff := cmp.Diff(s.withdrawn, rec.Detail.Withdrawn); diff != "" {
 				t.Errorf("audit withdrawn (-want +got):\n%s", diff)
 			}
 		})

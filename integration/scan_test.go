@@ -133,7 +133,7 @@ func newScanEnv(t testing.TB, findings func(repo string, d digest.Digest) []harb
 					Scanners: map[string]admission.ScannerEndpoint{"trivy": {Scanner: client, PullURL: proxyURL}}, DefaultUpstream: defaultUpstream}
 			}
 		})
-	admin, err := admin.New(reports, "admin-secret", testLogger(t))
+	admin, err := admin.New(admin.StaticToken("admin-secret"), admin.WithReports(reports), admin.WithLogger(testLogger(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -372,7 +372,7 @@ func (a *app) startAdmin(errc chan<- error) (*http.Server, error) {
 	if reports == nil {
 		reports = admission.NewReports(a.kv, 0)
 	}
-	h, err := admin.New(reports, tok, a.log)
+	h, err := admin.New(admin.StaticToken(tok), admin.WithReports(reports), admin.WithLogger(a.log))
 	if err != nil {
 		return nil, err
 	}

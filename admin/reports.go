@@ -2,12 +2,8 @@ package admin
 
 import (
 	"context"
-	"crypto/subtle"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -16,7 +12,6 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/portcullis/portcullis/admission"
-	"github.com/portcullis/portcullis/internal/httpauth"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/verifier/report"
 )
@@ -39,39 +34,7 @@ type Reports interface {
 
 var _ Reports = (*admission.Reports)(nil)
 
-// API is the admin API: its own listener, bearer-token protected, never the registry port. For now it takes
-// the vulnerability reports CI posts (Trivy JSON, SARIF, CycloneDX) and OpenVEX documents, bound to digests.
-type API struct {
-	reports Reports
-	token   string
-	log     *slog.Logger
-	mux     *http.ServeMux
-	now     func() time.Time
-}
-
-// New returns the admin API handler. An empty token is an error: the admin API is never open.
-func New(reports Reports, token string, log *slog.Logger) (*API, error) {
-	if token == "" {
-		return nil, errors.New("admin: a token is required")
-	}
-	a := &API{reports: reports, token: token, log: log, mux: http.NewServeMux(), now: time.Now}
-	a.mux.HandleFunc("POST /admin/v1/reports/{digest}", a.postReport)
-	a.mux.HandleFunc("POST /admin/v1/vex", a.postVEX)
-	return a, nil
-}
-
-// ServeHTTP checks the bearer token, then serves the admin routes.
-func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	tok, ok := httpauth.Bearer(r.Header.Get("Authorization"))
-	if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(a.token)) != 1 {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="portcullis-admin"`)
-		adminError(w, http.StatusUnauthorized, "UNAUTHORIZED", "a valid admin token is required")
-		return
-	}
-	a.mux.ServeHTTP(w, r)
-}
-
-func (a *API) postReport(w http.ResponseWriter, r *http.Request) {
+func (a *API) postReport(w http.ResponseWriter, r *http.Request, who Principal) {
 	dgst, err := digest.Parse(r.PathValue("digest"))
 	if err != nil {
 		adminError(w, http.StatusBadRequest, "DIGEST_INVALID", "invalid digest: "+err.Error())
@@ -108,12 +71,12 @@ func (a *API) postReport(w http.ResponseWriter, r *http.Request) {
 		adminError(w, http.StatusServiceUnavailable, "UNAVAILABLE", err.Error())
 		return
 	}
-	a.log.Info("audit: CI report stored", "audit", true, "who", "admin-token", "why", r.Header.Get("X-Portcullis-Reason"),
-		"digest", dgst, "scanner", rep.Scanner, "findings", len(rep.Findings), "scanTime", rep.ScanTime)
+	a.record(r, who, admission.AuditRecord{Action: "report", Image: dgst.String(), Detail: map[string]any{
+		"scanner": rep.Scanner, "findings": len(rep.Findings), "scanTime": rep.ScanTime}})
 	writeAdminJSON(w, http.StatusCreated, map[string]any{"digest": dgst, "scanner": rep.Scanner, "findings": len(rep.Findings), "scanTime": rep.ScanTime})
 }
 
-func (a *API) postVEX(w http.ResponseWriter, r *http.Request) {
+func (a *API) postVEX(w http.ResponseWriter, r *http.Request, who Principal) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxReportBytes))
 	if err != nil {
 		adminError(w, http.StatusRequestEntityTooLarge, "SIZE_INVALID", fmt.Sprintf("document over %d bytes", maxReportBytes))
@@ -149,8 +112,8 @@ func (a *API) postVEX(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		changes[d] = change
-		a.log.Info("audit: VEX stored", "audit", true, "who", "admin-token", "why", r.Header.Get("X-Portcullis-Reason"),
-			"digest", d, "waived", change.Waived, "withdrawn", change.Withdrawn)
+		a.record(r, who, admission.AuditRecord{Action: "vex", Image: d.String(), Detail: map[string]any{
+			"waived": change.Waived, "withdrawn": change.Withdrawn}})
 	}
 	writeAdminJSON(w, http.StatusCreated, map[string]any{"digests": digests, "changes": changes})
 }
@@ -162,24 +125,4 @@ func joinDigests(ds []digest.Digest) string {
 		s[i] = d.String()
 	}
 	return strings.Join(s, " and ")
-}
-
-// errorBody is the registry's error shape, {"errors":[{"code","message"}]}, which admin clients already parse.
-type errorBody struct {
-	Errors []errorEntry `json:"errors"`
-}
-
-type errorEntry struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
-func adminError(w http.ResponseWriter, status int, code, msg string) {
-	writeAdminJSON(w, status, errorBody{Errors: []errorEntry{{Code: code, Message: msg}}})
-}
-
-func writeAdminJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
 }
