@@ -59,7 +59,7 @@ func ParseHarbor(b []byte) (*policy.ScanReport, error) {
 	for _, v := range r.Vulnerabilities {
 		if err := c.add(policy.Finding{
 			ID:               v.ID,
-			Severity:         v.Severity,
+			Severity:         severity(v.Severity),
 			Package:          v.Package,
 			InstalledVersion: v.Version,
 			FixedVersion:     v.FixVersion,
