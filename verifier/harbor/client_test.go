@@ -142,7 +142,7 @@ func TestScan(t *testing.T) {
 		t.Errorf("ScanTime = %v, want about now", got.ScanTime)
 	}
 	want := &policy.ScanReport{
-		Source: "scanner", Scanner: "Trivy", ScannerVersion: "harbortest",
+		Source: policy.SourceScanner, Scanner: "Trivy", ScannerVersion: "harbortest",
 		DBTime: dbTime, ScanTime: got.ScanTime,
 		Findings: []policy.Finding{
 			{ID: "CVE-2024-0727", Severity: "medium", Package: "libssl3", InstalledVersion: "3.1.4-r2", FixedVersion: "3.1.4-r5"},

@@ -115,7 +115,7 @@ func TestParseFixtures(t *testing.T) {
 			file:  "harbor-report.json",
 			parse: ParseHarbor,
 			want: &policy.ScanReport{
-				Source:  SourceScanner,
+				Source:  policy.SourceScanner,
 				Scanner: "Trivy", ScannerVersion: "v0.70.0",
 				ScanTime: at("2026-04-27T16:52:03.117526874Z"),
 				Findings: []policy.Finding{scanFindings[1], scanFindings[3], scanFindings[5]},
@@ -126,7 +126,7 @@ func TestParseFixtures(t *testing.T) {
 			file:  "cosign-vuln-trivy.json",
 			parse: ParseCosignVuln,
 			want: &policy.ScanReport{
-				Source:  SourceAttestation,
+				Source:  policy.SourceAttestation,
 				Scanner: "Trivy", ScannerVersion: "0.70.0",
 				DBTime:   at("2026-04-27T12:00:00Z"),
 				ScanTime: at("2026-04-27T16:51:31Z"),
@@ -138,7 +138,7 @@ func TestParseFixtures(t *testing.T) {
 			file:  "cosign-vuln-grype-statement.json",
 			parse: ParseCosignVuln,
 			want: &policy.ScanReport{
-				Source:  SourceAttestation,
+				Source:  policy.SourceAttestation,
 				Scanner: "grype", ScannerVersion: "0.87.0",
 				DBTime:   at("2026-04-26T01:31:41Z"),
 				ScanTime: at("2026-04-27T06:00:42Z"),
@@ -180,7 +180,7 @@ func TestDetect(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got.Source != SourceCI || got.Scanner != tt.wantScanner || len(got.Findings) != tt.wantN {
+			if got.Source != policy.SourceCI || got.Scanner != tt.wantScanner || len(got.Findings) != tt.wantN {
 				t.Errorf("Detect = source %q scanner %q %d findings, want ci %q %d",
 					got.Source, got.Scanner, len(got.Findings), tt.wantScanner, tt.wantN)
 			}
