@@ -136,7 +136,7 @@ func countBySeverity(fs []Finding) string {
 func describeTop(fs []Finding) string {
 	fs = slices.Clone(fs)
 	slices.SortStableFunc(fs, func(a, b Finding) int {
-		if c := cmp.Compare(b.Severity.rank(), a.Severity.rank()); c != 0 {
+		if c := b.Severity.Compare(a.Severity); c != 0 {
 			return c
 		}
 		if c := cmp.Compare(a.ID, b.ID); c != 0 {

@@ -280,7 +280,7 @@ func cdxSeverity(v cdxVuln) policy.Severity {
 		if nvd == "" && strings.EqualFold(src, "nvd") {
 			nvd = s
 		}
-		if highest == "" || severityRank(s) > severityRank(highest) {
+		if highest == "" || s.Compare(highest) > 0 {
 			highest = s
 		}
 	}

@@ -53,21 +53,6 @@ func scoreSeverity(score float64) policy.Severity {
 	return policy.SeverityUnknown
 }
 
-// severityRank orders normalised severities, unknown lowest.
-func severityRank(s policy.Severity) int {
-	switch s {
-	case policy.SeverityLow:
-		return 1
-	case policy.SeverityMedium:
-		return 2
-	case policy.SeverityHigh:
-		return 3
-	case policy.SeverityCritical:
-		return 4
-	}
-	return 0
-}
-
 // collector gathers findings, trimmed and without duplicates, up to
 // MaxFindings. Their severities are normalised already: parsers build each
 // finding's Severity with severity, scoreSeverity or levelSeverity.
