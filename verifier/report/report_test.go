@@ -18,18 +18,18 @@ import (
 // scanFindings are the findings of the scan all testdata/*-image.* fixtures
 // describe, in the order Trivy lists them.
 var scanFindings = []policy.Finding{
-	{ID: "CVE-2023-6129", Severity: "medium", Package: "libcrypto3", InstalledVersion: "3.1.4-r2", FixedVersion: "3.1.4-r3"},
-	{ID: "CVE-2024-0727", Severity: "medium", Package: "libcrypto3", InstalledVersion: "3.1.4-r2", FixedVersion: "3.1.4-r5"},
-	{ID: "CVE-2024-0727", Severity: "medium", Package: "libssl3", InstalledVersion: "3.1.4-r2", FixedVersion: "3.1.4-r5"},
-	{ID: "CVE-2024-58251", Severity: "low", Package: "busybox", InstalledVersion: "1.36.1-r15"},
-	{ID: "CVE-2024-45337", Severity: "critical", Package: "golang.org/x/crypto", InstalledVersion: "v0.21.0", FixedVersion: "0.31.0"},
-	{ID: "CVE-2024-24790", Severity: "critical", Package: "stdlib", InstalledVersion: "v1.22.3", FixedVersion: "1.21.11, 1.22.4"},
+	{ID: "CVE-2023-6129", Severity: policy.SeverityMedium, Package: "libcrypto3", InstalledVersion: "3.1.4-r2", FixedVersion: "3.1.4-r3"},
+	{ID: "CVE-2024-0727", Severity: policy.SeverityMedium, Package: "libcrypto3", InstalledVersion: "3.1.4-r2", FixedVersion: "3.1.4-r5"},
+	{ID: "CVE-2024-0727", Severity: policy.SeverityMedium, Package: "libssl3", InstalledVersion: "3.1.4-r2", FixedVersion: "3.1.4-r5"},
+	{ID: "CVE-2024-58251", Severity: policy.SeverityLow, Package: "busybox", InstalledVersion: "1.36.1-r15"},
+	{ID: "CVE-2024-45337", Severity: policy.SeverityCritical, Package: "golang.org/x/crypto", InstalledVersion: "v0.21.0", FixedVersion: "0.31.0"},
+	{ID: "CVE-2024-24790", Severity: policy.SeverityCritical, Package: "stdlib", InstalledVersion: "v1.22.3", FixedVersion: "1.21.11, 1.22.4"},
 }
 
 var grypeSARIFFindings = []policy.Finding{
-	{ID: "CVE-2024-0727", Severity: "medium", Package: "libcrypto3", InstalledVersion: "3.1.4-r2", FixedVersion: "3.1.4-r5"},
-	{ID: "GHSA-v778-237x-gjrc", Severity: "critical", Package: "golang.org/x/crypto", InstalledVersion: "v0.21.0", FixedVersion: "0.31.0"},
-	{ID: "CVE-2024-58251", Severity: "low", Package: "busybox", InstalledVersion: "1.36.1-r15"},
+	{ID: "CVE-2024-0727", Severity: policy.SeverityMedium, Package: "libcrypto3", InstalledVersion: "3.1.4-r2", FixedVersion: "3.1.4-r5"},
+	{ID: "GHSA-v778-237x-gjrc", Severity: policy.SeverityCritical, Package: "golang.org/x/crypto", InstalledVersion: "v0.21.0", FixedVersion: "0.31.0"},
+	{ID: "CVE-2024-58251", Severity: policy.SeverityLow, Package: "busybox", InstalledVersion: "1.36.1-r15"},
 }
 
 func readFile(t testing.TB, name string) []byte {
@@ -98,9 +98,9 @@ func TestParseFixtures(t *testing.T) {
 				Scanner: "grype", ScannerVersion: "0.74.7",
 				ScanTime: at("2026-03-02T08:15:00Z"),
 				Findings: []policy.Finding{
-					{ID: "CVE-2021-44228", Severity: "critical", Package: "org.apache.logging.log4j:log4j-core", InstalledVersion: "2.14.1"},
-					{ID: "CVE-2023-45853", Severity: "critical", Package: "zlib", InstalledVersion: "1.2.13-r0", FixedVersion: "1.3.1-r0"},
-					{ID: "CVE-2018-25032", Severity: "high", Package: "zlib", InstalledVersion: "1.2.11-r3"},
+					{ID: "CVE-2021-44228", Severity: policy.SeverityCritical, Package: "org.apache.logging.log4j:log4j-core", InstalledVersion: "2.14.1"},
+					{ID: "CVE-2023-45853", Severity: policy.SeverityCritical, Package: "zlib", InstalledVersion: "1.2.13-r0", FixedVersion: "1.3.1-r0"},
+					{ID: "CVE-2018-25032", Severity: policy.SeverityHigh, Package: "zlib", InstalledVersion: "1.2.11-r3"},
 				},
 				VEX: []policy.VEXStatement{{
 					IDs:      []string{"CVE-2021-44228"},
