@@ -150,7 +150,7 @@ func (e *VerifierEvidence) gatherScan(ctx context.Context, s Subject, req *polic
 				switch a.PredicateType {
 				case predicateVuln:
 					if r, err := report.ParseCosignVuln(a.Predicate); err == nil {
-						r.Source = string(policy.SourceAttestation)
+						r.Source = policy.SourceAttestation
 						consider(r)
 					} else {
 						f.ScanError = "unreadable vulnerability attestation: " + err.Error()

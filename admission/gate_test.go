@@ -23,7 +23,7 @@ func (c *countingEvidence) Gather(context.Context, Subject, policy.Requirements,
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.calls++
-	return policy.Facts{Scan: &policy.ScanReport{Source: "ci", Scanner: "Trivy", ScanTime: c.scanned}}, nil
+	return policy.Facts{Scan: &policy.ScanReport{Source: policy.SourceCI, Scanner: "Trivy", ScanTime: c.scanned}}, nil
 }
 
 func (c *countingEvidence) n() int {

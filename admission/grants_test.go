@@ -124,7 +124,7 @@ func (f *gateFixture) blob(t *testing.T, d digest.Digest) bool {
 	return ok
 }
 
-func (f *gateFixture) report(t *testing.T, d digest.Digest, severity string) {
+func (f *gateFixture) report(t *testing.T, d digest.Digest, severity policy.Severity) {
 	t.Helper()
 	r := &policy.ScanReport{Scanner: "Trivy", ScanTime: time.Now(), Findings: []policy.Finding{{ID: "CVE-1", Severity: severity, Package: "p"}}}
 	if err := f.reports.Put(context.Background(), policy.SourceCI, d, r); err != nil {
@@ -145,7 +145,7 @@ func TestBlobGrantRestsOnTheDecisionAndItsEpoch(t *testing.T) {
 	if !f.blob(t, layer) {
 		t.Fatal("layer of an admitted image refused")
 	}
-	f.report(t, img.Digest, "critical")
+	f.report(t, img.Digest, policy.SeverityCritical)
 	if f.blob(t, layer) {
 		t.Fatal("layer still served after a failing report was posted for its image")
 	}
@@ -155,7 +155,7 @@ func TestBlobGrantRestsOnTheDecisionAndItsEpoch(t *testing.T) {
 	if f.blob(t, layer) {
 		t.Fatal("layer of a denied image served")
 	}
-	f.report(t, img.Digest, "low")
+	f.report(t, img.Digest, policy.SeverityLow)
 	if d := f.admit(t, img); !d.Allowed {
 		t.Fatalf("fixed image denied: %s", d.Reason)
 	}
@@ -172,7 +172,7 @@ func TestSharedLayerSurvivesOneImagesWithdrawal(t *testing.T) {
 	f.ev.signed[a.Digest], f.ev.signed[b.Digest] = true, true
 	f.admit(t, a)
 	f.admit(t, b)
-	f.report(t, b.Digest, "critical") // b withdrawn; it was the last to grant the layer
+	f.report(t, b.Digest, policy.SeverityCritical) // b withdrawn; it was the last to grant the layer
 	if !f.blob(t, shared) {
 		t.Error("shared layer refused although image a, which names it, is still admitted")
 	}
@@ -216,20 +216,20 @@ func TestChildAdmittedThroughItsIndex(t *testing.T) {
 	}
 
 	t.Run("a child with a failing report of its own is denied", func(t *testing.T) {
-		f.report(t, arm64.Digest, "critical")
+		f.report(t, arm64.Digest, policy.SeverityCritical)
 		if d := f.admit(t, arm64); d.Allowed || !strings.Contains(d.Reason, "critical") {
 			t.Fatalf("child with a critical report: %+v", d)
 		}
 		if f.blob(t, digest.FromString("arm64 layer")) {
 			t.Error("layer of a denied child served")
 		}
-		f.report(t, arm64.Digest, "low")
+		f.report(t, arm64.Digest, policy.SeverityLow)
 		if d := f.admit(t, arm64); !d.Allowed {
 			t.Fatalf("child with a clean report: %+v", d)
 		}
 	})
 	t.Run("withdrawing the index withdraws its children", func(t *testing.T) {
-		f.report(t, idx.Digest, "critical")
+		f.report(t, idx.Digest, policy.SeverityCritical)
 		if d := f.admit(t, amd64); d.Allowed {
 			t.Fatalf("child still admitted after its index was withdrawn: %s", d.Reason)
 		}
@@ -303,7 +303,7 @@ func TestArtifactsOfAnAdmittedImage(t *testing.T) {
 		if d := f.admit(t, sig); !d.Allowed {
 			t.Fatal(d.Reason)
 		}
-		f.report(t, img.Digest, "critical")
+		f.report(t, img.Digest, policy.SeverityCritical)
 		if d := f.admit(t, sig); d.Allowed {
 			t.Error("signature of a withdrawn image still admitted")
 		}

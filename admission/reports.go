@@ -35,7 +35,7 @@ func NewReports(kv KV, ttl time.Duration) *Reports {
 
 // Put stores r as the digest's report from source (ci or scanner).
 func (rs *Reports) Put(ctx context.Context, source policy.Source, dgst digest.Digest, r *policy.ScanReport) error {
-	r.Source = string(source)
+	r.Source = source
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err

@@ -167,5 +167,5 @@ func BenchmarkScanVerdict(b *testing.B) {
 type benchEvidence struct{}
 
 func (benchEvidence) Gather(context.Context, admission.Subject, policy.Requirements, admission.GatherOptions) (policy.Facts, error) {
-	return policy.Facts{Scan: &policy.ScanReport{Source: "ci", ScanTime: time.Now()}}, nil
+	return policy.Facts{Scan: &policy.ScanReport{Source: policy.SourceCI, ScanTime: time.Now()}}, nil
 }

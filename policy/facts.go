@@ -51,8 +51,9 @@ type Attestation struct {
 
 // ScanReport is one vulnerability report for the image.
 type ScanReport struct {
-	// Source is where the report came from: attestation, scanner or ci.
-	Source string
+	// Source is where the report came from: SourceAttestation, SourceScanner or SourceCI. A
+	// report from a source the rule does not list fails the scan gate.
+	Source Source
 	// Scanner and ScannerVersion name the tool, e.g. "Trivy" "0.58.1".
 	Scanner, ScannerVersion string
 	// DBTime is the vulnerability database's time; ScanTime is when the scan ran.
@@ -69,9 +70,10 @@ type ScanReport struct {
 type Finding struct {
 	// ID is the vulnerability id, e.g. CVE-2024-3094.
 	ID string
-	// Severity is lower-case: unknown, low, medium, high or critical. Anything else counts
-	// as unknown.
-	Severity string
+	// Severity is one of the Severity constants; parsers map a scanner's label to one
+	// (package verifier/report: "CRITICAL" and "Critical" become SeverityCritical). A value
+	// that is none of them (compared case-insensitively) counts as SeverityUnknown.
+	Severity Severity
 	// Package, InstalledVersion and FixedVersion describe the affected package;
 	// FixedVersion is "" when there is no fix.
 	Package, InstalledVersion, FixedVersion string

@@ -40,7 +40,7 @@ rules:
     scan: {maxSeverity: high, onMissing: scan-and-wait, scanner: trivy, waitTimeout: 30s}
 `
 
-func report(source string, age time.Duration, findings ...Finding) *ScanReport {
+func report(source Source, age time.Duration, findings ...Finding) *ScanReport {
 	return &ScanReport{
 		Source: source, Scanner: "Trivy", ScannerVersion: "0.58.1",
 		ScanTime: testNow.Add(-age), DBTime: testNow.Add(-age - time.Hour),
@@ -58,7 +58,7 @@ func withVEX(r *ScanReport, stmts ...VEXStatement) *ScanReport {
 	return r
 }
 
-func finding(id, sev, pkg, fixed string) Finding {
+func finding(id string, sev Severity, pkg, fixed string) Finding {
 	return Finding{ID: id, Severity: sev, Package: pkg, InstalledVersion: "1.0", FixedVersion: fixed}
 }
 

@@ -40,7 +40,7 @@ func (r *Rule) checkScan(e *evaluation, f Facts) {
 		e.fail("%s", missing)
 		return
 	}
-	if !slices.Contains(req.Sources, Source(rep.Source)) {
+	if !slices.Contains(req.Sources, rep.Source) {
 		want := make([]string, len(req.Sources))
 		for i, s := range req.Sources {
 			want[i] = string(s)
@@ -69,7 +69,7 @@ func (r *Rule) checkScan(e *evaluation, f Facts) {
 			continue // the same vulnerability in the same package, reported twice
 		}
 		seen[key] = true
-		if Severity(fd.Severity).rank() <= max {
+		if fd.Severity.rank() <= max {
 			continue
 		}
 		if st, waivedElsewhere, ok := vex.resolve(fd); ok && st.Waives() {
@@ -130,7 +130,7 @@ func countBySeverity(fs []Finding) string {
 	for _, sev := range severities {
 		n := 0
 		for _, fd := range fs {
-			if Severity(fd.Severity).normalize() == sev {
+			if fd.Severity.normalize() == sev {
 				n++
 			}
 		}
@@ -146,7 +146,7 @@ func countBySeverity(fs []Finding) string {
 func describeTop(fs []Finding) string {
 	fs = slices.Clone(fs)
 	slices.SortStableFunc(fs, func(a, b Finding) int {
-		if c := cmp.Compare(Severity(b.Severity).rank(), Severity(a.Severity).rank()); c != 0 {
+		if c := b.Severity.Compare(a.Severity); c != 0 {
 			return c
 		}
 		if c := cmp.Compare(a.ID, b.ID); c != 0 {
@@ -191,7 +191,7 @@ func describeReport(rep *ScanReport) string {
 	if tool == "" {
 		tool = "unknown scanner"
 	}
-	return tool + ", source " + rep.Source
+	return tool + ", source " + string(rep.Source)
 }
 
 func plural(n int, one, many string) string {

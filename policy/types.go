@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"cmp"
 	"slices"
 	"strings"
 	"time"
@@ -91,6 +92,11 @@ func (s Severity) rank() int {
 	}
 	return 1
 }
+
+// Compare orders s and t as the scan gate ranks them: -1 when s ranks below t, 0 when they
+// rank alike, +1 when s ranks above. A name that is none of the Severity constants (compared
+// case-insensitively) ranks as SeverityUnknown.
+func (s Severity) Compare(t Severity) int { return cmp.Compare(s.rank(), t.rank()) }
 
 // normalize returns the known severity s names, or unknown.
 func (s Severity) normalize() Severity {

@@ -142,11 +142,11 @@ func TestScan(t *testing.T) {
 		t.Errorf("ScanTime = %v, want about now", got.ScanTime)
 	}
 	want := &policy.ScanReport{
-		Source: "scanner", Scanner: "Trivy", ScannerVersion: "harbortest",
+		Source: policy.SourceScanner, Scanner: "Trivy", ScannerVersion: "harbortest",
 		DBTime: dbTime, ScanTime: got.ScanTime,
 		Findings: []policy.Finding{
-			{ID: "CVE-2024-0727", Severity: "medium", Package: "libssl3", InstalledVersion: "3.1.4-r2", FixedVersion: "3.1.4-r5"},
-			{ID: "CVE-2024-58251", Severity: "low", Package: "busybox", InstalledVersion: "1.36.1-r15"},
+			{ID: "CVE-2024-0727", Severity: policy.SeverityMedium, Package: "libssl3", InstalledVersion: "3.1.4-r2", FixedVersion: "3.1.4-r5"},
+			{ID: "CVE-2024-58251", Severity: policy.SeverityLow, Package: "busybox", InstalledVersion: "1.36.1-r15"},
 		},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {

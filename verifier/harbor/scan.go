@@ -43,7 +43,7 @@ type scanRequest struct {
 // artifact's manifest media type; adapters consume OCI and Docker v2 image
 // manifests.
 //
-// The report's Source is "scanner"; its DBTime comes from the adapter's
+// The report's Source is policy.SourceScanner; its DBTime comes from the adapter's
 // metadata when that can be read (a failure there is not an error). An adapter
 // error is an *APIError; a failed scan wraps ErrScanFailed.
 func (c *Client) Scan(ctx context.Context, registryURL, registryAuth, repo string, dgst digest.Digest, mediaType string) (*policy.ScanReport, error) {
@@ -148,7 +148,7 @@ func (c *Client) poll1(ctx context.Context, target string) (*policy.ScanReport, 
 		if err != nil {
 			return nil, 0, fmt.Errorf("harbor: report: %w", err)
 		}
-		rep.Source = report.SourceScanner
+		rep.Source = policy.SourceScanner
 		return rep, 0, nil
 	case http.StatusFound:
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))

@@ -45,7 +45,7 @@ var dbStamp = regexp.MustCompile(`(?:^|\D)(\d{10})(?:\D|$)`)
 // inner report's, else the name in scanner.uri
 // ("pkg:github/aquasecurity/trivy@…" gives "trivy"). DBTime is scanner.db.version
 // when it is an RFC 3339 time or carries a yyyymmddhh stamp (Trivy DB's
-// "v1-2021080612"). Source is SourceAttestation: the caller has verified the
+// "v1-2021080612"). Source is policy.SourceAttestation: the caller has verified the
 // attestation's signature before handing over its predicate.
 func ParseCosignVuln(predicate []byte) (*policy.ScanReport, error) {
 	const format = "cosign-vuln"
@@ -86,7 +86,7 @@ func ParseCosignVuln(predicate []byte) (*policy.ScanReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep.Source = SourceAttestation
+	rep.Source = policy.SourceAttestation
 	if t := parseTime(first(p.Metadata.ScanFinishedOn, p.Metadata.ScanStartedOn)); !t.IsZero() {
 		rep.ScanTime = t
 	}

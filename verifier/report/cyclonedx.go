@@ -1,6 +1,7 @@
 package report
 
 import (
+	"cmp"
 	"encoding/json"
 	"regexp"
 	"slices"
@@ -255,19 +256,18 @@ func cdxPackage(comps map[string]cdxComponent, ref string) (name, version string
 }
 
 // cdxSeverity picks a vulnerability's severity from its ratings.
-func cdxSeverity(v cdxVuln) string {
+func cdxSeverity(v cdxVuln) policy.Severity {
 	own := ""
 	if v.Source != nil {
 		own = v.Source.Name
 	}
-	var bySource, nvd string
-	highest := ""
+	var bySource, nvd, highest policy.Severity
 	for _, r := range v.Ratings {
 		s := severity(r.Severity)
-		if s == sevUnknown && r.Score != nil {
+		if s == policy.SeverityUnknown && r.Score != nil {
 			s = scoreSeverity(*r.Score)
 		}
-		if s == sevUnknown && !isSeverity(r.Severity) {
+		if s == policy.SeverityUnknown && !isSeverity(r.Severity) {
 			continue
 		}
 		src := ""
@@ -280,11 +280,11 @@ func cdxSeverity(v cdxVuln) string {
 		if nvd == "" && strings.EqualFold(src, "nvd") {
 			nvd = s
 		}
-		if highest == "" || severityRank(s) > severityRank(highest) {
+		if highest == "" || s.Compare(highest) > 0 {
 			highest = s
 		}
 	}
-	return first(bySource, nvd, highest, sevUnknown)
+	return cmp.Or(bySource, nvd, highest, policy.SeverityUnknown)
 }
 
 // note formats a VEX status with its justification and detail.

@@ -71,7 +71,7 @@ func sniff(b []byte) (kind, error) {
 // telling them apart by their top-level keys: Trivy JSON (SchemaVersion,
 // Results), SARIF (runs), CycloneDX (bomFormat), a Harbor report
 // (generated_at) or a cosign vulnerability predicate or statement. It is for
-// reports a CI system posts, so Source is SourceCI whatever the format; an
+// reports a CI system posts, so Source is policy.SourceCI whatever the format; an
 // OpenVEX document is refused (it is VEX, not a report: use ParseOpenVEX).
 func Detect(b []byte) (*policy.ScanReport, error) {
 	if err := checkSize("report", b); err != nil {
@@ -85,6 +85,6 @@ func Detect(b []byte) (*policy.ScanReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep.Source = SourceCI
+	rep.Source = policy.SourceCI
 	return rep, nil
 }

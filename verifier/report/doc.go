@@ -12,8 +12,10 @@
 // that names more than MaxFindings findings is refused rather than truncated,
 // so that a truncation can never hide a finding from the policy.
 //
-// Severities are normalised to the lower-case names package policy ranks:
-// unknown, low, medium, high, critical ("negligible", "info" and "none" count as
-// low; anything unrecognised as unknown). Identical findings reported twice (the
+// This package is where a scanner's severity label becomes a policy.Severity:
+// each finding holds one of policy.SeverityUnknown, Low, Medium, High or
+// Critical, whatever the case or vendor word the scanner used ("CRITICAL",
+// "Critical"; "important" is high, "negligible", "info" and "none" count as
+// low; anything unrecognised as unknown). A report's Source is a policy.Source. Identical findings reported twice (the
 // same vulnerability, package, version and fix) are kept once.
 package report

@@ -13,16 +13,6 @@ const (
 	MaxSize = 64 << 20
 )
 
-// Report sources, for policy.ScanReport.Source.
-const (
-	// SourceAttestation is a report from a verified vulnerability attestation.
-	SourceAttestation = "attestation"
-	// SourceScanner is a report from a scanner Portcullis asked (Harbor API).
-	SourceScanner = "scanner"
-	// SourceCI is a report a CI system posted.
-	SourceCI = "ci"
-)
-
 var (
 	// ErrMalformed wraps every failure to read a report in a format that was
 	// recognised: bad JSON, wrong field types, impossible values.

@@ -10,71 +10,52 @@ import (
 	"github.com/portcullis/portcullis/policy"
 )
 
-// Normalised severities, lowest first.
-const (
-	sevUnknown  = "unknown"
-	sevLow      = "low"
-	sevMedium   = "medium"
-	sevHigh     = "high"
-	sevCritical = "critical"
-)
-
-// severity normalises a scanner's severity label: Trivy's CRITICAL, Harbor's
-// Critical, CycloneDX's critical all become critical. Red Hat's "important" and
-// "moderate" map to high and medium; "negligible", "info" and "none" to low;
-// anything else to unknown.
-func severity(label string) string {
+// severity is the boundary where a scanner's severity label becomes one of
+// policy's Severity constants: Trivy's CRITICAL, Harbor's Critical, CycloneDX's
+// critical all become policy.SeverityCritical. Red Hat's "important" and
+// "moderate" map to high and medium; "negligible", "info" and "none" to low (a
+// finding a scanner lists is never below low); anything else, the empty label
+// included, to policy.SeverityUnknown, which is how policy ranks a name it does
+// not know.
+func severity(label string) policy.Severity {
 	switch strings.ToLower(strings.TrimSpace(label)) {
 	case "critical":
-		return sevCritical
+		return policy.SeverityCritical
 	case "high", "important":
-		return sevHigh
+		return policy.SeverityHigh
 	case "medium", "moderate":
-		return sevMedium
+		return policy.SeverityMedium
 	case "low", "negligible", "info", "informational", "none":
-		return sevLow
+		return policy.SeverityLow
 	}
-	return sevUnknown
+	return policy.SeverityUnknown
 }
 
-// isSeverity reports whether label names a severity (not "unknown").
+// isSeverity reports whether label names a severity, "unknown" included, as
+// opposed to being a word severity maps to unknown because it knows no better.
 func isSeverity(label string) bool {
-	return severity(label) != sevUnknown || strings.EqualFold(strings.TrimSpace(label), sevUnknown)
+	return severity(label) != policy.SeverityUnknown || strings.EqualFold(strings.TrimSpace(label), string(policy.SeverityUnknown))
 }
 
 // scoreSeverity maps a CVSS base score to a severity: >= 9 critical, >= 7
 // high, >= 4 medium, > 0 low, anything else unknown.
-func scoreSeverity(score float64) string {
+func scoreSeverity(score float64) policy.Severity {
 	switch {
 	case score >= 9:
-		return sevCritical
+		return policy.SeverityCritical
 	case score >= 7:
-		return sevHigh
+		return policy.SeverityHigh
 	case score >= 4:
-		return sevMedium
+		return policy.SeverityMedium
 	case score > 0:
-		return sevLow
+		return policy.SeverityLow
 	}
-	return sevUnknown
+	return policy.SeverityUnknown
 }
 
-// severityRank orders normalised severities, unknown lowest.
-func severityRank(s string) int {
-	switch s {
-	case sevLow:
-		return 1
-	case sevMedium:
-		return 2
-	case sevHigh:
-		return 3
-	case sevCritical:
-		return 4
-	}
-	return 0
-}
-
-// collector gathers findings, normalised and without duplicates, up to
-// MaxFindings.
+// collector gathers findings, trimmed and without duplicates, up to
+// MaxFindings. Their severities are normalised already: parsers build each
+// finding's Severity with severity, scoreSeverity or levelSeverity.
 type collector struct {
 	format   string
 	findings []policy.Finding
@@ -88,7 +69,6 @@ func newCollector(format string) *collector {
 // add records f, or fails once the report holds more than MaxFindings.
 func (c *collector) add(f policy.Finding) error {
 	f.ID = strings.TrimSpace(f.ID)
-	f.Severity = severity(f.Severity)
 	f.Package = strings.TrimSpace(f.Package)
 	f.InstalledVersion = strings.TrimSpace(f.InstalledVersion)
 	f.FixedVersion = strings.TrimSpace(f.FixedVersion)

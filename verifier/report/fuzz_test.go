@@ -4,11 +4,13 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/portcullis/portcullis/policy"
 )
 
 // FuzzDetect feeds arbitrary bytes to every parser: none may panic, and a
-// report that parses holds only normalised severities and at most MaxFindings
-// findings.
+// report that parses holds only policy's Severity constants (none of them
+// "none": a listed finding is at least low) and at most MaxFindings findings.
 func FuzzDetect(f *testing.F) {
 	files, _ := filepath.Glob(filepath.Join("testdata", "*.json"))
 	for _, name := range files {
@@ -30,7 +32,7 @@ func FuzzDetect(f *testing.F) {
 			}
 			for _, fd := range rep.Findings {
 				switch fd.Severity {
-				case "unknown", "low", "medium", "high", "critical":
+				case policy.SeverityUnknown, policy.SeverityLow, policy.SeverityMedium, policy.SeverityHigh, policy.SeverityCritical:
 				default:
 					t.Fatalf("severity %q not normalised", fd.Severity)
 				}

@@ -34,7 +34,7 @@ type harborReport struct {
 // /api/v1/scan/{id}/report returns it: generated_at is ScanTime, scanner names
 // the tool, and each vulnerabilities[] entry (id, package, version,
 // fix_version, severity Unknown|Negligible|Low|Medium|High|Critical) is a
-// finding. Source is SourceScanner. The report carries no database time; the
+// finding. Source is policy.SourceScanner. The report carries no database time; the
 // adapter's metadata does (see package harbor).
 func ParseHarbor(b []byte) (*policy.ScanReport, error) {
 	const format = "harbor"
@@ -48,7 +48,7 @@ func ParseHarbor(b []byte) (*policy.ScanReport, error) {
 	if r.GeneratedAt == nil && r.Scanner == nil {
 		return nil, unsupportedf("harbor: neither generated_at nor scanner: not a Harbor vulnerability report")
 	}
-	rep := &policy.ScanReport{Source: SourceScanner}
+	rep := &policy.ScanReport{Source: policy.SourceScanner}
 	if r.GeneratedAt != nil {
 		rep.ScanTime = parseTime(*r.GeneratedAt)
 	}
@@ -59,7 +59,7 @@ func ParseHarbor(b []byte) (*policy.ScanReport, error) {
 	for _, v := range r.Vulnerabilities {
 		if err := c.add(policy.Finding{
 			ID:               v.ID,
-			Severity:         v.Severity,
+			Severity:         severity(v.Severity),
 			Package:          v.Package,
 			InstalledVersion: v.Version,
 			FixedVersion:     v.FixVersion,

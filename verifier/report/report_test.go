@@ -18,18 +18,18 @@ import (
 // scanFindings are the findings of the scan all testdata/*-image.* fixtures
 // describe, in the order Trivy lists them.
 var scanFindings = []policy.Finding{
-	{ID: "CVE-2023-6129", Severity: "medium", Package: "libcrypto3", InstalledVersion: "3.1.4-r2", FixedVersion: "3.1.4-r3"},
-	{ID: "CVE-2024-0727", Severity: "medium", Package: "libcrypto3", InstalledVersion: "3.1.4-r2", FixedVersion: "3.1.4-r5"},
-	{ID: "CVE-2024-0727", Severity: "medium", Package: "libssl3", InstalledVersion: "3.1.4-r2", FixedVersion: "3.1.4-r5"},
-	{ID: "CVE-2024-58251", Severity: "low", Package: "busybox", InstalledVersion: "1.36.1-r15"},
-	{ID: "CVE-2024-45337", Severity: "critical", Package: "golang.org/x/crypto", InstalledVersion: "v0.21.0", FixedVersion: "0.31.0"},
-	{ID: "CVE-2024-24790", Severity: "critical", Package: "stdlib", InstalledVersion: "v1.22.3", FixedVersion: "1.21.11, 1.22.4"},
+	{ID: "CVE-2023-6129", Severity: policy.SeverityMedium, Package: "libcrypto3", InstalledVersion: "3.1.4-r2", FixedVersion: "3.1.4-r3"},
+	{ID: "CVE-2024-0727", Severity: policy.SeverityMedium, Package: "libcrypto3", InstalledVersion: "3.1.4-r2", FixedVersion: "3.1.4-r5"},
+	{ID: "CVE-2024-0727", Severity: policy.SeverityMedium, Package: "libssl3", InstalledVersion: "3.1.4-r2", FixedVersion: "3.1.4-r5"},
+	{ID: "CVE-2024-58251", Severity: policy.SeverityLow, Package: "busybox", InstalledVersion: "1.36.1-r15"},
+	{ID: "CVE-2024-45337", Severity: policy.SeverityCritical, Package: "golang.org/x/crypto", InstalledVersion: "v0.21.0", FixedVersion: "0.31.0"},
+	{ID: "CVE-2024-24790", Severity: policy.SeverityCritical, Package: "stdlib", InstalledVersion: "v1.22.3", FixedVersion: "1.21.11, 1.22.4"},
 }
 
 var grypeSARIFFindings = []policy.Finding{
-	{ID: "CVE-2024-0727", Severity: "medium", Package: "libcrypto3", InstalledVersion: "3.1.4-r2", FixedVersion: "3.1.4-r5"},
-	{ID: "GHSA-v778-237x-gjrc", Severity: "critical", Package: "golang.org/x/crypto", InstalledVersion: "v0.21.0", FixedVersion: "0.31.0"},
-	{ID: "CVE-2024-58251", Severity: "low", Package: "busybox", InstalledVersion: "1.36.1-r15"},
+	{ID: "CVE-2024-0727", Severity: policy.SeverityMedium, Package: "libcrypto3", InstalledVersion: "3.1.4-r2", FixedVersion: "3.1.4-r5"},
+	{ID: "GHSA-v778-237x-gjrc", Severity: policy.SeverityCritical, Package: "golang.org/x/crypto", InstalledVersion: "v0.21.0", FixedVersion: "0.31.0"},
+	{ID: "CVE-2024-58251", Severity: policy.SeverityLow, Package: "busybox", InstalledVersion: "1.36.1-r15"},
 }
 
 func readFile(t testing.TB, name string) []byte {
@@ -98,9 +98,9 @@ func TestParseFixtures(t *testing.T) {
 				Scanner: "grype", ScannerVersion: "0.74.7",
 				ScanTime: at("2026-03-02T08:15:00Z"),
 				Findings: []policy.Finding{
-					{ID: "CVE-2021-44228", Severity: "critical", Package: "org.apache.logging.log4j:log4j-core", InstalledVersion: "2.14.1"},
-					{ID: "CVE-2023-45853", Severity: "critical", Package: "zlib", InstalledVersion: "1.2.13-r0", FixedVersion: "1.3.1-r0"},
-					{ID: "CVE-2018-25032", Severity: "high", Package: "zlib", InstalledVersion: "1.2.11-r3"},
+					{ID: "CVE-2021-44228", Severity: policy.SeverityCritical, Package: "org.apache.logging.log4j:log4j-core", InstalledVersion: "2.14.1"},
+					{ID: "CVE-2023-45853", Severity: policy.SeverityCritical, Package: "zlib", InstalledVersion: "1.2.13-r0", FixedVersion: "1.3.1-r0"},
+					{ID: "CVE-2018-25032", Severity: policy.SeverityHigh, Package: "zlib", InstalledVersion: "1.2.11-r3"},
 				},
 				VEX: []policy.VEXStatement{{
 					IDs:      []string{"CVE-2021-44228"},
@@ -115,7 +115,7 @@ func TestParseFixtures(t *testing.T) {
 			file:  "harbor-report.json",
 			parse: ParseHarbor,
 			want: &policy.ScanReport{
-				Source:  SourceScanner,
+				Source:  policy.SourceScanner,
 				Scanner: "Trivy", ScannerVersion: "v0.70.0",
 				ScanTime: at("2026-04-27T16:52:03.117526874Z"),
 				Findings: []policy.Finding{scanFindings[1], scanFindings[3], scanFindings[5]},
@@ -126,7 +126,7 @@ func TestParseFixtures(t *testing.T) {
 			file:  "cosign-vuln-trivy.json",
 			parse: ParseCosignVuln,
 			want: &policy.ScanReport{
-				Source:  SourceAttestation,
+				Source:  policy.SourceAttestation,
 				Scanner: "Trivy", ScannerVersion: "0.70.0",
 				DBTime:   at("2026-04-27T12:00:00Z"),
 				ScanTime: at("2026-04-27T16:51:31Z"),
@@ -138,7 +138,7 @@ func TestParseFixtures(t *testing.T) {
 			file:  "cosign-vuln-grype-statement.json",
 			parse: ParseCosignVuln,
 			want: &policy.ScanReport{
-				Source:  SourceAttestation,
+				Source:  policy.SourceAttestation,
 				Scanner: "grype", ScannerVersion: "0.87.0",
 				DBTime:   at("2026-04-26T01:31:41Z"),
 				ScanTime: at("2026-04-27T06:00:42Z"),
@@ -180,7 +180,7 @@ func TestDetect(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got.Source != SourceCI || got.Scanner != tt.wantScanner || len(got.Findings) != tt.wantN {
+			if got.Source != policy.SourceCI || got.Scanner != tt.wantScanner || len(got.Findings) != tt.wantN {
 				t.Errorf("Detect = source %q scanner %q %d findings, want ci %q %d",
 					got.Source, got.Scanner, len(got.Findings), tt.wantScanner, tt.wantN)
 			}

@@ -153,7 +153,7 @@ func sarifFinding(res sarifResult, rule *sarifRule) (policy.Finding, bool) {
 	label := first(prop(res.Properties, "severity"), msg["severity"], help["severity"])
 	switch {
 	case isSeverity(label):
-		f.Severity = label
+		f.Severity = severity(label)
 	case tagSeverity(tags) != "":
 		f.Severity = tagSeverity(tags)
 	default:
@@ -205,10 +205,10 @@ func invocationTime(run sarifRun) time.Time {
 }
 
 // tagSeverity finds a severity label among a rule's tags (Trivy tags each
-// rule "vulnerability", "security", "<SEVERITY>").
-func tagSeverity(tags []string) string {
+// rule "vulnerability", "security", "<SEVERITY>"); "" when none is.
+func tagSeverity(tags []string) policy.Severity {
 	for _, t := range tags {
-		if s := severity(t); s != sevUnknown || strings.EqualFold(t, sevUnknown) {
+		if s := severity(t); s != policy.SeverityUnknown || strings.EqualFold(t, string(policy.SeverityUnknown)) {
 			return s
 		}
 	}
@@ -216,16 +216,16 @@ func tagSeverity(tags []string) string {
 }
 
 // levelSeverity maps a SARIF level to a severity.
-func levelSeverity(level string) string {
+func levelSeverity(level string) policy.Severity {
 	switch level {
 	case "error":
-		return sevHigh
+		return policy.SeverityHigh
 	case "warning":
-		return sevMedium
+		return policy.SeverityMedium
 	case "note":
-		return sevLow
+		return policy.SeverityLow
 	}
-	return sevUnknown
+	return policy.SeverityUnknown
 }
 
 // prop returns the first of keys that props holds as a non-empty string.

@@ -49,7 +49,7 @@ func ParseTrivy(b []byte) (*policy.ScanReport, error) {
 		for _, v := range res.Vulnerabilities {
 			if err := c.add(policy.Finding{
 				ID:               v.VulnerabilityID,
-				Severity:         v.Severity,
+				Severity:         severity(v.Severity),
 				Package:          v.PkgName,
 				InstalledVersion: v.InstalledVersion,
 				FixedVersion:     v.FixedVersion,
