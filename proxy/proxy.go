@@ -33,8 +33,6 @@ type Upstream struct {
 	Name string
 	// Registry talks to it.
 	Registry Registry
-	// dockerHub adds library/ to single-name repositories.
-	dockerHub bool
 }
 
 // Store is the content store: blobs and manifests by digest. *cache.Content implements it.
@@ -192,7 +190,6 @@ func New(upstreams []*Upstream, defaultName string, store Store, kv KV, opts ...
 		if u.Registry == nil {
 			return nil, fmt.Errorf("proxy: upstream %q has no registry client", u.Name)
 		}
-		u.dockerHub = key == "docker.io"
 		p.upstreams[key] = u
 	}
 	p.defaultUpstream = upstreams[0]
