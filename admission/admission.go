@@ -2,6 +2,8 @@ package admission
 
 import (
 	"github.com/opencontainers/go-digest"
+
+	"github.com/portcullis/portcullis/policy"
 )
 
 // Subject is what an admission decision is about: one manifest, by digest, in one upstream repository.
@@ -35,4 +37,20 @@ type Verdict struct {
 	Rule, Mode string
 	// KeepLastGood asks the proxy, on a denial of a tag, to serve the tag's last admitted digest instead.
 	KeepLastGood bool
+	// Evaluation is the rule's evaluation this verdict was made from, when Admit evaluated the manifest now (for
+	// `portcullis check` to show the evidence); nil when the verdict came from the decision cache or from an
+	// admission through another manifest. It is never cached, and callers that share one evaluation share it:
+	// read only.
+	Evaluation *Evaluation `json:"-"`
+}
+
+// Evaluation is one evaluation of a rule on a manifest: the rule's decision and the facts it was made on.
+type Evaluation struct {
+	// Decision is the rule's pure evaluation of Facts, or, when Err is set, its onError decision.
+	Decision policy.Decision
+	// Facts are the evidence gathered: signatures by root, verified attestations, the scan report. Partial when
+	// Err is set.
+	Facts policy.Facts
+	// Err is why the evidence could not be gathered; the rule's onError turned it into Decision.
+	Err error
 }

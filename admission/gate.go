@@ -179,7 +179,7 @@ var artifactTag = regexp.MustCompile(`^(sha256)-([a-f0-9]{64})(?:\.(?:sig|att|sb
 // Admit decides whether s may be served: a cached decision, else admission through a parent index or as an
 // artifact of an admitted image, else an evaluation of its own (one at a time per digest, under the concurrency
 // cap). A cached denial of a manifest's own facts does not stop it from being admitted through a parent or a
-// subject admitted since.
+// subject admitted since. A verdict made by evaluating now carries that Evaluation (the facts behind it).
 func (g *Gate) Admit(ctx context.Context, s Subject) (Verdict, error) {
 	if v, ok := g.byList(ctx, s); ok {
 		return v, nil
@@ -315,7 +315,8 @@ func (g *Gate) decideChildScan(ctx context.Context, s Subject, rule *policy.Rule
 		}
 		pd = rule.EvaluateScan(facts)
 	}
-	d := Verdict{Allowed: pd.Allowed, Reason: pd.Message, Rule: pd.Rule, Mode: string(pd.Mode)}
+	d := Verdict{Allowed: pd.Allowed, Reason: pd.Message, Rule: pd.Rule, Mode: string(pd.Mode),
+		Evaluation: &Evaluation{Decision: pd, Facts: facts, Err: err}}
 	if d.Allowed {
 		d.Reason = fmt.Sprintf("portcullis: %s admitted as part of %s, and its own scan passed", image, gr.Via)
 	}
@@ -375,12 +376,8 @@ func (g *Gate) logVia(ctx context.Context, s Subject, d Verdict, how, via string
 	g.count(d, how)
 }
 
-// Explain evaluates s afresh, bypassing every cache, and returns the rule's decision with the evidence behind it.
-// An error gathering evidence is folded into the decision (the rule's onError); it is returned for display.
-func (g *Gate) Explain(ctx context.Context, s Subject) (policy.Decision, policy.Facts, error) {
-	return g.explain(ctx, s, GatherOptions{})
-}
-
+// explain gathers the evidence for s and evaluates its rule, bypassing every cache. An error gathering evidence is
+// folded into the decision (the rule's onError) and returned beside it.
 func (g *Gate) explain(ctx context.Context, s Subject, opts GatherOptions) (policy.Decision, policy.Facts, error) {
 	rule := g.policy.Match(s.Upstream, s.Repository)
 	image := s.Image()
@@ -460,7 +457,8 @@ func (g *Gate) evaluate(ctx context.Context, s Subject, refreshMargin time.Durat
 			g.log.Info("facts changed while deciding; deciding again", "image", image, "attempt", attempt)
 			continue
 		}
-		d := Verdict{Allowed: pd.Allowed, Reason: pd.Message, Rule: pd.Rule, Mode: string(pd.Mode), KeepLastGood: rule.KeepLastGood()}
+		d := Verdict{Allowed: pd.Allowed, Reason: pd.Message, Rule: pd.Rule, Mode: string(pd.Mode), KeepLastGood: rule.KeepLastGood(),
+			Evaluation: &Evaluation{Decision: pd, Facts: facts, Err: err}}
 		if pd.Allowed && pd.Failed() && pd.Mode == policy.ModeWarn {
 			d.Warnings = []string{pd.Message}
 		}

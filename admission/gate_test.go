@@ -2,6 +2,8 @@ package admission
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -111,5 +113,55 @@ func TestDecisionNeverOutlivesItsReport(t *testing.T) {
 	d, _ := g.Admit(ctx, testSubject)
 	if ev.n() != 2 || d.Allowed {
 		t.Errorf("after the report aged out: %d gathers, allowed=%v (%s)", ev.n(), d.Allowed, d.Reason)
+	}
+}
+
+// failingEvidence cannot find anything out.
+type failingEvidence struct{}
+
+func (failingEvidence) Gather(context.Context, Subject, policy.Requirements, GatherOptions) (policy.Facts, error) {
+	return policy.Facts{}, errors.New("registry down")
+}
+
+// TestVerdictCarriesItsEvaluation: a verdict Admit made by evaluating now carries the decision and the facts
+// behind it (what check prints); a cached verdict carries none, so the evaluation is never stored.
+func TestVerdictCarriesItsEvaluation(t *testing.T) {
+	clock := &fakeClock{now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
+	tests := []struct {
+		name        string
+		ev          Evidence
+		wantAllowed bool
+		wantScan    bool
+		wantErr     string
+	}{
+		{"evaluated", &countingEvidence{scanned: clock.Now().Add(-time.Hour)}, true, true, ""},
+		{"could not gather: onError denies", failingEvidence{}, false, false, "registry down"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newScanGate(t, clock, tc.ev)
+			ctx := context.Background()
+			d, err := g.Admit(ctx, testSubject)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := d.Evaluation
+			if e == nil {
+				t.Fatalf("a verdict made now carries no evaluation: %+v", d)
+			}
+			if d.Allowed != tc.wantAllowed || e.Decision.Allowed != d.Allowed || e.Decision.Message != d.Reason || e.Decision.Rule != "scanned" {
+				t.Errorf("verdict %+v, evaluation %+v", d, e.Decision)
+			}
+			if (e.Facts.Scan != nil) != tc.wantScan {
+				t.Errorf("facts scan report %+v, want one: %v", e.Facts.Scan, tc.wantScan)
+			}
+			if (e.Err == nil) != (tc.wantErr == "") || (e.Err != nil && !strings.Contains(e.Err.Error(), tc.wantErr)) {
+				t.Errorf("evaluation error %v, want %q", e.Err, tc.wantErr)
+			}
+			again, err := g.Admit(ctx, testSubject)
+			if err != nil || again.Allowed != d.Allowed || again.Evaluation != nil {
+				t.Errorf("cached verdict %+v (%v): want the same answer and no evaluation", again, err)
+			}
+		})
 	}
 }

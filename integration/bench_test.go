@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -84,8 +85,9 @@ func BenchmarkAdmission(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	e := newEnv(b, withPolicy("trust:\n  release: {key: release.pub}\ndefault:\n  signedBy: {anyOf: [release]}\n",
-		map[string][]byte{"release.pub": pubPEM}))
+	const doc = "trust:\n  release: {key: release.pub}\ndefault:\n  signedBy: {anyOf: [release]}\n"
+	files := map[string][]byte{"release.pub": pubPEM}
+	e := newEnv(b, withPolicy(doc, files))
 	img := e.up.PushRandomImage(b, "bench/signed:v1", 1, 1024)
 	d, _ := img.Digest()
 	cosigntest.Sign(b, bin, e.up.Ref("bench/signed@"+d.String()), priv)
@@ -93,7 +95,7 @@ func BenchmarkAdmission(b *testing.B) {
 	mt, _ := img.MediaType()
 	dgst := digest.Digest(d.String())
 	subject := admission.Subject{Upstream: e.up.Host(), Repository: "bench/signed", Digest: dgst, MediaType: string(mt), Manifest: raw}
-	client, err := upstream.New(e.up.Host(), e.up.URL())
+	client, err := upstream.New(e.up.Host(), e.up.URL(), benchClient...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -107,9 +109,10 @@ func BenchmarkAdmission(b *testing.B) {
 		}
 	})
 	b.Run("cold-verify-decide", func(b *testing.B) {
+		cold := newGate(b, doc, files, map[string]admission.Endpoint{e.up.Host(): client}, forgetful{}, admission.NewMetrics(nil), nil)
 		for b.Loop() {
-			if pd, _, err := e.gate.Explain(ctx, subject); err != nil || !pd.Allowed {
-				b.Fatalf("%v %v", pd.Message, err)
+			if v, err := cold.Admit(ctx, subject); err != nil || !v.Allowed || v.Evaluation == nil {
+				b.Fatalf("%s %v", v.Reason, err)
 			}
 		}
 	})
@@ -141,9 +144,16 @@ func BenchmarkScanVerdict(b *testing.B) {
 	s := admission.Subject{Upstream: se.up.Host(), Repository: "scan/bench", Digest: d, MediaType: "application/vnd.oci.image.manifest.v1+json", Manifest: raw}
 	ctx := context.Background()
 	b.Run("cold-verdict-from-attestation", func(b *testing.B) {
+		client, err := upstream.New(se.up.Host(), se.up.URL(), benchClient...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		files := map[string][]byte{"scanner.pub": se.scanKey.pubPEM(b), "other.pub": se.otherKey.pubPEM(b)}
+		cold := newGate(b, fmt.Sprintf(scanPolicy, se.scanner.URL()), files, map[string]admission.Endpoint{se.up.Host(): client},
+			forgetful{}, admission.NewMetrics(nil), nil)
 		for b.Loop() {
-			if pd, facts, err := se.gate.Explain(ctx, s); err != nil || facts.Scan == nil || pd.Allowed {
-				b.Fatalf("%s %v", pd.Message, err)
+			if v, err := cold.Admit(ctx, s); err != nil || v.Evaluation == nil || v.Evaluation.Facts.Scan == nil || v.Allowed {
+				b.Fatalf("%s %v", v.Reason, err)
 			}
 		}
 	})
@@ -169,3 +179,16 @@ type benchEvidence struct{}
 func (benchEvidence) Gather(context.Context, admission.Subject, policy.Requirements, admission.GatherOptions) (policy.Facts, error) {
 	return policy.Facts{Scan: &policy.ScanReport{Source: policy.SourceCI, ScanTime: time.Now()}}, nil
 }
+
+// benchClient are the options newEnv gives its upstream client, so that a cold gate pays what the proxy's does.
+var benchClient = []upstream.Option{upstream.WithRetries(2, 10*time.Millisecond), upstream.WithAllowPrivateAddresses(true)}
+
+// forgetful is a KV that keeps nothing, so that every Admit on a gate over it evaluates afresh: the cold path.
+type forgetful struct{}
+
+func (forgetful) Get(context.Context, string) ([]byte, error) { return nil, cache.ErrNotFound }
+func (forgetful) Set(context.Context, string, []byte, time.Duration) error {
+	return nil
+}
+func (forgetful) Delete(context.Context, string) error { return nil }
+func (forgetful) Close() error                         { return nil }

@@ -31,6 +31,12 @@ func newDownloads(p *Proxy) *downloads {
 	return &downloads{p: p, inflight: map[digest.Digest]*download{}}
 }
 
+// blobTimeout bounds one upstream blob download, which goes on after the client that started it hangs up (its
+// other readers and the content store still want it), so that an upstream that trickles cannot hold a spool file
+// and its budget for ever. An hour moves a few GiB over a slow link; the upstream client's own timeout covers only
+// the response headers.
+const blobTimeout = time.Hour
+
 // errSpoolFull: the spool budget cannot take another download now.
 var errSpoolFull = errors.New("the download spool is full")
 
@@ -99,7 +105,7 @@ func (ds *downloads) attach(ctx context.Context, r route) (*download, error) {
 	d.cond = sync.NewCond(&d.mu)
 	ds.inflight[r.dgst] = d
 	// The download outlives the request that started it: its other readers and the store still want it.
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ds.p.blobTimeout)
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), blobTimeout)
 	go func() {
 		defer cancel()
 		ds.run(dctx, d, r)

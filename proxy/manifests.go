@@ -10,16 +10,12 @@ import (
 	"strings"
 
 	"github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/portcullis/portcullis/admission"
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/internal/manifest"
 	"github.com/portcullis/portcullis/upstream"
 )
-
-// defaultAccept is what a client that sends no Accept header gets: every manifest and index type served.
-var defaultAccept = []string{ocispec.MediaTypeImageIndex, ocispec.MediaTypeImageManifest, manifest.MediaTypeDockerManifestList, manifest.MediaTypeDockerManifest}
 
 // verifiedManifest is a manifest whose bytes matched their digest, ready to decide on and serve.
 type verifiedManifest struct {
@@ -199,7 +195,8 @@ func detectMediaType(body []byte) string {
 	return mt
 }
 
-// parseAccept returns the media types a client accepts, in the order sent.
+// parseAccept returns the media types a client accepts, in the order sent; a client that names none (or only */*)
+// accepts every manifest and index type (manifest.AcceptTypes).
 func parseAccept(h http.Header) []string {
 	var out []string
 	for _, v := range h.Values("Accept") {
@@ -211,7 +208,7 @@ func parseAccept(h http.Header) []string {
 		}
 	}
 	if len(out) == 0 {
-		return defaultAccept
+		return manifest.AcceptTypes()
 	}
 	return out
 }

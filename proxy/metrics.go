@@ -53,12 +53,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // UpstreamObserver returns the hook an upstream client calls after each request it makes.
 func (m *Metrics) UpstreamObserver(name string) func(method, kind string, status int, d time.Duration) {
 	return func(method, kind string, status int, d time.Duration) {
-		m.upstream.WithLabelValues(name, method, kind, itoa(status)).Inc()
+		m.upstream.WithLabelValues(name, method, kind, strconv.Itoa(status)).Inc()
 		m.upLat.WithLabelValues(name, kind).Observe(d.Seconds())
 	}
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
 
 // Mismatches is the counter of upstream content that failed its digest check, for alerts and tests.
 func (m *Metrics) Mismatches() prometheus.Collector { return m.mismatch }

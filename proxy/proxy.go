@@ -33,8 +33,6 @@ type Upstream struct {
 	Name string
 	// Registry talks to it.
 	Registry Registry
-	// dockerHub adds library/ to single-name repositories.
-	dockerHub bool
 }
 
 // Store is the content store: blobs and manifests by digest. *cache.Content implements it.
@@ -71,7 +69,6 @@ type Proxy struct {
 	maxManifest  int64
 	spoolDir     string
 	spoolMaxSize int64
-	blobTimeout  time.Duration
 
 	scanCreds ScannerAccess
 
@@ -151,11 +148,6 @@ func WithSpoolMaxSize(n int64) Option {
 	}
 }
 
-// WithBlobTimeout bounds one upstream blob download, which goes on after its client hangs up. Default 1h.
-func WithBlobTimeout(d time.Duration) Option {
-	return func(p *Proxy) error { p.blobTimeout = d; return nil }
-}
-
 // WithScanCredentials lets a scanner holding a credential minted by c pull the one image it was handed, although
 // that image is not admitted yet (scan-and-wait). Default: none.
 func WithScanCredentials(c ScannerAccess) Option {
@@ -189,7 +181,6 @@ func New(upstreams []*Upstream, defaultName string, store Store, kv KV, opts ...
 		maxManifest:  4 << 20,
 		spoolDir:     os.TempDir(),
 		spoolMaxSize: DefaultSpoolMaxSize,
-		blobTimeout:  time.Hour,
 	}
 	for _, u := range upstreams {
 		key := strings.ToLower(u.Name)
@@ -199,7 +190,6 @@ func New(upstreams []*Upstream, defaultName string, store Store, kv KV, opts ...
 		if u.Registry == nil {
 			return nil, fmt.Errorf("proxy: upstream %q has no registry client", u.Name)
 		}
-		u.dockerHub = key == "docker.io"
 		p.upstreams[key] = u
 	}
 	p.defaultUpstream = upstreams[0]

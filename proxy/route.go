@@ -95,7 +95,7 @@ func (p *Proxy) parseRoute(req *http.Request) (route, error) {
 	}
 	r.name = strings.Join(segs, "/")
 	r.ns = req.URL.Query().Get("ns")
-	if err := p.pickUpstream(&r, segs); err != nil {
+	if err := p.pickUpstream(&r); err != nil {
 		return route{}, err
 	}
 	switch r.kind {
@@ -120,8 +120,9 @@ func (p *Proxy) parseRoute(req *http.Request) (route, error) {
 }
 
 // pickUpstream chooses the upstream: ns= first (containerd sends it on every request), then a path prefix that names
-// a configured upstream, then the default. A host-like prefix or ns that is not configured is refused.
-func (p *Proxy) pickUpstream(r *route, segs []string) error {
+// a configured upstream (SplitName), then the default. A host-like prefix or ns that is not configured is refused.
+func (p *Proxy) pickUpstream(r *route) error {
+	path := r.name
 	if r.ns != "" {
 		u := p.upstream(r.ns)
 		if u == nil {
@@ -129,36 +130,64 @@ func (p *Proxy) pickUpstream(r *route, segs []string) error {
 				message: "upstream " + quote(r.ns) + " is not configured on this proxy"}
 		}
 		r.upstream = u
-	} else if len(segs) > 1 && looksLikeHost(segs[0]) {
-		u := p.upstream(segs[0])
+	} else if prefix, rest := SplitName(r.name); prefix != "" {
+		u := p.upstream(prefix)
 		if u == nil {
 			return &apiError{status: http.StatusNotFound, code: codeNameUnknown,
-				message: "upstream " + quote(segs[0]) + " is not configured on this proxy"}
+				message: "upstream " + quote(prefix) + " is not configured on this proxy"}
 		}
-		r.upstream, r.prefixed = u, true
-		segs = segs[1:]
+		r.upstream, r.prefixed, path = u, true, rest
 	} else {
 		r.upstream = p.defaultUpstream
 	}
-	repo := strings.Join(segs, "/")
-	if r.upstream.dockerHub && !strings.Contains(repo, "/") {
-		repo = "library/" + repo
-	}
-	if len(repo) > 255 || !repoRegexp.MatchString(repo) {
+	repo, err := UpstreamRepository(r.upstream.Name, path)
+	if err != nil {
 		return &apiError{status: http.StatusBadRequest, code: codeNameInvalid, message: "invalid repository name " + quote(r.name)}
 	}
 	r.repo = repo
 	return nil
 }
 
-// looksLikeHost applies the Docker rule for the first component of a name: a domain has a dot or a port, or is localhost.
-func looksLikeHost(s string) bool {
-	return (strings.ContainsAny(s, ".:") || s == "localhost") && domainRegexp.MatchString(s)
+// SplitName splits a repository name as a client gives it to Portcullis (the <name> of /v2/<name>/...) into the
+// upstream it names by prefix and the path after it. The first of several components is a prefix when it looks
+// like a registry host: it has a dot or a port or is localhost (the Docker rule) and is a host in the reference
+// grammar. Otherwise prefix is empty, and the request's ns= or the default upstream decides.
+func SplitName(name string) (prefix, path string) {
+	first, rest, ok := strings.Cut(name, "/")
+	if ok && (strings.ContainsAny(first, ".:") || first == "localhost") && domainRegexp.MatchString(first) {
+		return first, rest
+	}
+	return "", name
 }
 
-// The distribution spec's grammar, anchored: a repository path (no domain), a tag, a registry host.
+// UpstreamRepository returns the repository the upstream named upstream knows path by. Docker Hub (docker.io)
+// keeps official images under library/, so there a single component gets that prefix. The result must be a
+// repository path in the reference grammar (components of lower-case letters and digits joined by ".", "_", "__"
+// or runs of "-"; no host; at most 255 characters), else the error says why.
+func UpstreamRepository(upstream, path string) (string, error) {
+	repo := path
+	if strings.EqualFold(upstream, "docker.io") && !strings.Contains(repo, "/") {
+		repo = "library/" + repo
+	}
+	// The reference grammar parses a path only as part of a name whose first component may be a host. After a
+	// host of our own, the path must come back whole: a first component only a host may be (with a port, upper
+	// case, [IPv6]) is refused, as the spec's <name> grammar refuses it.
+	named, err := reference.WithName(placeholderHost + "/" + repo)
+	if err != nil {
+		return "", err
+	}
+	if reference.Path(named) != repo {
+		return "", reference.ErrReferenceInvalidFormat
+	}
+	return repo, nil
+}
+
+// placeholderHost stands in front of a repository path while the reference grammar parses it; it never leaves
+// UpstreamRepository.
+const placeholderHost = "registry.invalid"
+
+// The reference package exports its tag and host grammars unanchored, and parses neither alone: anchored here.
 var (
-	repoRegexp   = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$`)
 	tagRegexp    = regexp.MustCompile(`^` + reference.TagRegexp.String() + `$`)
 	domainRegexp = regexp.MustCompile(`^` + reference.DomainRegexp.String() + `$`)
 )

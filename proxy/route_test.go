@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,6 +104,13 @@ func TestParseRoute(t *testing.T) {
 		{"by digest", "/v2/acme/app/manifests/sha256:" + hexA + "?ns=ghcr.io", want{"manifest", "ghcr.io", "acme/app", "sha256:" + hexA, "sha256:" + hexA, false}, ""},
 		{"referrers", "/v2/acme/app/referrers/sha256:" + hexA + "?ns=ghcr.io", want{"referrers", "ghcr.io", "acme/app", "sha256:" + hexA, "sha256:" + hexA, false}, ""},
 		{"repo named manifests", "/v2/manifests/manifests/v1", want{"manifest", "docker.io", "library/manifests", "v1", "", false}, ""},
+		{"double underscore and runs of dashes", "/v2/acme/my__app---x/manifests/v1?ns=ghcr.io", want{"manifest", "ghcr.io", "acme/my__app---x", "v1", "", false}, ""},
+		{"dotted first component after ns is a path", "/v2/acme.io/app/manifests/v1?ns=ghcr.io", want{"manifest", "ghcr.io", "acme.io/app", "v1", "", false}, ""},
+		{"255 characters with library/", "/v2/" + strings.Repeat("a", 247) + "/manifests/v1", want{"manifest", "docker.io", "library/" + strings.Repeat("a", 247), "v1", "", false}, ""},
+		{"256 characters with library/", "/v2/" + strings.Repeat("a", 248) + "/manifests/v1", want{}, "NAME_INVALID"},
+		{"triple underscore", "/v2/acme/a___b/manifests/v1", want{}, "NAME_INVALID"},
+		{"port in a path after ns", "/v2/foo:5000/bar/manifests/v1?ns=ghcr.io", want{}, "NAME_INVALID"},
+		{"upper-case host in a path after ns", "/v2/Foo.com/bar/manifests/v1?ns=ghcr.io", want{}, "NAME_INVALID"},
 		{"unknown ns", "/v2/acme/app/manifests/v1?ns=evil.example.com", want{}, "NAME_UNKNOWN"},
 		{"unknown prefix", "/v2/evil.example.com/acme/app/manifests/v1", want{}, "NAME_UNKNOWN"},
 		{"bad digest", "/v2/acme/app/blobs/sha256:abc", want{}, "DIGEST_INVALID"},

@@ -9,6 +9,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/portcullis/portcullis/internal/manifest"
 	"github.com/portcullis/portcullis/upstream"
 )
 
@@ -30,13 +31,10 @@ type resolution struct {
 }
 
 // tagKey names a tag's resolution in the KV. A tag names one manifest whatever the client accepts, so every tag is
-// resolved with the full Accept set (resolveAccept) and one entry serves all clients.
+// resolved with the full Accept list (manifest.AcceptTypes) and one entry serves all clients.
 func tagKey(r route) string {
 	return "tag/" + r.key() + ":" + r.ref
 }
-
-// resolveAccept is what the proxy accepts when it resolves a tag: every manifest and index type it serves.
-var resolveAccept = defaultAccept
 
 // resolveTag turns a tag into a digest: from the shared KV within the TTL, otherwise with one upstream HEAD however
 // many requests ask at once; when the upstream is unreachable, from the last known mapping if stale-if-error allows.
@@ -55,7 +53,7 @@ func (p *Proxy) resolveTag(ctx context.Context, r route) (resolution, error) {
 		if e, ok := p.loadTag(ctx, key); ok && p.now().Sub(e.Resolved) < p.tagTTL {
 			return e, nil
 		}
-		desc, err := r.upstream.Registry.Resolve(ctx, r.repo, r.ref, resolveAccept)
+		desc, err := r.upstream.Registry.Resolve(ctx, r.repo, r.ref, manifest.AcceptTypes())
 		if err != nil {
 			return nil, err
 		}

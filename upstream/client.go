@@ -15,7 +15,8 @@ import (
 )
 
 // Client is a read-only client for one upstream OCI registry. It is safe for concurrent use; its token
-// cache and request merging are per Client.
+// cache is per Client, and concurrent requests for one scope share one token fetch. It does not merge
+// requests: every call goes upstream (the proxy merges concurrent pulls of one tag, manifest or blob).
 type Client struct {
 	name     string
 	endpoint *url.URL

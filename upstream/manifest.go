@@ -8,21 +8,14 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-)
 
-// defaultAccept is sent when a caller passes no Accept media types: OCI and Docker v2 manifests and
-// indexes.
-var defaultAccept = []string{
-	ocispec.MediaTypeImageIndex,
-	ocispec.MediaTypeImageManifest,
-	"application/vnd.docker.distribution.manifest.list.v2+json",
-	"application/vnd.docker.distribution.manifest.v2+json",
-}
+	"github.com/portcullis/portcullis/internal/manifest"
+)
 
 // Resolve does a HEAD of the manifest ref (tag or digest) in repo and returns its descriptor from the
 // Docker-Content-Digest, Content-Type and Content-Length headers. If the upstream leaves out the digest
 // or the length, it falls back to Manifest and hashes the body. accept defaults to the OCI and Docker
-// manifest and index types.
+// manifest and index types (manifest.AcceptTypes).
 func (c *Client) Resolve(ctx context.Context, repo, ref string, accept []string) (ocispec.Descriptor, error) {
 	op := refOp("resolve", repo, ref)
 	if err := checkRepo(repo); err != nil {
@@ -33,7 +26,7 @@ func (c *Client) Resolve(ctx context.Context, repo, ref string, accept []string)
 		return ocispec.Descriptor{}, err
 	}
 	if len(accept) == 0 {
-		accept = defaultAccept
+		accept = manifest.AcceptTypes()
 	}
 	ctx2, cancel := context.WithTimeout(ctx, c.opts.timeout)
 	defer cancel()
@@ -72,7 +65,7 @@ func (c *Client) Manifest(ctx context.Context, repo, ref string, accept []string
 		return nil, "", "", err
 	}
 	if len(accept) == 0 {
-		accept = defaultAccept
+		accept = manifest.AcceptTypes()
 	}
 	ctx2, cancel := context.WithTimeout(ctx, c.opts.timeout)
 	defer cancel()

@@ -20,6 +20,14 @@ func TestCheck(t *testing.T) {
 	sd, _ := signed.Digest()
 	cosigntest.Sign(t, bin, up.Ref("acme/app@"+sd.String()), priv)
 	up.PushRandomImage(t, "acme/app:unsigned", 1, 512)
+	idx := up.PushRandomIndex(t, "acme/multi:v1")
+	id, _ := idx.Digest()
+	cosigntest.Sign(t, bin, up.Ref("acme/multi@"+id.String()), priv)
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := im.Manifests[0].Digest
 
 	dir := t.TempDir()
 	pubPEM, _ := os.ReadFile(pub)
@@ -37,7 +45,15 @@ func TestCheck(t *testing.T) {
 		{"signed by tag", up.Host() + "/acme/app:signed", 0, []string{"decision:  ALLOWED", "signature by release: verified (cosign-tag)", sd.String()}},
 		{"signed on the default upstream", "acme/app@" + sd.String(), 0, []string{"ALLOWED"}},
 		{"unsigned", "acme/app:unsigned", 1, []string{"decision:  DENIED", "signature by release: not verified (no signatures found)", "failed:    not signed by release"}},
+		{"signed index", "acme/multi:v1", 0, []string{"decision:  ALLOWED", "signature by release: verified", id.String()}},
+		// Nothing carries over between runs, so a child and a signature are decided as a pull of them alone is: on
+		// their own facts, and with the reason a pull gives when they are not admitted through an admitted image.
+		{"child of a signed index, alone", "acme/multi@" + child.String(), 1, []string{"decision:  DENIED", "not signed by release"}},
+		{"signature by its cosign tag, its image not admitted", "acme/app:sha256-" + sd.Hex + ".sig", 1,
+			[]string{"decision:  DENIED", "not admitted as a artifact of " + sd.String() + ": that image is not admitted (pull it first)"}},
 		{"unknown tag", "acme/app:nope", 1, []string{"resolve"}},
+		{"upper case is not a reference", "acme/App:v1", 2, []string{"must be lowercase"}},
+		{"a tag and a digest: the digest decides", up.Host() + "/acme/app:unsigned@" + sd.String(), 0, []string{"ALLOWED", sd.String()}},
 		{"unknown upstream", "ghcr.io/acme/app:v1", 1, []string{"not configured"}},
 	}
 	for _, tc := range tests {

@@ -11,7 +11,7 @@ import (
 	"github.com/portcullis/portcullis/configs"
 )
 
-// commonFlags are the flags serve and validate share: a config file and the quick-start overrides.
+// commonFlags are the flags serve, validate and check share: a config file and the quick-start overrides.
 type commonFlags struct {
 	config    string
 	listen    string

@@ -3,8 +3,11 @@
 // Usage:
 //
 //	portcullis serve [--config FILE] [--listen ADDR] [--upstream NAME=URL]... [--data-dir DIR]
-//	portcullis validate --config FILE
+//	portcullis validate [--config FILE | FILE] [--policy FILE]
+//	portcullis check [--config FILE] [--policy FILE] [--upstream NAME=URL]... IMAGE
+//	portcullis demo
 //	portcullis version
+//	portcullis help
 package main
 
 import (

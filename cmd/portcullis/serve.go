@@ -114,7 +114,7 @@ func build(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*app, er
 
 	var ups []*proxy.Upstream
 	for _, uc := range cfg.Upstreams {
-		c, err := newUpstreamClient(uc, metrics, cfg)
+		c, err := newUpstreamClient(uc, cfg, upstream.WithObserver(metrics.UpstreamObserver(uc.Name)))
 		if err != nil {
 			return nil, fmt.Errorf("upstream %s: %w", uc.Name, err)
 		}
@@ -223,7 +223,9 @@ func registryURL(cfg *configs.Config, hostname func() (string, error)) string {
 	return scheme + "://" + net.JoinHostPort(host, port)
 }
 
-func newUpstreamClient(uc configs.Upstream, m *proxy.Metrics, cfg *configs.Config) (*upstream.Client, error) {
+// newUpstreamClient builds the client for one configured upstream: its timeout, retries, credentials and TLS, the
+// manifest size cap, and extra (serve adds its metrics observer).
+func newUpstreamClient(uc configs.Upstream, cfg *configs.Config, extra ...upstream.Option) (*upstream.Client, error) {
 	endpoint, err := uc.Endpoint()
 	if err != nil {
 		return nil, err
@@ -234,8 +236,8 @@ func newUpstreamClient(uc configs.Upstream, m *proxy.Metrics, cfg *configs.Confi
 		upstream.WithUserAgent("portcullis/" + version),
 		upstream.WithAllowPrivateAddresses(uc.PrivateAddressesAllowed()),
 		upstream.WithMaxManifestSize(int64(cfg.Content.MaxManifestSize)),
-		upstream.WithObserver(m.UpstreamObserver(uc.Name)),
 	}
+	opts = append(opts, extra...)
 	user, pass, err := uc.Credentials()
 	if err != nil {
 		return nil, err

@@ -8,7 +8,7 @@ import (
 	"github.com/portcullis/portcullis/verifier"
 )
 
-// validate checks a config (and, later, its policy) without serving.
+// validate checks a config and the policy it names (files included) without serving.
 func validate(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("validate", stderr)
 	var cf commonFlags

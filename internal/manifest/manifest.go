@@ -20,6 +20,13 @@ const (
 	MediaTypeOCIArtifact = "application/vnd.oci.artifact.manifest.v1+json"
 )
 
+// AcceptTypes is the one Accept list for a manifest request: the OCI and Docker v2 manifest and index types,
+// index first. Portcullis sends it upstream when it resolves a tag or its caller names no types, and a client that
+// sends no Accept gets these. Each call returns a new slice, so callers may keep or change it.
+func AcceptTypes() []string {
+	return []string{ocispec.MediaTypeImageIndex, ocispec.MediaTypeImageManifest, MediaTypeDockerManifestList, MediaTypeDockerManifest}
+}
+
 // IsManifestType reports whether mt is a manifest or index media type (parameters ignored).
 func IsManifestType(mt string) bool {
 	switch base(mt) {

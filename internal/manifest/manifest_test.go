@@ -202,3 +202,22 @@ func TestIsManifestType(t *testing.T) {
 		}
 	}
 }
+
+// TestAcceptTypes: the one Accept list names manifest types only, index first, and a caller that changes its copy
+// changes no one else's.
+func TestAcceptTypes(t *testing.T) {
+	got := manifest.AcceptTypes()
+	want := []string{ocispec.MediaTypeImageIndex, ocispec.MediaTypeImageManifest, manifest.MediaTypeDockerManifestList, manifest.MediaTypeDockerManifest}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("AcceptTypes (-want +got):\n%s", d)
+	}
+	for _, mt := range got {
+		if !manifest.IsManifestType(mt) {
+			t.Errorf("AcceptTypes names %q, not a manifest type", mt)
+		}
+	}
+	got[0] = "changed"
+	if again := manifest.AcceptTypes(); again[0] != ocispec.MediaTypeImageIndex {
+		t.Errorf("a caller's change reached the next caller: %q", again[0])
+	}
+}
