@@ -350,23 +350,31 @@ func (g *Gate) asArtifact(ctx context.Context, s Subject, c manifest.Contents) (
 	var whys []string
 	for _, cand := range cands {
 		if err := c.ArtifactOf(cand.subject); err != nil {
-			whys = append(whys, fmt.Sprintf("not admitted as a %s of %s: %v", cand.how, cand.subject, err))
+			whys = append(whys, fmt.Sprintf("not admitted as %s of %s: %v", withArticle(cand.how), cand.subject, err))
 			continue
 		}
 		epoch, _ := g.epoch(ctx, cand.subject)
 		sd, found := g.load(ctx, decisionKey(g.ns, s.Upstream, s.Repository, cand.subject, epoch))
 		if !found || !sd.Allowed || !g.anchorsHold(ctx, s.Upstream, s.Repository, append(sd.Anchors, anchor{Digest: cand.subject, Epoch: epoch})) {
-			whys = append(whys, fmt.Sprintf("not admitted as a %s of %s: that image is not admitted (pull it first)", cand.how, cand.subject))
+			whys = append(whys, fmt.Sprintf("not admitted as %s of %s: that image is not admitted (pull it first)", withArticle(cand.how), cand.subject))
 			continue
 		}
 		via := imageRef(s.Upstream, s.Repository, cand.subject)
 		d := Verdict{Allowed: true, Rule: sd.Rule, Mode: sd.Mode,
-			Reason: fmt.Sprintf("portcullis: %s/%s@%s admitted as a %s of %s", s.Upstream, s.Repository, s.Digest, cand.how, via)}
+			Reason: fmt.Sprintf("portcullis: %s/%s@%s admitted as %s of %s", s.Upstream, s.Repository, s.Digest, withArticle(cand.how), via)}
 		g.recordContents(ctx, s, c, append(sd.Anchors, anchor{Digest: cand.subject, Epoch: epoch}), false)
 		g.logVia(ctx, s, d, cand.how, via)
 		return d, "", true
 	}
 	return Verdict{}, strings.Join(whys, "; "), false
+}
+
+// withArticle puts "a" or "an" before how ("an artifact", "a referrer").
+func withArticle(how string) string {
+	if strings.ContainsRune("aeiou", rune(how[0])) {
+		return "an " + how
+	}
+	return "a " + how
 }
 
 // logVia logs and counts an admission through another manifest like any decision.

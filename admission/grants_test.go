@@ -284,7 +284,7 @@ func TestArtifactsOfAnAdmittedImage(t *testing.T) {
 			if d.Allowed != tc.allowed {
 				t.Fatalf("allowed=%v, want %v: %s", d.Allowed, tc.allowed, d.Reason)
 			}
-			if tc.allowed && !strings.Contains(d.Reason, "admitted as a "+tc.how+" of ghcr.io/acme/app@"+img.Digest.String()) {
+			if tc.allowed && !strings.Contains(d.Reason, "admitted as "+withArticle(tc.how)+" of ghcr.io/acme/app@"+img.Digest.String()) {
 				t.Errorf("reason %q", d.Reason)
 			}
 			var m ocispec.Manifest

@@ -6,15 +6,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/portcullis/portcullis/internal/imageref"
 	"github.com/portcullis/portcullis/policy"
 )
 
@@ -82,9 +81,6 @@ func NewListEntry(kind ListKind, match, reason string, expires, now time.Time) (
 	return ListEntry{Kind: kind, Match: match, Reason: reason, Expires: expires, m: m}, nil
 }
 
-// anchoredTag is the distribution spec's tag grammar, whole.
-var anchoredTag = regexp.MustCompile(`^` + reference.TagRegexp.String() + `$`)
-
 // parseMatch reads upstream/repository-glob[:tag|@digest].
 func parseMatch(s string) (matcher, error) {
 	bad := func(format string, args ...any) (matcher, error) {
@@ -104,7 +100,7 @@ func parseMatch(s string) (matcher, error) {
 		m.digest, rest = d, rest[:i]
 	} else if i := strings.LastIndex(rest, ":"); i > strings.LastIndex(rest, "/") {
 		tag := rest[i+1:]
-		if !anchoredTag.MatchString(tag) {
+		if !imageref.IsTag(tag) {
 			return bad("bad tag %q", tag)
 		}
 		m.tag, rest = tag, rest[:i]

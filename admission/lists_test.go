@@ -24,7 +24,9 @@ type memCollections struct {
 	down bool
 }
 
-func newMemCollections() *memCollections { return &memCollections{data: map[string]map[string][]byte{}} }
+func newMemCollections() *memCollections {
+	return &memCollections{data: map[string]map[string][]byte{}}
+}
 
 func (m *memCollections) Put(_ context.Context, c, id string, v []byte) error {
 	m.mu.Lock()

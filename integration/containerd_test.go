@@ -185,7 +185,7 @@ func TestContainerdDeniedImageShowsWhy(t *testing.T) {
 			if err == nil {
 				t.Fatalf("a runnable image under the signed image's .sig tag was pulled:\n%s", out)
 			}
-			mustContain(t, "ctr output", out, "403 portcullis: ", "not signed by release", "not admitted as a artifact")
+			mustContain(t, "ctr output", out, "403 portcullis: ", "not signed by release", "not admitted as an artifact")
 		})
 	}
 }

@@ -84,7 +84,7 @@ func TestArtifactsAdmittedByShapeNotName(t *testing.T) {
 			tag := "sha256-" + target.Hex + suffix
 			e.up.PushImage(t, repo+":"+tag, evil)
 			msg := refused(t, e, repo, tag, evil)
-			mustContain(t, "denial of "+tag, msg, "not signed by release", "not admitted as a artifact of sha256:"+target.Hex,
+			mustContain(t, "denial of "+tag, msg, "not signed by release", "not admitted as an artifact of sha256:"+target.Hex,
 				"not a signature, attestation, SBOM or bundle type")
 		}
 	})

@@ -2,11 +2,11 @@ package proxy
 
 import (
 	"net/http"
-	"regexp"
 	"strings"
 
-	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/portcullis/portcullis/internal/imageref"
 )
 
 // kind is what a /v2/ request asks for.
@@ -106,7 +106,7 @@ func (p *Proxy) parseRoute(req *http.Request) (route, error) {
 				return route{}, &apiError{status: http.StatusBadRequest, code: codeDigestInvalid, message: "invalid digest " + quote(r.ref)}
 			}
 			r.dgst = d
-		} else if !tagRegexp.MatchString(r.ref) {
+		} else if !imageref.IsTag(r.ref) {
 			return route{}, &apiError{status: http.StatusBadRequest, code: codeManifestInvalid, message: "invalid tag " + quote(r.ref)}
 		}
 	case kindBlob, kindReferrers:
@@ -120,7 +120,7 @@ func (p *Proxy) parseRoute(req *http.Request) (route, error) {
 }
 
 // pickUpstream chooses the upstream: ns= first (containerd sends it on every request), then a path prefix that names
-// a configured upstream (SplitName), then the default. A host-like prefix or ns that is not configured is refused.
+// a configured upstream (imageref.SplitName), then the default. A host-like prefix or ns that is not configured is refused.
 func (p *Proxy) pickUpstream(r *route) error {
 	path := r.name
 	if r.ns != "" {
@@ -130,7 +130,7 @@ func (p *Proxy) pickUpstream(r *route) error {
 				message: "upstream " + quote(r.ns) + " is not configured on this proxy"}
 		}
 		r.upstream = u
-	} else if prefix, rest := SplitName(r.name); prefix != "" {
+	} else if prefix, rest := imageref.SplitName(r.name); prefix != "" {
 		u := p.upstream(prefix)
 		if u == nil {
 			return &apiError{status: http.StatusNotFound, code: codeNameUnknown,
@@ -140,57 +140,13 @@ func (p *Proxy) pickUpstream(r *route) error {
 	} else {
 		r.upstream = p.defaultUpstream
 	}
-	repo, err := UpstreamRepository(r.upstream.Name, path)
+	repo, err := imageref.UpstreamRepository(r.upstream.Name, path)
 	if err != nil {
 		return &apiError{status: http.StatusBadRequest, code: codeNameInvalid, message: "invalid repository name " + quote(r.name)}
 	}
 	r.repo = repo
 	return nil
 }
-
-// SplitName splits a repository name as a client gives it to Portcullis (the <name> of /v2/<name>/...) into the
-// upstream it names by prefix and the path after it. The first of several components is a prefix when it looks
-// like a registry host: it has a dot or a port or is localhost (the Docker rule) and is a host in the reference
-// grammar. Otherwise prefix is empty, and the request's ns= or the default upstream decides.
-func SplitName(name string) (prefix, path string) {
-	first, rest, ok := strings.Cut(name, "/")
-	if ok && (strings.ContainsAny(first, ".:") || first == "localhost") && domainRegexp.MatchString(first) {
-		return first, rest
-	}
-	return "", name
-}
-
-// UpstreamRepository returns the repository the upstream named upstream knows path by. Docker Hub (docker.io)
-// keeps official images under library/, so there a single component gets that prefix. The result must be a
-// repository path in the reference grammar (components of lower-case letters and digits joined by ".", "_", "__"
-// or runs of "-"; no host; at most 255 characters), else the error says why.
-func UpstreamRepository(upstream, path string) (string, error) {
-	repo := path
-	if strings.EqualFold(upstream, "docker.io") && !strings.Contains(repo, "/") {
-		repo = "library/" + repo
-	}
-	// The reference grammar parses a path only as part of a name whose first component may be a host. After a
-	// host of our own, the path must come back whole: a first component only a host may be (with a port, upper
-	// case, [IPv6]) is refused, as the spec's <name> grammar refuses it.
-	named, err := reference.WithName(placeholderHost + "/" + repo)
-	if err != nil {
-		return "", err
-	}
-	if reference.Path(named) != repo {
-		return "", reference.ErrReferenceInvalidFormat
-	}
-	return repo, nil
-}
-
-// placeholderHost stands in front of a repository path while the reference grammar parses it; it never leaves
-// UpstreamRepository.
-const placeholderHost = "registry.invalid"
-
-// The reference package exports its tag and host grammars unanchored, and parses neither alone: anchored here.
-var (
-	tagRegexp    = regexp.MustCompile(`^` + reference.TagRegexp.String() + `$`)
-	domainRegexp = regexp.MustCompile(`^` + reference.DomainRegexp.String() + `$`)
-)
 
 func (p *Proxy) upstream(name string) *Upstream {
 	return p.upstreams[strings.ToLower(name)]

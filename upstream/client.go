@@ -7,11 +7,12 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/portcullis/portcullis/internal/imageref"
 )
 
 // Client is a read-only client for one upstream OCI registry. It is safe for concurrent use; its token
@@ -188,14 +189,8 @@ func (c *Client) checkRedirect(req *http.Request, via []*http.Request) error {
 	return nil
 }
 
-// repoPattern is the distribution spec's repository name grammar.
-var repoPattern = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
-
-// tagPattern is the distribution spec's tag grammar.
-var tagPattern = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
-
 func checkRepo(repo string) error {
-	if len(repo) > 255 || !repoPattern.MatchString(repo) {
+	if !imageref.IsRepository(repo) {
 		return fmt.Errorf("upstream: invalid repository name %q", repo)
 	}
 	return nil
@@ -210,7 +205,7 @@ func parseRef(ref string) (tag string, dgst digest.Digest, err error) {
 		}
 		return "", d, nil
 	}
-	if !tagPattern.MatchString(ref) {
+	if !imageref.IsTag(ref) {
 		return "", "", fmt.Errorf("upstream: invalid tag %q", ref)
 	}
 	return ref, "", nil

@@ -14,7 +14,7 @@ import (
 	"github.com/portcullis/portcullis/admission"
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/configs"
-	"github.com/portcullis/portcullis/proxy"
+	"github.com/portcullis/portcullis/internal/imageref"
 	"github.com/portcullis/portcullis/upstream"
 )
 
@@ -172,7 +172,7 @@ type image struct {
 
 // parseImage reads IMAGE in the reference grammar ([host/]path[:tag][@digest]) and names it the way the proxy
 // routes a request without ns=: a host-like first component picks that configured upstream, otherwise the
-// default upstream (proxy.SplitName); docker.io adds library/ to single names (proxy.UpstreamRepository). With a
+// default upstream (imageref.SplitName); docker.io adds library/ to single names (imageref.UpstreamRepository). With a
 // digest the tag is ignored, as a pull by digest ignores it; with neither the tag is latest.
 func parseImage(cfg *configs.Config, s string) (image, error) {
 	ref, err := reference.Parse(s)
@@ -184,7 +184,7 @@ func parseImage(cfg *configs.Config, s string) (image, error) {
 		return image{}, usageError{msg: fmt.Sprintf("image %q: no repository", s)}
 	}
 	img := image{upstream: cfg.DefaultUpstream().Name}
-	prefix, path := proxy.SplitName(named.Name())
+	prefix, path := imageref.SplitName(named.Name())
 	if prefix != "" {
 		i := slices.IndexFunc(cfg.Upstreams, func(u configs.Upstream) bool { return strings.EqualFold(u.Name, prefix) })
 		if i < 0 {
@@ -192,7 +192,7 @@ func parseImage(cfg *configs.Config, s string) (image, error) {
 		}
 		img.upstream = cfg.Upstreams[i].Name
 	}
-	if img.repo, err = proxy.UpstreamRepository(img.upstream, path); err != nil {
+	if img.repo, err = imageref.UpstreamRepository(img.upstream, path); err != nil {
 		return image{}, usageError{msg: fmt.Sprintf("image %q: repository %q: %v", s, path, err)}
 	}
 	switch r := ref.(type) {

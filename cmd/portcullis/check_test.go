@@ -50,7 +50,7 @@ func TestCheck(t *testing.T) {
 		// their own facts, and with the reason a pull gives when they are not admitted through an admitted image.
 		{"child of a signed index, alone", "acme/multi@" + child.String(), 1, []string{"decision:  DENIED", "not signed by release"}},
 		{"signature by its cosign tag, its image not admitted", "acme/app:sha256-" + sd.Hex + ".sig", 1,
-			[]string{"decision:  DENIED", "not admitted as a artifact of " + sd.String() + ": that image is not admitted (pull it first)"}},
+			[]string{"decision:  DENIED", "not admitted as an artifact of " + sd.String() + ": that image is not admitted (pull it first)"}},
 		{"unknown tag", "acme/app:nope", 1, []string{"resolve"}},
 		{"upper case is not a reference", "acme/App:v1", 2, []string{"must be lowercase"}},
 		{"a tag and a digest: the digest decides", up.Host() + "/acme/app:unsigned@" + sd.String(), 0, []string{"ALLOWED", sd.String()}},
