@@ -288,7 +288,7 @@ func TestSpoolBudget(t *testing.T) {
 		a, sizeA := e.layer(t, "acme/a", 32<<10)
 		b, _ := e.layer(t, "acme/b", 32<<10)
 		targets.Store(a.String(), true)
-		e.p.spoolMaxSize = sizeA // a alone fills the budget
+		e.p.blobs.maxSize = sizeA // a alone fills the budget
 		var wg sync.WaitGroup
 		var respA *http.Response
 		var bodyA []byte

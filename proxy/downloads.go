@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"sync"
 	"time"
@@ -21,14 +22,18 @@ import (
 // its readers get 503 with Retry-After. The reservation is given back when the spool file closes, after the
 // download and its last reader are done.
 type downloads struct {
-	p        *Proxy
+	store    Store  // where a verified blob is committed
+	dir      string // the spool directory
+	maxSize  int64  // the spool budget; 0: none
+	log      *slog.Logger
+	metrics  *Metrics
 	mu       sync.Mutex
 	inflight map[digest.Digest]*download
 	spooled  int64 // bytes reserved by open spool files, under mu
 }
 
-func newDownloads(p *Proxy) *downloads {
-	return &downloads{p: p, inflight: map[digest.Digest]*download{}}
+func newDownloads(store Store, dir string, maxSize int64, log *slog.Logger, m *Metrics) *downloads {
+	return &downloads{store: store, dir: dir, maxSize: maxSize, log: log, metrics: m, inflight: map[digest.Digest]*download{}}
 }
 
 // blobTimeout bounds one upstream blob download, which goes on after the client that started it hangs up (its
@@ -44,13 +49,13 @@ var errSpoolFull = errors.New("the download spool is full")
 func (ds *downloads) reserve(d *download, n int64) error {
 	ds.mu.Lock()
 	defer ds.mu.Unlock()
-	if limit := ds.p.spoolMaxSize; limit > 0 && ds.spooled+n > limit {
-		ds.p.metrics.spoolFull.Inc()
+	if limit := ds.maxSize; limit > 0 && ds.spooled+n > limit {
+		ds.metrics.spoolFull.Inc()
 		return fmt.Errorf("%w: %d bytes in use, %d more wanted, budget %d (spoolMaxSize)", errSpoolFull, ds.spooled, n, limit)
 	}
 	ds.spooled += n
 	d.reserved += n
-	ds.p.metrics.spool.Set(float64(ds.spooled))
+	ds.metrics.spool.Set(float64(ds.spooled))
 	return nil
 }
 
@@ -60,7 +65,7 @@ func (ds *downloads) unreserve(d *download) {
 	defer ds.mu.Unlock()
 	ds.spooled -= d.reserved
 	d.reserved = 0
-	ds.p.metrics.spool.Set(float64(ds.spooled))
+	ds.metrics.spool.Set(float64(ds.spooled))
 }
 
 // download is one upstream fetch of a blob.
@@ -91,11 +96,11 @@ func (ds *downloads) attach(ctx context.Context, r route) (*download, error) {
 		d.mu.Unlock()
 		return d, nil
 	}
-	if limit := ds.p.spoolMaxSize; limit > 0 && ds.spooled >= limit {
-		ds.p.metrics.spoolFull.Inc()
+	if limit := ds.maxSize; limit > 0 && ds.spooled >= limit {
+		ds.metrics.spoolFull.Inc()
 		return nil, fmt.Errorf("%w: %d bytes in use, budget %d (spoolMaxSize)", errSpoolFull, ds.spooled, limit)
 	}
-	f, err := os.CreateTemp(ds.p.spoolDir, "blob-*")
+	f, err := os.CreateTemp(ds.dir, "blob-*")
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
@@ -115,13 +120,12 @@ func (ds *downloads) attach(ctx context.Context, r route) (*download, error) {
 
 // run fetches the blob, spools and hashes it, and on a verified digest commits it to the content store.
 func (ds *downloads) run(ctx context.Context, d *download, r route) {
-	p := ds.p
 	err := ds.fetch(ctx, d, r)
 	if err == nil {
 		// Commit to the store from the spool before the download counts as done, so that a request arriving
 		// after it leaves the in-flight set finds it in the store.
-		if _, perr := p.store.Put(ctx, d.dgst, io.NewSectionReader(d.file, 0, d.written)); perr != nil {
-			p.log.Warn("could not store blob; it was served but not cached", "digest", d.dgst, "error", perr)
+		if _, perr := ds.store.Put(ctx, d.dgst, io.NewSectionReader(d.file, 0, d.written)); perr != nil {
+			ds.log.Warn("could not store blob; it was served but not cached", "digest", d.dgst, "error", perr)
 		}
 	}
 	ds.mu.Lock()
@@ -135,7 +139,6 @@ func (ds *downloads) run(ctx context.Context, d *download, r route) {
 }
 
 func (ds *downloads) fetch(ctx context.Context, d *download, r route) error {
-	p := ds.p
 	start := time.Now()
 	body, size, err := r.upstream.Registry.Blob(ctx, r.repo, d.dgst)
 	if err != nil {
@@ -162,12 +165,12 @@ func (ds *downloads) fetch(ctx context.Context, d *download, r route) error {
 		return fmt.Errorf("blob %s from %s: got %d bytes, want %d: %w", d.dgst, r.upstream.Name, n, size, errShortBlob)
 	}
 	if !verifier.Verified() {
-		p.metrics.mismatch.WithLabelValues(r.upstream.Name).Inc()
-		p.log.Error("upstream blob does not match its digest; not served, not stored", "upstream", r.upstream.Name,
+		ds.metrics.mismatch.WithLabelValues(r.upstream.Name).Inc()
+		ds.log.Error("upstream blob does not match its digest; not served, not stored", "upstream", r.upstream.Name,
 			"repository", r.repo, "digest", d.dgst, "bytes", n)
 		return fmt.Errorf("blob %s from %s: %w", d.dgst, r.upstream.Name, errBlobMismatch)
 	}
-	p.log.Debug("blob fetched", "upstream", r.upstream.Name, "digest", d.dgst, "bytes", n, "took", time.Since(start))
+	ds.log.Debug("blob fetched", "upstream", r.upstream.Name, "digest", d.dgst, "bytes", n, "took", time.Since(start))
 	return nil
 }
 

@@ -206,6 +206,6 @@ func New(upstreams []*Upstream, defaultName string, store Store, kv KV, opts ...
 	if p.metrics == nil {
 		p.metrics = NewMetrics(nil)
 	}
-	p.blobs = newDownloads(p)
+	p.blobs = newDownloads(p.store, p.spoolDir, p.spoolMaxSize, p.log, p.metrics)
 	return p, nil
 }
