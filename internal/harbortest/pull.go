@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	digest "github.com/opencontainers/go-digest"
 
+	"github.com/portcullis/portcullis/internal/httpauth"
 	"github.com/portcullis/portcullis/internal/manifest"
 )
 
@@ -107,11 +108,11 @@ func pullBlob(ctx context.Context, p *remote.Puller, r name.Repository, dgst dig
 
 // credentials maps a Harbor scan request's registry authorization to what Trivy would use.
 func credentials(authorization string) authn.Authenticator {
+	if tok, ok := httpauth.Bearer(authorization); ok {
+		return authn.FromConfig(authn.AuthConfig{RegistryToken: tok})
+	}
 	scheme, value, _ := strings.Cut(authorization, " ")
-	switch strings.ToLower(scheme) {
-	case "bearer":
-		return authn.FromConfig(authn.AuthConfig{RegistryToken: value})
-	case "basic":
+	if strings.EqualFold(scheme, "basic") {
 		if raw, err := base64.StdEncoding.DecodeString(value); err == nil {
 			user, pass, _ := strings.Cut(string(raw), ":")
 			return &authn.Basic{Username: user, Password: pass}

@@ -5,9 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/portcullis/portcullis/internal/httpauth"
 )
 
 const (
@@ -98,7 +99,7 @@ func (s *tokenServer) valid(token string) bool {
 // gate lets through requests that carry a valid token and challenges the rest.
 func (s *tokenServer) gate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		token, ok := httpauth.Bearer(r.Header.Get("Authorization"))
 		if ok && s.valid(token) {
 			next.ServeHTTP(w, r)
 			return
