@@ -26,6 +26,8 @@ Usage:
   portcullis admin deny ls                                         list the deny-list entries
   portcullis admin allow add|rm|ls ...                             the same for the allow list (break-glass)
   portcullis admin audit [--since T] [--until T] [--image S] [--actor NAME] [--kind K] [--limit N]
+  portcullis admin report DIGEST FILE [--reason TEXT]             store a CI vulnerability report (Trivy, SARIF, CycloneDX)
+  portcullis admin vex FILE [--reason TEXT]                        store an OpenVEX document's statements
   portcullis admin explain IMAGE                                   why IMAGE is served or refused (JSON)
   portcullis admin policy preview FILE                             what a policy file would change (JSON)
 
@@ -52,6 +54,8 @@ func adminCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return adminList(ctx, args[0], args[1:], stdout, stderr)
 	case "audit":
 		return adminAudit(ctx, args[1:], stdout, stderr)
+	case "report", "vex":
+		return adminPost(ctx, args[0], args[1:], stdout, stderr)
 	case "explain":
 		return adminExplain(ctx, args[1:], stdout, stderr)
 	case "policy":
@@ -63,7 +67,7 @@ func adminCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprint(stdout, adminUsage)
 		return nil
 	}
-	return usageError{msg: fmt.Sprintf("admin: unknown verb %q (want deny, allow, audit, explain or policy; see portcullis admin help)", args[0])}
+	return usageError{msg: fmt.Sprintf("admin: unknown verb %q (want deny, allow, audit, report, vex, explain or policy; see portcullis admin help)", args[0])}
 }
 
 // adminFlagSet is a flag set with the common admin flags; its usage is the admin usage.
@@ -343,8 +347,96 @@ func adminExplain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	return printJSON(stdout, ans)
 }
 
-// maxPolicyFile caps the policy file preview sends.
-const maxPolicyFile = 4 << 20
+// maxPostedFile caps a file a verb posts: the API takes reports and VEX up to 32 MiB.
+const maxPostedFile = 32 << 20
+
+// readPostedFile reads a file to post, refusing one over maxPostedFile.
+func readPostedFile(path string) ([]byte, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	body, err := io.ReadAll(io.LimitReader(fh, maxPostedFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(body) > maxPostedFile {
+		return nil, fmt.Errorf("%s is over %d bytes", path, maxPostedFile)
+	}
+	return body, nil
+}
+
+// adminPost runs report DIGEST FILE (POST /admin/v1/reports/DIGEST) and vex FILE (POST /admin/v1/vex).
+func adminPost(ctx context.Context, verb string, args []string, stdout, stderr io.Writer) error {
+	var f adminFlags
+	fs := adminFlagSet(verb, stderr, &f)
+	var reason string
+	fs.StringVar(&reason, "reason", "", "why, for the audit log")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	segs := []string{"admin", "v1", "vex"}
+	if verb == "report" {
+		if err := wantArgs(verb, pos, 2, "DIGEST FILE"); err != nil {
+			return err
+		}
+		if !strings.Contains(pos[0], ":") || strings.Contains(pos[0], "/") {
+			return usageError{msg: fmt.Sprintf("admin report: %q is not a digest (sha256:...)", pos[0])}
+		}
+		segs, pos = []string{"admin", "v1", "reports", pos[0]}, pos[1:]
+	} else if err := wantArgs(verb, pos, 1, "one OpenVEX FILE"); err != nil {
+		return err
+	}
+	asJSON, err := f.json()
+	if err != nil {
+		return err
+	}
+	body, err := readPostedFile(pos[0])
+	if err != nil {
+		return err
+	}
+	c, err := f.client(stderr)
+	if err != nil {
+		return err
+	}
+	h := http.Header{"Content-Type": {"application/json"}}
+	if reason != "" {
+		h.Set("X-Portcullis-Reason", reason)
+	}
+	ans, err := c.do(ctx, http.MethodPost, segs, nil, body, h)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return printJSON(stdout, ans)
+	}
+	if verb == "report" {
+		var r struct {
+			Digest, Scanner string
+			Findings        int
+			ScanTime        time.Time
+		}
+		if err := json.Unmarshal(ans, &r); err != nil {
+			return fmt.Errorf("the admin API's answer: %w", err)
+		}
+		fmt.Fprintf(stdout, "stored the %s report for %s: %d findings, scanned %s\n", r.Scanner, r.Digest, r.Findings, when(r.ScanTime))
+		return nil
+	}
+	var v struct {
+		Digests []string
+		Changes map[string]struct{ Waived, Withdrawn []string }
+	}
+	if err := json.Unmarshal(ans, &v); err != nil {
+		return fmt.Errorf("the admin API's answer: %w", err)
+	}
+	for _, d := range v.Digests {
+		ch := v.Changes[d]
+		fmt.Fprintf(stdout, "%s: waived %s; withdrawn %s\n", d, list(ch.Waived), list(ch.Withdrawn))
+	}
+	return nil
+}
 
 // adminPolicyPreview runs policy preview FILE: POST /admin/v1/policy/preview with the file, the answer printed as
 // JSON.
@@ -361,17 +453,9 @@ func adminPolicyPreview(ctx context.Context, args []string, stdout, stderr io.Wr
 	if _, err := f.json(); err != nil {
 		return err
 	}
-	fh, err := os.Open(pos[0])
+	body, err := readPostedFile(pos[0])
 	if err != nil {
 		return err
-	}
-	defer fh.Close()
-	body, err := io.ReadAll(io.LimitReader(fh, maxPolicyFile+1))
-	if err != nil {
-		return err
-	}
-	if len(body) > maxPolicyFile {
-		return fmt.Errorf("%s is over %d bytes", pos[0], maxPolicyFile)
 	}
 	c, err := f.client(stderr)
 	if err != nil {
@@ -411,6 +495,14 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// list joins a list for a line; an empty one is "nothing".
+func list(s []string) string {
+	if len(s) == 0 {
+		return "nothing"
+	}
+	return strings.Join(s, ", ")
 }
 
 // oneLine keeps a free-text cell on its line.

@@ -2,29 +2,20 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/portcullis/portcullis/admission"
-	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/internal/registrytest"
 )
@@ -192,60 +183,6 @@ func TestAdminServeFailureLimit(t *testing.T) {
 	}
 }
 
-// testPKI is a CA and what it issues, written as PEM files.
-type testPKI struct {
-	dir  string
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  string // the CA certificate's file
-}
-
-func newTestPKI(t *testing.T, name string) *testPKI {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	p := &testPKI{dir: t.TempDir(), cert: cert, key: key}
-	p.pem = filepath.Join(p.dir, "ca.crt")
-	if err := os.WriteFile(p.pem, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-// issue writes a certificate for cn (a server certificate for 127.0.0.1, or a client one) and its key.
-func (p *testPKI) issue(t *testing.T, cn string, server bool) (certPath, keyPath string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	if server {
-		tmpl.ExtKeyUsage, tmpl.IPAddresses = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, []net.IP{net.ParseIP("127.0.0.1")}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.cert, &key.PublicKey, p.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalECPrivateKey(key)
-	certPath, keyPath = filepath.Join(p.dir, cn+".crt"), filepath.Join(p.dir, cn+".key")
-	_ = os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	_ = os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
-	return certPath, keyPath
-}
-
 // startMTLSApp starts the app with the admin listener on TLS, client certificates from clients admitted, the one
 // for ci-runner.acme.internal mapped to ci (write), others their common name with the read role.
 func startMTLSApp(t *testing.T) (a *adminApp, server, clients *testPKI) {
@@ -355,6 +292,13 @@ func TestAdminCLI(t *testing.T) {
 	if err := os.WriteFile(policy, []byte("default: {mode: audit}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	const fixtureDigest = "sha256:a92db5bebcc5706cf8b71379e7105e3b8fce9bbabec9017dc1742c7f8d79158f" // trivy-image.json's image
+	vexFile := filepath.Join(a.dir, "vex.json")
+	if err := os.WriteFile(vexFile, []byte(`{"@context":"https://openvex.dev/ns/v0.2.0","@id":"https://acme.example/vex/1",`+
+		`"timestamp":"2026-01-01T00:00:00Z","statements":[{"vulnerability":{"name":"CVE-2024-0001"},"status":"not_affected",`+
+		`"justification":"vulnerable_code_not_in_execute_path","products":[{"@id":"`+fixtureDigest+`"}]}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	conn := func(tokenFile string) []string { return []string{"--admin", a.url, "--token-file", tokenFile} }
 
 	var denyID string
@@ -412,6 +356,14 @@ func TestAdminCLI(t *testing.T) {
 				}
 			}},
 		{name: "audit with a bad kind", args: append([]string{"admin", "audit", "--kind", "nope"}, conn(viewer)...), code: 1, err: []string{"400 PARAM_INVALID", "kind:"}},
+		{name: "report", args: append([]string{"admin", "report", fixtureDigest, "../../verifier/report/testdata/trivy-image.json", "--reason", "pipeline 4711"}, conn(ci)...),
+			out: []string{"stored the Trivy report for " + fixtureDigest, "findings, scanned 20"}},
+		{name: "report about another image", args: append([]string{"admin", "report", "sha256:" + strings.Repeat("b", 64), "../../verifier/report/testdata/trivy-image.json"}, conn(ci)...),
+			code: 1, err: []string{"400 DIGEST_MISMATCH"}},
+		{name: "report of a non-digest", args: append([]string{"admin", "report", "latest", "x.json"}, conn(ci)...), code: 2, err: []string{"is not a digest"}},
+		{name: "vex", args: append([]string{"admin", "vex", vexFile}, conn(ci)...), out: []string{fixtureDigest + ": waived CVE-2024-0001; withdrawn nothing"}},
+		{name: "vex as JSON", args: append([]string{"admin", "vex", vexFile, "-o", "json"}, conn(ci)...), out: []string{`"digests": [`}},
+		{name: "a read token may not post a report", args: append([]string{"admin", "vex", vexFile}, conn(viewer)...), code: 1, err: []string{"403 DENIED"}},
 		{name: "explain: not served yet", args: append([]string{"admin", "explain", "ghcr.io/acme/app:v1"}, conn(viewer)...), code: 1,
 			err: []string{"GET /admin/v1/explain: 404", "does not serve that endpoint"}},
 		{name: "policy preview: not served yet", args: append([]string{"admin", "policy", "preview", policy}, conn(viewer)...), code: 1,
@@ -553,73 +505,4 @@ func TestParseInterspersed(t *testing.T) {
 			t.Errorf("parseInterspersed(%q) = %q, r=%q, %v; want %q, r=%q", tt.args, pos, *r, err, tt.pos, tt.r)
 		}
 	}
-}
-
-// memCollections, memBus and memJournal stand in for the cache layer's shared state (list collections, change
-// notices, the audit journal) until its embedded implementations are wired by build.
-type memCollections struct {
-	mu   sync.Mutex
-	data map[string]map[string][]byte
-}
-
-func (m *memCollections) Put(_ context.Context, c, id string, v []byte) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.data == nil {
-		m.data = map[string]map[string][]byte{}
-	}
-	if m.data[c] == nil {
-		m.data[c] = map[string][]byte{}
-	}
-	m.data[c][id] = slices.Clone(v)
-	return nil
-}
-
-func (m *memCollections) Delete(_ context.Context, c, id string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.data[c][id]; !ok {
-		return fmt.Errorf("%s/%s: %w", c, id, cache.ErrNotFound)
-	}
-	delete(m.data[c], id)
-	return nil
-}
-
-func (m *memCollections) All(_ context.Context, c string) (map[string][]byte, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := map[string][]byte{}
-	for k, v := range m.data[c] {
-		out[k] = slices.Clone(v)
-	}
-	return out, nil
-}
-
-type memBus struct{}
-
-func (memBus) Publish(context.Context, string, []byte) error  { return nil }
-func (memBus) Subscribe(string, func([]byte)) (cancel func()) { return func() {} }
-
-type memJournal struct {
-	mu   sync.Mutex
-	recs [][]byte
-}
-
-func (j *memJournal) Append(_ context.Context, _ string, rec []byte) error {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	j.recs = append(j.recs, slices.Clone(rec))
-	return nil
-}
-
-func (j *memJournal) Range(_ context.Context, _ string, fn func([]byte) bool) error {
-	j.mu.Lock()
-	recs := slices.Clone(j.recs)
-	j.mu.Unlock()
-	for i := len(recs) - 1; i >= 0; i-- {
-		if !fn(recs[i]) {
-			return nil
-		}
-	}
-	return nil
 }
