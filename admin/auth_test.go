@@ -235,6 +235,7 @@ func TestFailureLimit(t *testing.T) {
 		remote     string
 		auth       string
 		advance    time.Duration
+		forwarded  string // X-Forwarded-For and X-Real-IP
 		status     int
 		retryAfter string
 	}{
@@ -246,6 +247,7 @@ func TestFailureLimit(t *testing.T) {
 		{name: "guess 3 reaches the limit", remote: attacker, auth: bad, status: 401},
 		{name: "blocked, even with a valid token", remote: attacker, auth: good, status: 429, retryAfter: "300"},
 		{name: "blocked, another port of the same address", remote: "203.0.113.7:40001", auth: bad, status: 429, retryAfter: "300"},
+		{name: "a forwarding header does not change the address", remote: attacker, auth: good, forwarded: "198.51.100.9", status: 429, retryAfter: "300"},
 		{name: "the holder elsewhere is served", remote: holder, auth: good, status: 200},
 		{name: "Retry-After counts down", remote: attacker, auth: good, advance: 4 * time.Minute, status: 429, retryAfter: "60"},
 		{name: "served once the block is over", remote: attacker, auth: good, advance: time.Minute, status: 200},
@@ -263,7 +265,17 @@ func TestFailureLimit(t *testing.T) {
 	}
 	for _, s := range steps {
 		now = now.Add(s.advance)
-		rec := call(a, "GET", "/admin/v1/deny", s.auth, s.remote, "")
+		req := httptest.NewRequest("GET", "/admin/v1/deny", nil)
+		req.RemoteAddr = s.remote
+		if s.auth != "" {
+			req.Header.Set("Authorization", s.auth)
+		}
+		if s.forwarded != "" {
+			req.Header.Set("X-Forwarded-For", s.forwarded)
+			req.Header.Set("X-Real-IP", s.forwarded)
+		}
+		rec := httptest.NewRecorder()
+		a.ServeHTTP(rec, req)
 		if rec.Code != s.status {
 			t.Fatalf("%s: status %d, want %d: %s", s.name, rec.Code, s.status, rec.Body)
 		}

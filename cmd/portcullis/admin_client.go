@@ -201,6 +201,9 @@ func (c *adminClient) do(ctx context.Context, method string, segs []string, quer
 	if len(b) > maxAdminResponse {
 		return nil, fmt.Errorf("admin API %s: the answer is over %d bytes", c.base.Redacted(), maxAdminResponse)
 	}
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		return nil, fmt.Errorf("%s %s: %d redirect to %q, not followed: set --admin to the admin API's own address", method, u.Path, resp.StatusCode, resp.Header.Get("Location"))
+	}
 	if resp.StatusCode < 400 {
 		return b, nil
 	}

@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -504,5 +506,27 @@ func TestParseInterspersed(t *testing.T) {
 		if err != nil || !slices.Equal(pos, tt.pos) || *r != tt.r {
 			t.Errorf("parseInterspersed(%q) = %q, r=%q, %v; want %q, r=%q", tt.args, pos, *r, err, tt.pos, tt.r)
 		}
+	}
+}
+
+// TestAdminCLINoRedirect: an admin URL that redirects elsewhere does not get the token sent there.
+func TestAdminCLINoRedirect(t *testing.T) {
+	var leaked atomic.Bool
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		leaked.Store(true)
+		_, _ = io.WriteString(w, `{"entries":[]}`)
+	}))
+	defer elsewhere.Close()
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, elsewhere.URL+r.URL.Path, http.StatusTemporaryRedirect)
+	}))
+	defer redirector.Close()
+	t.Setenv("PORTCULLIS_ADMIN_TOKEN", ciSecret)
+	code, _, stderr := cli("admin", "deny", "ls", "--admin", redirector.URL)
+	if leaked.Load() {
+		t.Error("the request followed the redirect to another server")
+	}
+	if code != 1 || !strings.Contains(stderr, "redirect to") || !strings.Contains(stderr, "not followed") {
+		t.Errorf("exit %d, want 1 and a message about the redirect: %s", code, stderr)
 	}
 }
