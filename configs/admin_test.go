@@ -142,6 +142,7 @@ func TestAdminCredentials(t *testing.T) {
 	tests := []struct {
 		name string
 		yaml string
+		env  map[string]string // on top of the shared variables
 		want []AdminCredential
 		err  []string // substrings of the error
 	}{
@@ -149,6 +150,12 @@ func TestAdminCredentials(t *testing.T) {
 			name: "the single token is a write token named admin",
 			yaml: "admin:\n  token: s3\n",
 			want: []AdminCredential{{Name: "admin", Role: "write", Token: "s3", Field: "admin.token"}},
+		},
+		{
+			name: "PORTCULLIS_ADMIN_TOKEN is the single token, over its file",
+			yaml: "admin:\n  tokenFile: " + adminFile + "\n",
+			env:  map[string]string{"PORTCULLIS_ADMIN_TOKEN": "from-env"},
+			want: []AdminCredential{{Name: "admin", Role: "write", Token: "from-env", Field: "admin.token"}},
 		},
 		{
 			name: "its file",
@@ -190,7 +197,12 @@ func TestAdminCredentials(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c.ApplyEnv(func(k string) string { return env[k] })
+			c.ApplyEnv(func(k string) string {
+				if v, ok := tt.env[k]; ok {
+					return v
+				}
+				return env[k]
+			})
 			if err := c.Validate(); err != nil {
 				t.Fatal(err)
 			}
