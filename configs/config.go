@@ -54,6 +54,8 @@ type Config struct {
 
 	// src remembers where each field came from, for error messages; nil for built configs.
 	src *strictyaml.Source
+	// adminEnv holds the admin.tokens[].tokenEnv variables as ApplyEnv read them.
+	adminEnv map[string]string
 }
 
 // TLS names a PEM certificate chain and private key; both or neither.
@@ -183,19 +185,27 @@ type Redis struct {
 // Enabled reports whether Redis is configured (otherwise the store is embedded).
 func (r Redis) Enabled() bool { return len(r.Addrs) > 0 }
 
-// Admin configures the admin API: its own listener, bearer-token protected, never the registry port.
+// Admin configures the admin API: its own listener, never the registry port, protected by named tokens with
+// roles and, over TLS, by client certificates.
 type Admin struct {
 	// Listen is the admin listener address. Default 127.0.0.1:5002.
 	Listen string `yaml:"listen"`
-	// Token is the bearer token clients must send; may be overridden by PORTCULLIS_ADMIN_TOKEN. With no
-	// token (and no TokenFile) the admin API is off. Default "".
+	// Token is the single bearer token of earlier versions, a write token named "admin"; may be overridden by
+	// PORTCULLIS_ADMIN_TOKEN. Default "".
 	Token string `yaml:"token"`
-	// TokenFile is a file holding the token (trailing newline ignored); not with Token. Default "".
+	// TokenFile is a file holding that token (trailing newline ignored); not with Token. Default "".
 	TokenFile string `yaml:"tokenFile"`
+	// Tokens are named tokens, each with a role. Default none.
+	Tokens []AdminToken `yaml:"tokens,omitempty"`
+	// TLS serves the admin API over HTTPS and, with a client CA, takes client certificates. Default plain HTTP.
+	TLS AdminTLS `yaml:"tls"`
 }
 
-// Enabled reports whether the admin API has a token (or a token file) and so is served.
-func (a Admin) Enabled() bool { return a.Token != "" || a.TokenFile != "" }
+// Enabled reports whether the admin API has a credential (a token, a token file, named tokens or a client CA)
+// and so is served: without one it is off.
+func (a Admin) Enabled() bool {
+	return a.Token != "" || a.TokenFile != "" || len(a.Tokens) > 0 || a.TLS.ClientCA != ""
+}
 
 // Admission bounds cold admission decisions (gathering signatures, attestations and scan reports for a digest
 // not decided yet), so that a burst of new digests or a slow upstream cannot pile up work.

@@ -27,6 +27,7 @@ func envName(name string) string {
 //	PORTCULLIS_UPSTREAM_<NAME>_PASSWORD  upstream password; clears passwordFile
 //	PORTCULLIS_REDIS_PASSWORD            cache.redis.password
 //	PORTCULLIS_ADMIN_TOKEN               admin.token; clears admin.tokenFile
+//	admin.tokens[].tokenEnv              that named token (read here, used by AdminCredentials)
 //
 // where NAME is the upstream name as envName spells it. Either upstream variable also clears
 // the upstream's dockerConfig: credentials from the environment replace file-based ones.
@@ -53,5 +54,11 @@ func (c *Config) ApplyEnv(getenv func(string) string) {
 	}
 	if v := getenv("PORTCULLIS_ADMIN_TOKEN"); v != "" {
 		c.Admin.Token, c.Admin.TokenFile = v, ""
+	}
+	c.adminEnv = map[string]string{}
+	for _, t := range c.Admin.Tokens {
+		if t.TokenEnv != "" {
+			c.adminEnv[t.TokenEnv] = getenv(t.TokenEnv)
+		}
 	}
 }

@@ -62,6 +62,10 @@ type app struct {
 	reg     *prometheus.Registry
 	gate    *admission.Gate
 	reports *admission.Reports
+	// lists and auditor are the allow/deny lists and the audit log the admin API serves; nil until build has
+	// the shared state they live in, and then their routes are not served.
+	lists   *admission.Lists
+	auditor *admission.Auditor
 	clients map[string]*upstream.Client
 	ready   atomic.Bool
 	closers []func() error
@@ -363,10 +367,11 @@ func (a *app) newServer(h http.Handler) *http.Server {
 		MaxHeaderBytes: maxHeaderBytes, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
 }
 
-// startAdmin serves the admin API on its own listener. Without a policy there are no reports to keep, so it
-// answers only that.
+// startAdmin serves the admin API on its own listener, over TLS when admin.tls says so. Without a policy there are
+// no reports to keep, so it answers only that. The list and audit routes are served once build provides the lists
+// and the auditor.
 func (a *app) startAdmin(errc chan<- error) (*http.Server, error) {
-	tok, err := a.cfg.AdminToken()
+	auth, err := adminAuthenticator(a.cfg, a.log)
 	if err != nil {
 		return nil, err
 	}
@@ -374,18 +379,40 @@ func (a *app) startAdmin(errc chan<- error) (*http.Server, error) {
 	if reports == nil {
 		reports = admission.NewReports(a.kv, 0)
 	}
-	h, err := admin.New(admin.StaticToken(tok), admin.WithReports(reports), admin.WithLogger(a.log))
+	opts := []admin.Option{admin.WithReports(reports), admin.WithLogger(a.log)}
+	if a.lists != nil {
+		opts = append(opts, admin.WithLists(a.lists))
+	}
+	if a.auditor != nil {
+		opts = append(opts, admin.WithAudit(a.auditor))
+	}
+	h, err := admin.New(auth, opts...)
 	if err != nil {
 		return nil, err
+	}
+	srv := a.newServer(h)
+	scheme := "http"
+	if t := a.cfg.Admin.TLS; t.Enabled() {
+		if srv.TLSConfig, err = adminTLSConfig(t); err != nil {
+			return nil, err
+		}
+		scheme = "https"
 	}
 	ln, err := net.Listen("tcp", a.cfg.Admin.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s (admin.listen): %w", a.cfg.Admin.Listen, err)
 	}
 	a.adminAddr = ln.Addr()
-	srv := a.newServer(h)
-	go func() { errc <- srv.Serve(ln) }()
-	a.log.Info("admin API listening", "addr", "http://"+a.adminAddr.String(), "endpoints", "POST /admin/v1/reports/{digest}, POST /admin/v1/vex")
+	if srv.TLSConfig != nil {
+		go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { errc <- srv.Serve(ln) }()
+	}
+	var routes []string
+	for _, r := range h.Routes() {
+		routes = append(routes, r.Pattern)
+	}
+	a.log.Info("admin API listening", "addr", scheme+"://"+a.adminAddr.String(), "routes", routes)
 	return srv, nil
 }
 
