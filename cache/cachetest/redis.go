@@ -123,7 +123,7 @@ func (s *RedisServer) serverArgs(port int, dir string, opts RedisServerOptions) 
 		args = append(args, "--appendonly", "no")
 	}
 	for _, u := range opts.Users {
-		args = append(args, "--user", u)
+		args = append(append(args, "--user"), strings.Fields(u)...) // one argument a word, as redis.conf has it
 	}
 	return append(args, opts.Args...)
 }
@@ -225,7 +225,9 @@ func (s *RedisServer) answers() error {
 	}
 	defer conn.Close()
 	if s.TLS != nil {
-		tc := tls.Client(conn, s.TLS.ClientConfig())
+		cfg := s.TLS.ClientConfig()
+		cfg.ServerName, _, _ = net.SplitHostPort(s.Addr)
+		tc := tls.Client(conn, cfg)
 		_ = tc.SetDeadline(time.Now().Add(time.Second))
 		if err := tc.Handshake(); err != nil {
 			return err
@@ -280,7 +282,8 @@ func StartRedisCluster(t testing.TB, opts RedisServerOptions) *RedisServer {
 	t.Helper()
 	dir := t.TempDir()
 	opts.Args = append(append([]string(nil), opts.Args...), "--cluster-enabled", "yes",
-		"--cluster-config-file", filepath.Join(dir, "nodes.conf"))
+		"--cluster-config-file", filepath.Join(dir, "nodes.conf"),
+		"--cluster-announce-ip", "127.0.0.1") // a lone node does not know its own address
 	if opts.TLS {
 		opts.Args = append(opts.Args, "--tls-cluster", "yes")
 	}
