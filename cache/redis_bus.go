@@ -37,16 +37,22 @@ type RedisBus struct {
 	health *redisHealth
 	fan    fanout
 
+	// mu guards the subscription and is held while (re)subscribing, which does I/O (bounded by the dial and
+	// write timeouts).
 	mu       sync.Mutex
 	ps       *redis.PubSub // the live subscription; nil before the first Subscribe and while reconnecting
 	channels map[string]bool
-	waiters  map[string][]chan struct{}
 	started  bool
 	closed   bool
-	down     error // why the subscription is down; nil while it is up (or before the first Subscribe)
-	lost     bool  // the subscription was down since the last gap was reported
 	stop     chan struct{}
 	done     chan struct{}
+
+	// smu guards the subscription's state, never across I/O: Healthy must answer at once.
+	smu        sync.Mutex
+	waiters    map[string][]chan struct{}
+	subscribed bool  // something subscribed: from then on the subscription's state is the bus's health
+	down       error // why the subscription is down; nil while it is up
+	lost       bool  // the subscription was down since the last gap was reported
 }
 
 var (
@@ -101,10 +107,15 @@ func (b *RedisBus) SubscribeGaps(topic string, fn func(msg []byte), gap func()) 
 	}
 	b.channels[ch] = true
 	confirmed := make(chan struct{})
+	b.smu.Lock()
 	b.waiters[ch] = append(b.waiters[ch], confirmed)
+	if !b.subscribed {
+		b.subscribed = true
+		b.down = unavailable("subscription", errors.New("not confirmed yet"))
+	}
+	b.smu.Unlock()
 	if !b.started {
 		b.started = true
-		b.down = unavailable("subscription", errors.New("not confirmed yet"))
 		go b.run()
 	} else if b.ps != nil {
 		ctx, cancelCtx := context.WithTimeout(context.Background(), subscribeWait)
@@ -125,10 +136,10 @@ func (b *RedisBus) SubscribeGaps(topic string, fn func(msg []byte), gap func()) 
 // Healthy implements HealthChecker: once something subscribed, nil while the subscription is up; before that, nil
 // while Redis answers PING.
 func (b *RedisBus) Healthy() error {
-	b.mu.Lock()
-	started, down := b.started, b.down
-	b.mu.Unlock()
-	if !started {
+	b.smu.Lock()
+	subscribed, down := b.subscribed, b.down
+	b.smu.Unlock()
+	if !subscribed {
 		return b.health.healthy()
 	}
 	return down
@@ -171,10 +182,12 @@ func (b *RedisBus) run() {
 			b.ps = nil
 		}
 		closed := b.closed
-		if !closed {
-			b.down, b.lost = unavailable("subscription", err), true
-		}
 		b.mu.Unlock()
+		if !closed {
+			b.smu.Lock()
+			b.down, b.lost = unavailable("subscription", err), true
+			b.smu.Unlock()
+		}
 		if closed {
 			return
 		}
@@ -257,14 +270,14 @@ func (b *RedisBus) isClosed() bool {
 // had been down every subscriber hears of the gap. Redis runs one SUBSCRIBE for all the channels at once, so the
 // first confirmation means every channel is subscribed again.
 func (b *RedisBus) confirmed(ch string) {
-	b.mu.Lock()
+	b.smu.Lock()
 	for _, w := range b.waiters[ch] {
 		close(w)
 	}
 	delete(b.waiters, ch)
 	lost := b.lost
 	b.down, b.lost = nil, false
-	b.mu.Unlock()
+	b.smu.Unlock()
 	if lost {
 		b.fan.gapAll()
 	}
