@@ -66,19 +66,7 @@ func (c *Config) Validate() error {
 		p.Add("content.spoolMaxSize", "must not be negative (0 means no budget)")
 	}
 
-	r := c.Cache.Redis
-	for i, a := range r.Addrs {
-		checkAddr(p, fmt.Sprintf("cache.redis.addrs[%d]", i), a, false)
-	}
-	if r.MasterName != "" && len(r.Addrs) == 0 {
-		p.Add("cache.redis.masterName", "needs sentinel addresses in cache.redis.addrs")
-	}
-	if r.DB < 0 {
-		p.Add("cache.redis.db", "must not be negative")
-	}
-	if r.DB != 0 && r.MasterName == "" && len(r.Addrs) > 1 {
-		p.Add("cache.redis.db", "must be 0 for a Redis cluster (several addrs without masterName)")
-	}
+	c.validateRedis(p)
 
 	if c.Shutdown.DrainDelay < 0 {
 		p.Add("shutdown.drainDelay", "must not be negative")
@@ -137,8 +125,9 @@ func (c *Config) validateUpstreams(p *strictyaml.Problems) {
 
 // CheckFiles checks that the files the configuration names exist and are usable: the TLS
 // certificates and keys, the policy file, the admin client CA and tokens (via AdminCredentials,
-// tokenEnv variables included as ApplyEnv read them), and per upstream the CA bundle (it must
-// hold a PEM certificate) and the credential sources (passwordFile, dockerConfig, via
+// tokenEnv variables included as ApplyEnv read them), the state key and Redis's TLS files, and per
+// upstream the CA bundle (it must hold a PEM certificate) and the credential sources (passwordFile,
+// dockerConfig, via
 // Credentials). Load
 // calls it after Validate; callers that only check a configuration's shape (tests of
 // examples whose files live elsewhere) may skip it.
@@ -148,6 +137,7 @@ func (c *Config) CheckFiles() error {
 	exists(p, "tls.key", c.TLS.Key)
 	exists(p, "policy", c.Policy)
 	c.checkAdminFiles(p)
+	c.checkRedisFiles(p)
 	for i, u := range c.Upstreams {
 		at := fmt.Sprintf("upstreams[%d]", i)
 		if u.CAFile != "" {

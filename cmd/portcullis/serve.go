@@ -93,10 +93,19 @@ func build(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*app, er
 
 	if cfg.Cache.Redis.Enabled() {
 		r := cfg.Cache.Redis
-		client := cache.RedisClient(r.Addrs, r.MasterName, r.Username, r.Password, r.DB)
+		tc, err := r.TLS.Config()
+		if err != nil {
+			return nil, err
+		}
+		client := cache.NewRedisClient(cache.RedisOptions{
+			Addrs: r.Addrs, MasterName: r.MasterName, DB: r.DB,
+			Username: r.Username, Password: r.Password,
+			SentinelUsername: r.SentinelUsername, SentinelPassword: r.SentinelPassword,
+			TLS: tc,
+		})
 		// A local tier in front: a Redis outage degrades to what this replica knows, it does not stop pulls.
 		a.kv = cache.NewTiered(cache.NewMemory(), cache.NewRedis(client, cache.WithKeyPrefix(r.KeyPrefix)), 30*time.Second)
-		log.Info("shared state in Redis", "addrs", r.Addrs, "masterName", r.MasterName)
+		log.Info("shared state in Redis", "addrs", r.Addrs, "masterName", r.MasterName, "tls", tc != nil)
 	} else {
 		a.kv = cache.NewMemory()
 		log.Info("shared state embedded (single replica)")
