@@ -1,24 +1,19 @@
 package main
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"fmt"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/portcullis/portcullis/cache"
 )
 
 // testPKI is a CA and what it issues, written as PEM files.
@@ -73,73 +68,4 @@ func (p *testPKI) issue(t *testing.T, cn string, server bool) (certPath, keyPath
 	_ = os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 	_ = os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
 	return certPath, keyPath
-}
-
-// memCollections, memBus and memJournal stand in for the cache layer's shared state (list collections, change
-// notices, the audit journal) until its embedded implementations are wired by build.
-type memCollections struct {
-	mu   sync.Mutex
-	data map[string]map[string][]byte
-}
-
-func (m *memCollections) Put(_ context.Context, c, id string, v []byte) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.data == nil {
-		m.data = map[string]map[string][]byte{}
-	}
-	if m.data[c] == nil {
-		m.data[c] = map[string][]byte{}
-	}
-	m.data[c][id] = slices.Clone(v)
-	return nil
-}
-
-func (m *memCollections) Delete(_ context.Context, c, id string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.data[c][id]; !ok {
-		return fmt.Errorf("%s/%s: %w", c, id, cache.ErrNotFound)
-	}
-	delete(m.data[c], id)
-	return nil
-}
-
-func (m *memCollections) All(_ context.Context, c string) (map[string][]byte, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := map[string][]byte{}
-	for k, v := range m.data[c] {
-		out[k] = slices.Clone(v)
-	}
-	return out, nil
-}
-
-type memBus struct{}
-
-func (memBus) Publish(context.Context, string, []byte) error  { return nil }
-func (memBus) Subscribe(string, func([]byte)) (cancel func()) { return func() {} }
-
-type memJournal struct {
-	mu   sync.Mutex
-	recs [][]byte
-}
-
-func (j *memJournal) Append(_ context.Context, _ string, rec []byte) error {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	j.recs = append(j.recs, slices.Clone(rec))
-	return nil
-}
-
-func (j *memJournal) Range(_ context.Context, _ string, fn func([]byte) bool) error {
-	j.mu.Lock()
-	recs := slices.Clone(j.recs)
-	j.mu.Unlock()
-	for i := len(recs) - 1; i >= 0; i-- {
-		if !fn(recs[i]) {
-			return nil
-		}
-	}
-	return nil
 }

@@ -80,9 +80,6 @@ func startAdminApp(t *testing.T, edit func(cfg *configs.Config)) *adminApp {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = a.Close() })
-	// The shared state's embedded stores are another change's; these stand in for them.
-	a.lists = admission.NewLists(&memCollections{}, memBus{})
-	a.auditor = admission.NewAuditor(&memJournal{}, log)
 	if _, err := a.start(ctx); err != nil {
 		t.Fatal(err)
 	}

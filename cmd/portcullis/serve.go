@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -66,6 +67,9 @@ type app struct {
 	// the shared state they live in, and then their routes are not served.
 	lists   *admission.Lists
 	auditor *admission.Auditor
+	// bus carries change notices between replicas; health is what /readyz asks besides the listeners.
+	bus    cache.Bus
+	health []cache.HealthChecker
 	clients map[string]*upstream.Client
 	ready   atomic.Bool
 	closers []func() error
@@ -91,26 +95,9 @@ func build(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*app, er
 		return nil, fmt.Errorf("spool dir: %w", err)
 	}
 
-	if cfg.Cache.Redis.Enabled() {
-		r := cfg.Cache.Redis
-		tc, err := r.TLS.Config()
-		if err != nil {
-			return nil, err
-		}
-		client := cache.NewRedisClient(cache.RedisOptions{
-			Addrs: r.Addrs, MasterName: r.MasterName, DB: r.DB,
-			Username: r.Username, Password: r.Password,
-			SentinelUsername: r.SentinelUsername, SentinelPassword: r.SentinelPassword,
-			TLS: tc,
-		})
-		// A local tier in front: a Redis outage degrades to what this replica knows, it does not stop pulls.
-		a.kv = cache.NewTiered(cache.NewMemory(), cache.NewRedis(client, cache.WithKeyPrefix(r.KeyPrefix)), 30*time.Second)
-		log.Info("shared state in Redis", "addrs", r.Addrs, "masterName", r.MasterName, "tls", tc != nil)
-	} else {
-		a.kv = cache.NewMemory()
-		log.Info("shared state embedded (single replica)")
+	if err := a.openState(ctx, cfg, log); err != nil {
+		return nil, err
 	}
-	a.closers = append(a.closers, a.kv.Close)
 
 	driver, err := cache.NewDriver(cfg.Content.Driver, cfg.Content.Parameters)
 	if err != nil {
@@ -153,7 +140,8 @@ func build(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*app, er
 		for name, c := range a.clients {
 			endpoints[name] = c
 		}
-		gate, err := newGate(cfg, endpoints, a.kv, a.reports, creds, admission.NewMetrics(a.reg), log)
+		gate, err := newGate(cfg, endpoints, a.kv, a.reports, creds, admission.NewMetrics(a.reg), log,
+			admission.WithLists(a.lists), admission.WithAudit(a.auditor))
 		if err != nil {
 			return nil, err
 		}
@@ -170,7 +158,7 @@ func build(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*app, er
 
 // newGate loads and compiles the policy and builds the admission gate with its verifier and scanners.
 func newGate(cfg *configs.Config, endpoints map[string]admission.Endpoint, kv cache.KV, reports *admission.Reports, creds *admission.ScanCredentials,
-	m *admission.Metrics, log *slog.Logger) (*admission.Gate, error) {
+	m *admission.Metrics, log *slog.Logger, extra ...admission.Option) (*admission.Gate, error) {
 	path := cfg.Policy
 	pol, err := policy.Load(path)
 	if err != nil {
@@ -200,9 +188,9 @@ func newGate(cfg *configs.Config, endpoints map[string]admission.Endpoint, kv ca
 		return nil, err
 	}
 	adm := cfg.Admission
-	gate, err := admission.NewGate(pol, ev, kv, admission.WithLogger(log), admission.WithMetrics(m), admission.WithReports(reports),
-		admission.WithDecisionTimeout(time.Duration(adm.DecisionTimeout)),
-		admission.WithMaxConcurrentDecisions(adm.MaxConcurrentDecisions, time.Duration(adm.QueueWait)))
+	gate, err := admission.NewGate(pol, ev, kv, append([]admission.Option{admission.WithLogger(log), admission.WithMetrics(m),
+		admission.WithReports(reports), admission.WithDecisionTimeout(time.Duration(adm.DecisionTimeout)),
+		admission.WithMaxConcurrentDecisions(adm.MaxConcurrentDecisions, time.Duration(adm.QueueWait))}, extra...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -328,6 +316,7 @@ func (a *app) Run(ctx context.Context) error {
 	if a.gate != nil {
 		go a.gate.RunRefresher(ctx, time.Minute)
 	}
+	go a.lists.Run(ctx, time.Second)
 	a.ready.Store(true)
 	close(a.listening)
 
@@ -447,6 +436,26 @@ func (a *app) opsHandler() http.Handler {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !a.ready.Load() {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		if loaded, err := a.lists.Status(); loaded.IsZero() {
+			// Never read the allow/deny lists (shared state down since start): a deny must not be missed.
+			http.Error(w, fmt.Sprintf("not ready: allow/deny lists not loaded yet: %v", err), http.StatusServiceUnavailable)
+			return
+		}
+		// Degraded is still ready: a Redis outage costs shared work, not pulls, so the replica stays in service.
+		var problems []string
+		for _, h := range a.health {
+			if err := h.Healthy(); err != nil {
+				problems = append(problems, err.Error())
+			}
+		}
+		if _, err := a.lists.Status(); err != nil {
+			problems = append(problems, "allow/deny lists: serving the last ones read: "+err.Error())
+		}
+		if len(problems) > 0 {
+			w.Header().Set("X-Portcullis-Degraded", "true")
+			_, _ = io.WriteString(w, "ready (degraded: "+strings.Join(problems, "; ")+")\n")
 			return
 		}
 		_, _ = io.WriteString(w, "ready\n")
