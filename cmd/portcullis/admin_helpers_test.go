@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
-
 )
 
 // testPKI is a CA and what it issues, written as PEM files.

@@ -68,8 +68,8 @@ type app struct {
 	lists   *admission.Lists
 	auditor *admission.Auditor
 	// bus carries change notices between replicas; health is what /readyz asks besides the listeners.
-	bus    cache.Bus
-	health []cache.HealthChecker
+	bus     cache.Bus
+	health  []cache.HealthChecker
 	clients map[string]*upstream.Client
 	ready   atomic.Bool
 	closers []func() error
