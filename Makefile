@@ -6,7 +6,7 @@ PKGS      ?= ./...
 export PORTCULLIS_REQUIRE_REDIS      ?= $(if $(CI),1,)
 export PORTCULLIS_REQUIRE_CONTAINERD ?= $(if $(CI),1,)
 
-.PHONY: all build tools test test-short deps run demo bench vet fmt clean
+.PHONY: all build tools test test-short deps run demo bench vet fmt clean chart image
 
 all: build
 
@@ -21,8 +21,21 @@ deps:
 tools:
 	GOTOOLCHAIN=local $(GO) tool -n cosign >/dev/null
 	cd tools/cosign3 && GOTOOLCHAIN=local $(GO) tool -n cosign >/dev/null
+	cd tools/helm && GOTOOLCHAIN=local $(GO) tool -n helm >/dev/null
 
-test: deps tools
+# The Helm chart: lint and render it (helm v3, pinned in tools/helm) with the default values and each values
+# file in ci/. deploy/chart_test.go renders the same files and decodes every object strictly into its API type.
+CHART        := deploy/helm/portcullis
+KUBE_VERSION ?= 1.31.0
+chart:
+	@helm=$$(cd tools/helm && GOTOOLCHAIN=local $(GO) tool -n helm) || exit 1; \
+	for f in "" $(CHART)/ci/*.yaml; do \
+		echo "chart: helm lint and template, values $${f:-(defaults)}"; \
+		$$helm lint --quiet --strict $(CHART) --kube-version $(KUBE_VERSION) $${f:+--values $$f} >/dev/null && \
+		$$helm template pc $(CHART) --kube-version $(KUBE_VERSION) $${f:+--values $$f} >/dev/null || exit 1; \
+	done
+
+test: deps tools chart
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
