@@ -195,7 +195,8 @@ func TestNodecheckShippedSamples(t *testing.T) {
 	}{
 		{"containerd samples enforce", []string{"--containerd", dir}, 0, "node enforced"},
 		{"docker sample cannot", []string{"--docker", "../../configs/docker/daemon.json"}, 1, "falls back to registry-1.docker.io"},
-		{"crio sample is a mirror without blocked", []string{"--registries", "../../configs/crio/registries.conf"}, 1, "docker.io is not blocked"},
+		{"crio samples enforce", []string{"--registries", "../../configs/crio/registries.conf", "--signature-policy", "../../configs/crio/policy.json"}, 0, "node enforced"},
+		{"crio sample without its policy.json", []string{"--registries", "../../configs/crio/registries.conf"}, 1, "BYPASS cri-o *: registries.conf has no catch-all"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
