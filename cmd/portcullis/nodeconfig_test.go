@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/pem"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -282,5 +283,59 @@ func TestContainerd16IgnoresHostsWithoutHostTable(t *testing.T) {
 	}
 	if err != nil || direct.Load() == 0 {
 		t.Errorf("containerd 1.6 did not fall back to the registry (err %v, %d direct requests): the finding nodecheck relies on changed\n%s", err, direct.Load(), out)
+	}
+}
+
+// TestNodeconfigRewriteIsAtomic: containerd reads hosts.toml on every pull, so a reader racing the DaemonSet's
+// rewrites must only ever see a whole file; half a file (or an empty one) would not parse, and containerd 1.6
+// would then pull from the registry itself.
+func TestNodeconfigRewriteIsAtomic(t *testing.T) {
+	dir := t.TempDir()
+	a, _ := parsePortcullisURL("https://10.96.0.50:5000")
+	b, _ := parsePortcullisURL("https://10.96.0.51:5000")
+	path := filepath.Join(dir, "docker.io", "hosts.toml")
+	if _, err := writeHostsDir(dir, "docker.io", a, nil); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	bad := make(chan string, 1)
+	var reads atomic.Int64
+	go func() {
+		for {
+			select {
+			case <-stop:
+				close(bad)
+				return
+			default:
+			}
+			data, err := os.ReadFile(path)
+			reads.Add(1)
+			if err != nil {
+				bad <- err.Error()
+				close(bad)
+				return
+			}
+			if _, err := parseContainerdHosts(data); err != nil {
+				bad <- fmt.Sprintf("%v: %q", err, data)
+				close(bad)
+				return
+			}
+		}
+	}()
+	for i := 0; i < 400; i++ {
+		u := a
+		if i%2 == 1 {
+			u = b
+		}
+		if _, err := writeHostsDir(dir, "docker.io", u, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	if msg, ok := <-bad; ok {
+		t.Fatalf("a reader saw a file containerd cannot use: %s", msg)
+	}
+	if reads.Load() < 100 {
+		t.Logf("only %d reads raced the writes", reads.Load())
 	}
 }
