@@ -18,8 +18,8 @@ type Explanation struct {
 	// Cached is the decision cached for the manifest under the policy and its current facts epoch; nil when none
 	// is (a pull evaluates it).
 	Cached *CachedDecision
-	// Through names the admitted manifest that admits this one now, when it is a child of an admitted index
-	// ("parent") or an artifact or referrer of an admitted image: How says which, Via names it. Empty otherwise.
+	// How and Via say how the manifest is admitted through another one now, and which: "parent" and the admitted
+	// index it is a child of, or "artifact" or "referrer" and the admitted image it belongs to. Empty otherwise.
 	How, Via string
 	// Evaluation is the rule's evaluation of the evidence gathered now, through the same code as a pull's but
 	// never stored, never audited, never counted, and without asking a scanner (GatherOptions.NoScan).
