@@ -18,7 +18,8 @@ import (
 //	blob/<policy>/<upstream>/<repo>@<d>           grantSet JSON           2h (twice the allow TTL) recordContents            AllowBlob, ensureContents
 //	child/<policy>/<upstream>/<repo>@<d>          grantSet JSON           2h                       recordContents            viaParent, Admitted
 //	lastgood/<policy>/<upstream>/<repo>:<tag>     digest                  30 days                  Gate.evaluate             LastGood
-//	epoch/<d>                                     base-36 nanoseconds     30 days                  Reports (every Put)       Gate (every decision and anchor)
+//	epoch/<d>                                     base-36 nanoseconds     30 days                  Reports (every Put),      Gate (every decision and anchor)
+//	                                                                                               Gate.Forget
 //	report/<source>/<d>                           policy.ScanReport JSON  30 days                  Reports.Put (admin, scan) Reports.Get (evidence)
 //	vex/<d>                                       vexRecord JSON          30 days                  Reports.PutVEX (admin)    Reports.VEX (evidence)
 //	scancred/<token>                              scanGrant JSON          the credential's life    ScanCredentials.Mint      ScanCredentials
@@ -29,6 +30,8 @@ import (
 // decision or grant applies under it. <d> is a digest, <e> the digest's facts epoch ("0" before any report, "?"
 // while it cannot be read). Reports, VEX and epochs are policy-independent facts about a digest; credentials are
 // per token. The proxy's own key, tag/<upstream>/<repo>:<tag> (a tag's resolution), is built in proxy/tags.go.
+// Besides the KV, the gate appends to two journals: "audit" (audit.go) and "pulls" (pulls.go, the images decided
+// for pulls, read by previews and by forgetting a repository's decisions).
 
 // policyNS is the policy part of the policy-scoped keys.
 func policyNS(pol *policy.Policy) string { return pol.Hash()[:16] }

@@ -55,25 +55,15 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	client := clients[img.upstream]
-	dgst := img.digest
-	if dgst == "" {
-		desc, err := client.Resolve(ctx, img.repo, img.tag, nil)
-		if err != nil {
-			return fmt.Errorf("resolve %s/%s:%s: %w", img.upstream, img.repo, img.tag, err)
-		}
-		dgst = desc.Digest
-	}
-	body, mediaType, _, err := client.Manifest(ctx, img.repo, dgst.String(), nil)
+	s, err := imageResolver{cfg: cfg, clients: clients}.subject(ctx, img, true)
 	if err != nil {
-		return fmt.Errorf("fetch %s/%s@%s: %w", img.upstream, img.repo, dgst, err)
+		return err
 	}
-	v, err := gate.Admit(ctx, admission.Subject{Upstream: img.upstream, Repository: img.repo, Tag: img.tag, Digest: dgst,
-		MediaType: mediaType, Manifest: body})
+	v, err := gate.Admit(ctx, s)
 	if err != nil {
-		return fmt.Errorf("decide on %s/%s@%s: %w", img.upstream, img.repo, dgst, err)
+		return fmt.Errorf("decide on %s: %w", s.Image(), err)
 	}
-	printVerdict(stdout, img, dgst, v)
+	printVerdict(stdout, img, s.Digest, v)
 	if !v.Allowed {
 		return errDenied
 	}
