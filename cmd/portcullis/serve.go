@@ -67,8 +67,10 @@ type app struct {
 	// the shared state they live in, and then their routes are not served.
 	lists   *admission.Lists
 	auditor *admission.Auditor
-	// bus carries change notices between replicas; health is what /readyz asks besides the listeners.
+	// bus carries change notices between replicas; journal holds the audit log and the pull log; health is what
+	// /readyz asks besides the listeners.
 	bus     cache.Bus
+	journal cache.Journal
 	health  []cache.HealthChecker
 	clients map[string]*upstream.Client
 	ready   atomic.Bool
@@ -144,14 +146,14 @@ func build(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*app, er
 			endpoints[name] = c
 		}
 		gate, err := newGate(cfg, endpoints, a.kv, a.reports, creds, admission.NewMetrics(a.reg), log,
-			admission.WithLists(a.lists), admission.WithAudit(a.auditor))
+			admission.WithLists(a.lists), admission.WithAudit(a.auditor), admission.WithPullLog(a.journal))
 		if err != nil {
 			return nil, err
 		}
 		a.gate = gate
 		a.closers = append(a.closers, gate.Close)
-		// No bus yet: a reload reaches this replica only until the shared state's Bus is wired here.
-		if a.policyFile, err = admission.NewPolicyFile(cfg.Policy, gate, evidenceBuilder(cfg, endpoints, a.reports, creds, log), nil); err != nil {
+		// A reload on any replica is announced on the bus; every replica reloads its own copy of the file.
+		if a.policyFile, err = admission.NewPolicyFile(cfg.Policy, gate, evidenceBuilder(cfg, endpoints, a.reports, creds, log), a.bus); err != nil {
 			return nil, err
 		}
 		opts = append(opts, proxy.WithAdmitter(gate), proxy.WithScanCredentials(creds))
