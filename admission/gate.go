@@ -272,7 +272,16 @@ func (g *view) admit(ctx context.Context, s Subject) (Verdict, error) {
 		d = denied.Verdict
 	} else {
 		v, err, _ := g.flight.Do(g.ns+" "+s.Image(), func() (any, error) {
-			return g.evaluate(context.WithoutCancel(ctx), s, 0)
+			ctx := context.WithoutCancel(ctx)
+			// A flight that ended between our cache miss and this one has decided: take its verdict rather than
+			// verify again.
+			if e, known := g.epoch(ctx, s.Digest); known {
+				if d, ok := g.load(ctx, decisionKey(g.ns, s.Upstream, s.Repository, s.Digest, e)); ok && len(d.Anchors) == 0 {
+					g.count(d.Verdict, "cached")
+					return d.Verdict, nil
+				}
+			}
+			return g.evaluate(ctx, s, 0)
 		})
 		if err != nil {
 			return Verdict{}, err
