@@ -194,7 +194,11 @@ func printScan(p func(string, ...any), sub string, sc *scanEvidence) {
 	}
 	if rep := sc.Report; rep != nil {
 		scanner := strings.TrimSpace(rep.Scanner + " " + rep.ScannerVersion)
-		p(sub+"report: %s (%s), scanned %s; %s", rep.Source, dash(scanner), when(rep.ScanTime), limits)
+		scanned := "scan time unknown"
+		if !rep.ScanTime.IsZero() {
+			scanned = "scanned " + when(rep.ScanTime)
+		}
+		p(sub+"report: %s (%s), %s; %s", rep.Source, dash(scanner), scanned, limits)
 	} else {
 		p(sub+"report: none; %s", limits)
 	}
