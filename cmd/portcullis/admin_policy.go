@@ -92,7 +92,7 @@ func adminExplain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 // cached decision, an admitted index or image, or the rule), then the rule's evaluation of the evidence gathered
 // now, requirement by requirement.
 func printExplanation(w io.Writer, x explainAnswer) {
-	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+	p := func(format string, args ...any) { printLine(w, format, args...) }
 	p("image:     %s", x.Image)
 	if x.Tag != "" {
 		p("tag:       %s", x.Tag)
@@ -187,8 +187,11 @@ func adminPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if !st.HasDefault {
 			def = "none: what no rule matches is denied"
 		}
-		fmt.Fprintf(stdout, "file:      %s\nhash:      %s (%s)\nloaded:    %s\nrules:     %s\ndefault:   %s\n",
-			st.File, st.ShortHash, st.Hash, when(st.Loaded), list(st.Rules), def)
+		printLine(stdout, "file:      %s", st.File)
+		printLine(stdout, "hash:      %s (%s)", st.ShortHash, st.Hash)
+		printLine(stdout, "loaded:    %s", when(st.Loaded))
+		printLine(stdout, "rules:     %s", list(st.Rules))
+		printLine(stdout, "default:   %s", def)
 		return nil
 	case "reload":
 		if err := wantArgs(verb, pos, 0, ""); err != nil {
@@ -214,10 +217,10 @@ func adminPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			return fmt.Errorf("the admin API's answer: %w", err)
 		}
 		if !ch.Changed {
-			fmt.Fprintf(stdout, "the policy file holds the policy in force (%s): nothing changed\n", shortHash(ch.New))
+			printLine(stdout, "the policy file holds the policy in force (%s): nothing changed", shortHash(ch.New))
 			return nil
 		}
-		fmt.Fprintf(stdout, "policy reloaded on every replica: %s -> %s\n", shortHash(ch.Old), shortHash(ch.New))
+		printLine(stdout, "policy reloaded on every replica: %s -> %s", shortHash(ch.Old), shortHash(ch.New))
 		return nil
 	}
 	return adminPolicyPreview(ctx, &f, pos, since, maxImages, asJSON, stdout, stderr)
@@ -297,7 +300,7 @@ func adminPolicyPreview(ctx context.Context, f *adminFlags, pos []string, since 
 // printPreview prints a preview: the counts, then each image whose verdict would change with its decision and
 // reasons under the policy in force and under the candidate, then the images that could not be replayed.
 func printPreview(w io.Writer, pv previewAnswer) {
-	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+	p := func(format string, args ...any) { printLine(w, format, args...) }
 	n := pv.Counts
 	p("policy:    %s in force, %s the candidate", shortHash(pv.Policy), shortHash(pv.Candidate))
 	p("replayed:  %d images pulled since %s: %d unchanged, %d newly denied, %d newly allowed, %d errors, %d skipped (past --max)",
@@ -309,7 +312,8 @@ func printPreview(w io.Writer, pv previewAnswer) {
 		if len(group.changes) == 0 {
 			continue
 		}
-		p("\n%s (%d):", group.name, len(group.changes))
+		p("")
+		p("%s (%d):", group.name, len(group.changes))
 		for _, c := range group.changes {
 			tag := ""
 			if c.Tag != "" {
@@ -329,13 +333,15 @@ func printPreview(w io.Writer, pv previewAnswer) {
 		}
 	}
 	if len(pv.Errors) > 0 {
-		p("\nnot replayed (%d):", len(pv.Errors))
+		p("")
+		p("not replayed (%d):", len(pv.Errors))
 		for _, e := range pv.Errors {
 			p("  %s: %s", e.Image, oneLine(e.Error))
 		}
 	}
 	if n.NewlyDenied+n.NewlyAllowed == 0 {
-		p("\nno image pulled since %s changes its verdict under the candidate", when(pv.Since))
+		p("")
+		p("no image pulled since %s changes its verdict under the candidate", when(pv.Since))
 	}
 }
 
@@ -387,17 +393,17 @@ func adminDecisions(ctx context.Context, args []string, stdout, stderr io.Writer
 		return fmt.Errorf("the admin API's answer: %w", err)
 	}
 	if fg.Count == 0 {
-		fmt.Fprintf(stdout, "no decision about %s to forget: none of its digests is in the pull log\n", fg.Forgotten)
+		printLine(stdout, "no decision about %s to forget: none of its digests is in the pull log", fg.Forgotten)
 		return nil
 	}
 	noun := "digests"
 	if fg.Count == 1 {
 		noun = "digest"
 	}
-	fmt.Fprintf(stdout, "forgot the cached decisions about %s, on every replica (%d %s); the next pull decides afresh\n", fg.Forgotten, fg.Count, noun)
+	printLine(stdout, "forgot the cached decisions about %s, on every replica (%d %s); the next pull decides afresh", fg.Forgotten, fg.Count, noun)
 	if repo != "" {
 		for _, d := range fg.Digests {
-			fmt.Fprintf(stdout, "  %s\n", d)
+			printLine(stdout, "  %s", d)
 		}
 	}
 	return nil

@@ -93,7 +93,7 @@ func newChecker(cfg *configs.Config, kv cache.KV, log *slog.Logger) (map[string]
 // each requirement of the rule, passed or failed, with its evidence, in the words of `portcullis admin explain`
 // (printEvaluation).
 func printVerdict(w io.Writer, img image, dgst digest.Digest, v admission.Verdict) {
-	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+	p := func(format string, args ...any) { printLine(w, format, args...) }
 	p("image:     %s/%s@%s", img.upstream, img.repo, dgst)
 	if img.tag != "" {
 		p("tag:       %s", img.tag)

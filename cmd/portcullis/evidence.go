@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/portcullis/portcullis/admission"
 	"github.com/portcullis/portcullis/internal/strictyaml"
@@ -141,7 +143,7 @@ var severityOrder = []string{"critical", "high", "medium", "low", "unknown", "no
 // those that count and those waived and by what), then why evidence could not be gathered or was refused, and the
 // notes no requirement's line already says. Every line starts with indent.
 func printEvaluation(w io.Writer, indent string, e evaluation) {
-	p := func(format string, args ...any) { fmt.Fprintf(w, indent+format+"\n", args...) }
+	p := func(format string, args ...any) { printLine(w, indent+format, args...) }
 	sub := "       " // under a requirement, past its [pass] or [FAIL]
 	var said []string
 	for _, r := range e.Requirements {
@@ -240,3 +242,30 @@ func describeFinding(f finding) string {
 	}
 	return s
 }
+
+// printLine writes one line for a person, formatted and made printable.
+func printLine(w io.Writer, format string, args ...any) {
+	fmt.Fprintln(w, printable(fmt.Sprintf(format, args...)))
+}
+
+// printable escapes, as Go quotes them (\x1b, \u202e), the characters a terminal would act on rather than show:
+// control characters and bidirectional overrides. What the human output prints comes partly from the untrusted
+// upstream (its error text, a report's package names), and an escape sequence there must not rewrite the
+// operator's screen or hide a line.
+func printable(s string) string {
+	if !strings.ContainsFunc(s, unprintable) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if unprintable(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		} else {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+func unprintable(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) }

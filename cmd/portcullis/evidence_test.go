@@ -121,3 +121,35 @@ func TestPrintEvaluation(t *testing.T) {
 		})
 	}
 }
+
+// TestPrintEscapesControlCharacters: text the untrusted upstream wrote (an error body, a report's package name)
+// reaches the operator's terminal escaped: no escape sequence, no bidirectional override, no line of its own.
+func TestPrintEscapesControlCharacters(t *testing.T) {
+	hostile := "MANIFEST_UNKNOWN\x1b]0;pwned\x07\x1b[2J\rALLOWED\n[pass] fake \u202egpj.exe"
+	ev := evaluation{Rule: "r", Mode: "enforce", Failures: []string{"scan: " + hostile}, Requirements: []requirement{{
+		Requirement: "scan", Detail: "scan: " + hostile,
+		Scan: &scanEvidence{MaxSeverity: "low", Report: &scanReport{Source: "ci", Scanner: hostile},
+			Counted: []finding{{ID: "CVE-1", Severity: "high", Package: hostile}}, CountedTotal: 1}}}}
+	var out bytes.Buffer
+	printPreview(&out, previewAnswer{NewlyDenied: []previewChange{{Image: "ghcr.io/a/b@sha256:1", Now: ev, Candidate: ev}},
+		Errors: []struct {
+			Image string `json:"image"`
+			Tag   string `json:"tag"`
+			Error string `json:"error"`
+		}{{Image: "ghcr.io/a/b@sha256:2", Error: "fetch its manifest: " + hostile}}})
+	printExplanation(&out, explainAnswer{Image: "ghcr.io/a/b@sha256:1", Message: hostile, Warnings: []string{hostile}, Evaluation: ev})
+	got := out.String()
+	if strings.ContainsAny(got, "\x1b\x07\r\u202e") {
+		t.Errorf("a control character or override reached the output:\n%q", got)
+	}
+	for _, w := range []string{`MANIFEST_UNKNOWN\x1b]0;pwned\a\x1b[2J\rALLOWED\n[pass] fake \u202egpj.exe`} {
+		if !strings.Contains(got, w) {
+			t.Errorf("output lacks the escaped text %s:\n%s", w, got)
+		}
+	}
+	for _, line := range strings.Split(got, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "[pass] fake") || strings.HasPrefix(line, "ALLOWED") {
+			t.Errorf("the upstream's text made a line of its own: %q", line)
+		}
+	}
+}
