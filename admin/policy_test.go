@@ -38,10 +38,12 @@ func (testAuth) Authenticate(r *http.Request) (Principal, error) {
 	return StaticToken("secret").Authenticate(r)
 }
 
-// fakeEvidence says an image is signed by release when its digest is in signed.
+// fakeEvidence says an image is signed by release when its digest is in signed, and has the scan report in scans
+// (none when absent).
 type fakeEvidence struct {
 	mu     sync.Mutex
 	signed map[digest.Digest]bool
+	scans  map[digest.Digest]*policy.ScanReport
 }
 
 func (e *fakeEvidence) Gather(_ context.Context, s admission.Subject, req policy.Requirements, _ admission.GatherOptions) (policy.Facts, error) {
@@ -54,6 +56,9 @@ func (e *fakeEvidence) Gather(_ context.Context, s admission.Subject, req policy
 		} else {
 			f.Signatures[root] = policy.SignatureResult{Reason: "no signatures found"}
 		}
+	}
+	if req.Scan != nil {
+		f.Scan = e.scans[s.Digest]
 	}
 	return f, nil
 }
