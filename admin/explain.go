@@ -179,7 +179,7 @@ func (a *API) explain(w http.ResponseWriter, r *http.Request, _ Principal) {
 	switch {
 	case errors.Is(err, admission.ErrOverloaded):
 		w.Header().Set("Retry-After", "5")
-		adminError(w, http.StatusTooManyRequests, "TOO_MANY_REQUESTS", err.Error())
+		adminError(w, http.StatusTooManyRequests, "TOOMANYREQUESTS", err.Error())
 		return
 	case err != nil:
 		adminError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "could not evaluate: "+err.Error())
