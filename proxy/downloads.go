@@ -118,23 +118,44 @@ func (ds *downloads) attach(ctx context.Context, r route) (*download, error) {
 	return d, nil
 }
 
-// run fetches the blob, spools and hashes it, and on a verified digest commits it to the content store.
+// size returns the size of dgst's in-flight download when the upstream announced it and it has not failed.
+func (ds *downloads) size(dgst digest.Digest) (int64, bool) {
+	ds.mu.Lock()
+	d, ok := ds.inflight[dgst]
+	ds.mu.Unlock()
+	if !ok {
+		return 0, false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.started || d.err != nil || d.size < 0 {
+		return 0, false
+	}
+	return d.size, true
+}
+
+// run fetches the blob, spools and hashes it, and on a verified digest commits it to the content store. Readers get
+// the last byte as soon as the digest verifies; the commit (which may be a slow upload, to S3) goes on after it.
+// The download stays in the in-flight set until the commit is over, so that a request arriving meanwhile reads
+// the verified spool and one arriving after it leaves the set finds the blob in the store (or, when the commit
+// failed, starts a new download).
 func (ds *downloads) run(ctx context.Context, d *download, r route) {
 	err := ds.fetch(ctx, d, r)
+	d.mu.Lock()
+	d.done, d.err, d.started = true, err, true
+	d.cond.Broadcast()
+	d.mu.Unlock()
 	if err == nil {
-		// Commit to the store from the spool before the download counts as done, so that a request arriving
-		// after it leaves the in-flight set finds it in the store.
+		start := time.Now()
 		if _, perr := ds.store.Put(ctx, d.dgst, io.NewSectionReader(d.file, 0, d.written)); perr != nil {
 			ds.log.Warn("could not store blob; it was served but not cached", "digest", d.dgst, "error", perr)
+		} else {
+			ds.log.Debug("blob stored", "digest", d.dgst, "bytes", d.written, "took", time.Since(start))
 		}
 	}
 	ds.mu.Lock()
 	delete(ds.inflight, d.dgst)
 	ds.mu.Unlock()
-	d.mu.Lock()
-	d.done, d.err, d.started = true, err, true
-	d.cond.Broadcast()
-	d.mu.Unlock()
 	d.release()
 }
 
