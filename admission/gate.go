@@ -52,6 +52,7 @@ type Gate struct {
 	goodTTL  time.Duration
 	flight   singleflight.Group
 	hot      *hotSet
+	parsed   parsedManifests
 
 	timeout   time.Duration // one decision's deadline
 	slots     chan struct{} // cold decisions running at once
@@ -184,6 +185,8 @@ func (g *Gate) Admit(ctx context.Context, s Subject) (Verdict, error) {
 	if v, ok := g.byList(ctx, s); ok {
 		return v, nil
 	}
+	c, perr := g.parsed.parse(s)
+	g.prefetch(ctx, s, c, perr == nil)
 	epoch, _ := g.epoch(ctx, s.Digest)
 	var denied *cachedVerdict
 	if d, ok := g.load(ctx, decisionKey(g.ns, s.Upstream, s.Repository, s.Digest, epoch)); ok && g.anchorsHold(ctx, s.Upstream, s.Repository, d.Anchors) {
@@ -193,7 +196,7 @@ func (g *Gate) Admit(ctx context.Context, s Subject) (Verdict, error) {
 				if g.policy.Match(s.Upstream, s.Repository).Requirements().Scan != nil {
 					g.hot.touch(s, g.now())
 				}
-				if c, err := manifest.Parse(s.Manifest); err == nil {
+				if perr == nil {
 					own := append(d.Anchors, anchor{Digest: s.Digest, Epoch: epoch})
 					g.ensureContents(ctx, s, c, own, len(d.Anchors) == 0)
 				}
@@ -202,7 +205,6 @@ func (g *Gate) Admit(ctx context.Context, s Subject) (Verdict, error) {
 		}
 		denied = &d
 	}
-	c, perr := manifest.Parse(s.Manifest)
 	if perr == nil {
 		if d, ok, err := g.viaParent(ctx, s, c); err != nil || ok {
 			return d, err
