@@ -229,6 +229,5 @@ func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond)
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // Sections not written yet.
-func benchS3(t *testing.T, rep *report)     { t.Skip("todo") }
-func benchRedis(t *testing.T, rep *report)  { t.Skip("todo") }
-func benchFleet(t *testing.T, rep *report)  { t.Skip("todo") }
+func benchRedis(t *testing.T, rep *report) { t.Skip("todo") }
+func benchFleet(t *testing.T, rep *report) { t.Skip("todo") }

@@ -62,7 +62,9 @@ func (p *Proxy) serveBlob(w http.ResponseWriter, req *http.Request, r route) err
 	}
 	setBlobHeaders(w, r, start, length, size)
 	rd := &downloadReader{ctx: ctx, d: d, off: start, limit: length}
-	n, err := io.Copy(w, rd)
+	buf := serveBuffers.Get().(*[]byte)
+	n, err := io.CopyBuffer(w, rd, *buf)
+	serveBuffers.Put(buf)
 	p.metrics.bytes.WithLabelValues("blob_upstream").Add(float64(n))
 	if err != nil {
 		if ctx.Err() == nil {
