@@ -224,7 +224,7 @@ func (g *Gate) Admit(ctx context.Context, s Subject) (Verdict, error) {
 		d = denied.Verdict
 	} else {
 		v, err, _ := g.flight.Do(s.Image(), func() (any, error) {
-			return g.evaluate(context.WithoutCancel(ctx), s, 0)
+			return g.decideOnce(context.WithoutCancel(ctx), s)
 		})
 		if err != nil {
 			return Verdict{}, err
@@ -495,11 +495,11 @@ func (g *Gate) evaluate(ctx context.Context, s Subject, refreshMargin time.Durat
 				ttl = max(left, time.Second)
 			}
 		}
-		g.store(ctx, decisionKey(g.ns, s.Upstream, s.Repository, s.Digest, epoch), cachedVerdict{Verdict: d, Expires: g.now().Add(ttl)}, ttl)
 		if d.Allowed {
 			if rule.Requirements().Scan != nil {
 				g.hot.touch(s, g.now())
 			}
+			// Grants before the decision: a replica that finds the decision (in the shared KV) finds its grants.
 			if c, err := manifest.Parse(s.Manifest); err == nil {
 				g.recordContents(ctx, s, c, []anchor{{Digest: s.Digest, Epoch: epoch}}, true)
 			}
@@ -507,6 +507,7 @@ func (g *Gate) evaluate(ctx context.Context, s Subject, refreshMargin time.Durat
 				g.set(ctx, lastGoodKey(g.ns, s.Upstream, s.Repository, s.Tag), []byte(s.Digest.String()), g.goodTTL)
 			}
 		}
+		g.store(ctx, decisionKey(g.ns, s.Upstream, s.Repository, s.Digest, epoch), cachedVerdict{Verdict: d, Expires: g.now().Add(ttl)}, ttl)
 		return d, nil
 	}
 }

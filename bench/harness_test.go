@@ -227,7 +227,3 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-// Sections not written yet.
-func benchRedis(t *testing.T, rep *report) { t.Skip("todo") }
-func benchFleet(t *testing.T, rep *report) { t.Skip("todo") }

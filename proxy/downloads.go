@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/portcullis/portcullis/cache"
 )
 
 // downloads is the set of in-flight upstream blob fetches of one Proxy. Concurrent misses for one digest share one
@@ -30,6 +32,8 @@ type downloads struct {
 	mu       sync.Mutex
 	inflight map[digest.Digest]*download
 	spooled  int64 // bytes reserved by open spool files, under mu
+	// once, when set, takes the fleet-wide lease on a blob before it is fetched upstream (Proxy.fleetOnce).
+	once func(ctx context.Context, name string, maxWait time.Duration, found func() bool) *cache.Lease
 }
 
 func newDownloads(store Store, dir string, maxSize int64, log *slog.Logger, m *Metrics) *downloads {
@@ -84,6 +88,9 @@ type download struct {
 	file *os.File
 	// reserved is what the spool file counts against the budget, under ds.mu.
 	reserved int64
+	// lease, when set, tells other replicas this one is fetching the blob; stopLease stops renewing it.
+	lease     *cache.Lease
+	stopLease func()
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -162,6 +169,10 @@ func (ds *downloads) run(ctx context.Context, d *download, r route) {
 			ds.log.Debug("blob stored", "digest", d.dgst, "bytes", d.written, "took", time.Since(start))
 		}
 	}
+	if d.lease != nil {
+		d.stopLease()
+		d.lease.Release(ctx)
+	}
 	ds.mu.Lock()
 	delete(ds.inflight, d.dgst)
 	ds.mu.Unlock()
@@ -170,7 +181,7 @@ func (ds *downloads) run(ctx context.Context, d *download, r route) {
 
 func (ds *downloads) fetch(ctx context.Context, d *download, r route) error {
 	start := time.Now()
-	body, size, err := r.upstream.Registry.Blob(ctx, r.repo, d.dgst)
+	body, size, err := ds.open(ctx, d, r)
 	if err != nil {
 		return err
 	}
@@ -203,6 +214,28 @@ func (ds *downloads) fetch(ctx context.Context, d *download, r route) error {
 	}
 	ds.log.Debug("blob fetched", "upstream", r.upstream.Name, "digest", d.dgst, "bytes", n, "took", time.Since(start))
 	return nil
+}
+
+// open returns the blob's bytes and size (-1: unknown): from the shared content store when another replica
+// fetched it while this one waited for its lease (fleetOnce), else from the upstream under a lease that is renewed
+// until the download is committed (d.lease, released by run). Either way they are spooled and verified alike.
+func (ds *downloads) open(ctx context.Context, d *download, r route) (io.ReadCloser, int64, error) {
+	if ds.once != nil {
+		lease := ds.once(ctx, "blob/"+d.dgst.String(), blobTimeout, func() bool {
+			_, err := ds.store.Stat(ctx, d.dgst)
+			return err == nil
+		})
+		if lease == nil {
+			size, err := ds.store.Stat(ctx, d.dgst)
+			if err != nil {
+				return nil, 0, err
+			}
+			rc, err := ds.store.Open(ctx, d.dgst, 0)
+			return rc, size, err
+		}
+		d.lease, d.stopLease = lease, keepLease(ctx, lease)
+	}
+	return r.upstream.Registry.Blob(ctx, r.repo, d.dgst)
 }
 
 var (

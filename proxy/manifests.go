@@ -155,6 +155,16 @@ func (p *Proxy) manifestByDigest(ctx context.Context, r route, dgst digest.Diges
 		if m, ok := p.storedManifest(ctx, dgst); ok {
 			return m, nil
 		}
+		// Another replica may be fetching it right now: wait for it to land in the shared content store.
+		var stored verifiedManifest
+		lease := p.fleetOnce(ctx, "manifest/"+dgst.String(), leaseWait, func() (ok bool) {
+			stored, ok = p.storedManifest(ctx, dgst)
+			return ok
+		})
+		if lease == nil {
+			return stored, nil
+		}
+		defer lease.Release(ctx)
 		body, mediaType, got, err := r.upstream.Registry.Manifest(ctx, r.repo, dgst.String(), accept)
 		if err != nil {
 			return nil, err

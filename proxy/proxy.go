@@ -225,5 +225,6 @@ func New(upstreams []*Upstream, defaultName string, store Store, kv KV, opts ...
 	}
 	p.recent = newManifestCache(p.manifestCacheSize)
 	p.blobs = newDownloads(p.store, p.spoolDir, p.spoolMaxSize, p.log, p.metrics)
+	p.blobs.once = p.fleetOnce
 	return p, nil
 }
