@@ -33,7 +33,8 @@ type downloads struct {
 	inflight map[digest.Digest]*download
 	spooled  int64 // bytes reserved by open spool files, under mu
 	// once, when set, takes the fleet-wide lease on a blob before it is fetched upstream (Proxy.fleetOnce).
-	once func(ctx context.Context, name string, maxWait time.Duration, found func() bool) *cache.Lease
+	once      func(ctx context.Context, name string, maxWait time.Duration, found func() bool) *cache.Lease
+	leaseWait time.Duration // how long once may wait for another replica's download
 }
 
 func newDownloads(store Store, dir string, maxSize int64, log *slog.Logger, m *Metrics) *downloads {
@@ -221,7 +222,7 @@ func (ds *downloads) fetch(ctx context.Context, d *download, r route) error {
 // until the download is committed (d.lease, released by run). Either way they are spooled and verified alike.
 func (ds *downloads) open(ctx context.Context, d *download, r route) (io.ReadCloser, int64, error) {
 	if ds.once != nil {
-		lease := ds.once(ctx, "blob/"+d.dgst.String(), blobTimeout, func() bool {
+		lease := ds.once(ctx, "blob/"+d.dgst.String(), ds.leaseWait, func() bool {
 			_, err := ds.store.Stat(ctx, d.dgst)
 			return err == nil
 		})

@@ -17,8 +17,10 @@ const (
 	leaseTTL = 10 * time.Second
 	// leasePoll is how often a waiter looks for the holder's result.
 	leasePoll = 10 * time.Millisecond
-	// leaseWait bounds a tag's or manifest's wait for another replica; a blob waits while the holder renews.
-	leaseWait = 30 * time.Second
+	// leaseWait bounds a tag's or manifest's wait for another replica, blobLeaseWait a blob's: a lease is unsigned,
+	// and one a party with write access to Redis holds for ever must delay a pull, not stop it.
+	leaseWait     = 10 * time.Second
+	blobLeaseWait = 2 * time.Minute
 )
 
 // fleetOnce returns a lease on name for the caller to do the work under (Release it when the result is stored), or

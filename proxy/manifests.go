@@ -157,7 +157,7 @@ func (p *Proxy) manifestByDigest(ctx context.Context, r route, dgst digest.Diges
 		}
 		// Another replica may be fetching it right now: wait for it to land in the shared content store.
 		var stored verifiedManifest
-		lease := p.fleetOnce(ctx, "manifest/"+dgst.String(), leaseWait, func() (ok bool) {
+		lease := p.fleetOnce(ctx, "manifest/"+dgst.String(), p.leaseWait, func() (ok bool) {
 			stored, ok = p.storedManifest(ctx, dgst)
 			return ok
 		})

@@ -78,6 +78,8 @@ type Proxy struct {
 	recent    *manifestCache
 
 	manifestCacheSize int64
+	// leaseWait and blobLeaseWait bound waits for another replica's work (fleet.go); fields so tests can shorten them.
+	leaseWait, blobLeaseWait time.Duration
 }
 
 // Option configures a Proxy.
@@ -198,6 +200,8 @@ func New(upstreams []*Upstream, defaultName string, store Store, kv KV, opts ...
 		spoolMaxSize: DefaultSpoolMaxSize,
 
 		manifestCacheSize: DefaultManifestCacheSize,
+		leaseWait:         leaseWait,
+		blobLeaseWait:     blobLeaseWait,
 	}
 	for _, u := range upstreams {
 		key := strings.ToLower(u.Name)
@@ -225,6 +229,6 @@ func New(upstreams []*Upstream, defaultName string, store Store, kv KV, opts ...
 	}
 	p.recent = newManifestCache(p.manifestCacheSize)
 	p.blobs = newDownloads(p.store, p.spoolDir, p.spoolMaxSize, p.log, p.metrics)
-	p.blobs.once = p.fleetOnce
+	p.blobs.once, p.blobs.leaseWait = p.fleetOnce, p.blobLeaseWait
 	return p, nil
 }

@@ -58,7 +58,7 @@ func (p *Proxy) resolveTag(ctx context.Context, r route) (resolution, error) {
 			return e, nil
 		}
 		// Another replica may be asking right now: wait for its answer rather than ask too.
-		lease := p.fleetOnce(ctx, key, leaseWait, func() bool { _, ok := fresh(); return ok })
+		lease := p.fleetOnce(ctx, key, p.leaseWait, func() bool { _, ok := fresh(); return ok })
 		if lease == nil {
 			e, _ := fresh()
 			return e, nil
