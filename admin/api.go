@@ -10,10 +10,12 @@ import (
 	"slices"
 	"time"
 
+	"github.com/portcullis/portcullis/admission"
 	"github.com/portcullis/portcullis/internal/httpauth"
 )
 
-// Role is what a principal may do: read (list, explain, audit, preview) or write (everything, changes included).
+// Role is what a principal may do: read (list, explain, audit, show and preview the policy) or write (everything,
+// changes included: lists, reports, reloading the policy, forgetting decisions).
 type Role string
 
 // The roles.
@@ -65,6 +67,13 @@ type API struct {
 	now     func() time.Time
 	limiter *failureLimiter
 	routes  []Route
+
+	resolver  Resolver
+	explainer Explainer
+	forgetter Forgetter
+	policies  Policies
+	previewer Previewer
+	manifests admission.Manifests
 }
 
 // Option configures an API.
@@ -104,6 +113,17 @@ func New(auth Authenticator, opts ...Option) (*API, error) {
 	}
 	if a.audit != nil {
 		a.handle("GET /admin/v1/audit", RoleRead, a.getAudit)
+	}
+	if a.explainer != nil {
+		a.handle("GET /admin/v1/explain", RoleRead, a.explain)
+	}
+	if a.forgetter != nil {
+		a.handle("DELETE /admin/v1/decisions", RoleWrite, a.forgetDecisions)
+	}
+	if a.policies != nil {
+		a.handle("GET /admin/v1/policy", RoleRead, a.getPolicy)
+		a.handle("POST /admin/v1/policy/reload", RoleWrite, a.reloadPolicy)
+		a.handle("POST /admin/v1/policy/preview", RoleRead, a.previewPolicy)
 	}
 	return a, nil
 }

@@ -1,9 +1,13 @@
 package admin
 
 import (
+	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"testing"
+
+	"github.com/opencontainers/go-digest"
 
 	"github.com/portcullis/portcullis/admission"
 	"github.com/portcullis/portcullis/cache"
@@ -26,11 +30,15 @@ func fullAPI(t *testing.T, auth Authenticator, opts ...Option) *API {
 	}
 	t.Cleanup(func() { _ = journal.Close() })
 	lists := admission.NewLists(collections, cache.NewLocalBus())
+	resolver := &fakeResolver{images: map[string]admission.Subject{}}
 	auditor := admission.NewAuditor(journal, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	all := append([]Option{
 		WithReports(admission.NewReports(kv, 0)),
 		WithLists(lists),
 		WithAudit(auditor),
+		WithExplain(idleGate{}, resolver),
+		WithDecisions(idleGate{}, resolver),
+		WithPolicy(idleGate{}, idleGate{}, resolver),
 		WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
 	}, opts...)
 	a, err := New(auth, all...)
@@ -39,3 +47,38 @@ func fullAPI(t *testing.T, auth Authenticator, opts ...Option) *API {
 	}
 	return a
 }
+
+// idleGate stands in for the gate and the policy file where only the routes matter (fullAPI): it serves the
+// explain, decisions and policy routes, and every answer is an error. newPolicyEnv has the real ones.
+type idleGate struct{}
+
+var errIdle = errors.New("idle gate: no policy")
+
+func (idleGate) Explain(context.Context, admission.Subject) (admission.Explanation, error) {
+	return admission.Explanation{}, errIdle
+}
+
+func (idleGate) Forget(context.Context, digest.Digest) error { return errIdle }
+
+func (idleGate) ForgetRepository(context.Context, string, string) ([]digest.Digest, error) {
+	return nil, errIdle
+}
+
+func (idleGate) Status() admission.PolicyStatus { return admission.PolicyStatus{} }
+
+func (idleGate) Reload(context.Context, string, string) (admission.PolicyChange, error) {
+	return admission.PolicyChange{}, errIdle
+}
+
+func (idleGate) Candidate([]byte) (admission.Candidate, error) { return admission.Candidate{}, errIdle }
+
+func (idleGate) Preview(context.Context, admission.Candidate, admission.Manifests, admission.PreviewOptions) (admission.Preview, error) {
+	return admission.Preview{}, errIdle
+}
+
+var (
+	_ Explainer = idleGate{}
+	_ Forgetter = idleGate{}
+	_ Policies  = idleGate{}
+	_ Previewer = idleGate{}
+)

@@ -28,9 +28,14 @@ Usage:
   portcullis admin audit [--since T] [--until T] [--image S] [--actor NAME] [--kind K] [--limit N]
   portcullis admin report DIGEST FILE [--reason TEXT]             store a CI vulnerability report (Trivy, SARIF, CycloneDX)
   portcullis admin vex FILE [--reason TEXT]                        store an OpenVEX document's statements
-  portcullis admin explain IMAGE                                   why IMAGE is served or refused (JSON)
-  portcullis admin policy preview FILE                             what a policy file would change (JSON)
+  portcullis admin explain IMAGE                                   why IMAGE is served or refused, requirement by requirement
+  portcullis admin policy show                                     the policy in force: file, hash, rules
+  portcullis admin policy reload [--reason TEXT]                   load the policy file again, on every replica
+  portcullis admin policy preview FILE [--since D] [--max N]       which recently pulled images a candidate policy changes
+  portcullis admin decisions forget IMAGE|--repository UP/REPO [--reason TEXT]
+                                                                   forget cached decisions: the next pull decides afresh
 
+IMAGE is [upstream/]repository[:tag][@digest], read as portcullis check reads it ("ghcr.io/acme/app:v1").
 MATCH is upstream/repository-glob, optionally :tag or @digest ("ghcr.io/acme/**", "docker.io/library/nginx@sha256:...").
 TIME is RFC 3339 (2026-12-31T00:00:00Z) or a duration from now for --expires (24h, 7d), back from now for --since/--until.
 Flags may follow the arguments. Every verb takes:
@@ -59,15 +64,14 @@ func adminCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "explain":
 		return adminExplain(ctx, args[1:], stdout, stderr)
 	case "policy":
-		if len(args) < 2 || args[1] != "preview" {
-			return usageError{msg: "admin policy: want preview FILE"}
-		}
-		return adminPolicyPreview(ctx, args[2:], stdout, stderr)
+		return adminPolicy(ctx, args[1:], stdout, stderr)
+	case "decisions":
+		return adminDecisions(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, adminUsage)
 		return nil
 	}
-	return usageError{msg: fmt.Sprintf("admin: unknown verb %q (want deny, allow, audit, report, vex, explain or policy; see portcullis admin help)", args[0])}
+	return usageError{msg: fmt.Sprintf("admin: unknown verb %q (want deny, allow, audit, report, vex, explain, policy or decisions; see portcullis admin help)", args[0])}
 }
 
 // adminFlagSet is a flag set with the common admin flags; its usage is the admin usage.
@@ -114,6 +118,7 @@ var entryID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 // listEntry is a list entry as the API shows it.
 type listEntry struct {
 	ID      string    `json:"id"`
+	Kind    string    `json:"kind"`
 	Match   string    `json:"match"`
 	Reason  string    `json:"reason"`
 	Expires time.Time `json:"expires"`
@@ -322,31 +327,6 @@ func adminAudit(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return tw.Flush()
 }
 
-// adminExplain runs explain IMAGE: GET /admin/v1/explain?image=IMAGE, the answer printed as JSON.
-func adminExplain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var f adminFlags
-	fs := adminFlagSet("explain", stderr, &f)
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := wantArgs("explain", pos, 1, "one IMAGE, e.g. ghcr.io/acme/app:v1"); err != nil {
-		return err
-	}
-	if _, err := f.json(); err != nil {
-		return err
-	}
-	c, err := f.client(stderr)
-	if err != nil {
-		return err
-	}
-	ans, err := c.do(ctx, http.MethodGet, []string{"admin", "v1", "explain"}, url.Values{"image": {pos[0]}}, nil, nil)
-	if err != nil {
-		return err
-	}
-	return printJSON(stdout, ans)
-}
-
 // maxPostedFile caps a file a verb posts: the API takes reports and VEX up to 32 MiB.
 const maxPostedFile = 32 << 20
 
@@ -436,36 +416,6 @@ func adminPost(ctx context.Context, verb string, args []string, stdout, stderr i
 		fmt.Fprintf(stdout, "%s: waived %s; withdrawn %s\n", d, list(ch.Waived), list(ch.Withdrawn))
 	}
 	return nil
-}
-
-// adminPolicyPreview runs policy preview FILE: POST /admin/v1/policy/preview with the file, the answer printed as
-// JSON.
-func adminPolicyPreview(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var f adminFlags
-	fs := adminFlagSet("policy preview", stderr, &f)
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := wantArgs("policy preview", pos, 1, "one policy FILE"); err != nil {
-		return err
-	}
-	if _, err := f.json(); err != nil {
-		return err
-	}
-	body, err := readPostedFile(pos[0])
-	if err != nil {
-		return err
-	}
-	c, err := f.client(stderr)
-	if err != nil {
-		return err
-	}
-	ans, err := c.do(ctx, http.MethodPost, []string{"admin", "v1", "policy", "preview"}, nil, body, http.Header{"Content-Type": {"application/yaml"}})
-	if err != nil {
-		return err
-	}
-	return printJSON(stdout, ans)
 }
 
 // parseWhen reads an RFC 3339 time, or a duration (30m, 24h, 7d) taken from now in direction dir (+1 ahead,

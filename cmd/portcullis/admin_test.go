@@ -37,6 +37,7 @@ type adminApp struct {
 	auditor *admission.Auditor
 	logs    *syncBuffer
 	dir     string // where the token files are
+	up      *registrytest.Registry
 }
 
 // startAdminApp starts the app with the tokens above (ci in a file, viewer in $PORTCULLIS_TOKEN_VIEWER, admin as
@@ -87,7 +88,7 @@ func startAdminApp(t *testing.T, edit func(cfg *configs.Config)) *adminApp {
 	if cfg.Admin.TLS.Enabled() {
 		scheme = "https"
 	}
-	return &adminApp{app: a, url: scheme + "://" + a.adminAddr.String(), auditor: a.auditor, logs: logs, dir: dir}
+	return &adminApp{app: a, url: scheme + "://" + a.adminAddr.String(), auditor: a.auditor, logs: logs, dir: dir, up: up}
 }
 
 // tokenFile writes secret to a file and returns its path.
@@ -382,7 +383,7 @@ func TestAdminCLI(t *testing.T) {
 		{name: "ls with an argument", args: append([]string{"admin", "deny", "ls", "x"}, conn(ci)...), code: 2, err: []string{"takes no arguments"}},
 		{name: "an unknown flag", args: append([]string{"admin", "audit", "--frob"}, conn(ci)...), code: 2, err: []string{"flag provided but not defined: -frob"}},
 		{name: "a bad output", args: append([]string{"admin", "deny", "ls", "-o", "yaml"}, conn(ci)...), code: 2, err: []string{`-o: want text or json, not "yaml"`}},
-		{name: "policy without preview", args: []string{"admin", "policy", "apply", policy}, code: 2, err: []string{"want preview FILE"}},
+		{name: "an unknown policy verb", args: []string{"admin", "policy", "apply", policy}, code: 2, err: []string{`unknown verb "apply" (want show, reload or preview)`}},
 		{name: "explain without an image", args: append([]string{"admin", "explain"}, conn(ci)...), code: 2, err: []string{"want one IMAGE"}},
 		{name: "a bad URL", args: []string{"admin", "deny", "ls", "--admin", "ftp://x", "--token-file", ci}, code: 2, err: []string{"--admin: want http(s)://"}},
 		{name: "help", args: []string{"admin", "help"}, out: []string{"portcullis admin deny add MATCH"}},

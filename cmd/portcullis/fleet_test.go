@@ -38,7 +38,9 @@ type fleet struct {
 
 func startFleet(t *testing.T) *fleet {
 	t.Helper()
-	f := &fleet{up: registrytest.New(t), redis: cachetest.StartRedisServer(t, cachetest.RedisServerOptions{Persist: true}),
+	// Redis as a fleet should run it: TLS with client certificates, an ACL user, persistence.
+	f := &fleet{up: registrytest.New(t), redis: cachetest.StartRedisServer(t, cachetest.RedisServerOptions{Persist: true, TLS: true,
+		ClientCerts: true, Users: []string{"default off", "portcullis on >fleet-pass ~* &* +@all"}}),
 		bin: cosigntest.Binary(t), key: bytes.Repeat([]byte{7}, 32)}
 	priv, pub := cosigntest.KeyPair(t)
 	f.release = priv
@@ -56,7 +58,8 @@ func startFleet(t *testing.T) *fleet {
 			cfg.Policy = pol
 			cfg.Shutdown.DrainDelay = 0
 			cfg.Cache.StateKeyFile = keyFile
-			cfg.Cache.Redis = configs.Redis{Addrs: []string{f.redis.Addr}, KeyPrefix: "fleet:"}
+			cfg.Cache.Redis = configs.Redis{Addrs: []string{f.redis.Addr}, KeyPrefix: "fleet:", Username: "portcullis", Password: "fleet-pass",
+				TLS: configs.RedisTLS{CAFile: f.redis.TLS.CAFile, CertFile: f.redis.TLS.ClientCert, KeyFile: f.redis.TLS.ClientKey}}
 			cfg.Admin = configs.Admin{Listen: "127.0.0.1:0", Token: fleetToken}
 		})
 		return a
@@ -216,7 +219,8 @@ func TestFleetListsAndRevocation(t *testing.T) {
 	})
 	t.Run("a value written to Redis without the state key admits nothing", func(t *testing.T) {
 		_, ud := f.push(t, "fleet/forged:v1", false)
-		client := cache.NewRedisClient(cache.RedisOptions{Addrs: []string{f.redis.Addr}})
+		client := cache.NewRedisClient(cache.RedisOptions{Addrs: []string{f.redis.Addr}, Username: "portcullis", Password: "fleet-pass",
+			TLS: f.redis.TLS.ClientConfig()})
 		defer client.Close()
 		ctx := context.Background()
 		// Where a real entry lives, so that the forgeries go to the same place.

@@ -95,9 +95,9 @@ func nodecheck(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 // check runs every configured runtime's check.
-func (o *nodecheckOptions) check() []finding {
+func (o *nodecheckOptions) check() []nodeFinding {
 	regs := dedupe(append(append([]string{}, nodecheckDefaultRegistries...), o.extra...))
-	var fs []finding
+	var fs []nodeFinding
 	if o.containerd != "" {
 		fs = append(fs, checkContainerd(o.containerd, regs, o.pc)...)
 	}
@@ -140,7 +140,7 @@ func (o *nodecheckOptions) report(w io.Writer) bool {
 }
 
 // verdict says whether no finding is a bypass, and names those that are (runtime/registry).
-func verdict(fs []finding) (bool, []string) {
+func verdict(fs []nodeFinding) (bool, []string) {
 	var bypass []string
 	for _, f := range fs {
 		if f.Bypass {
@@ -171,7 +171,7 @@ func newNodecheckMetrics(reg prometheus.Registerer) *nodecheckMetrics {
 	return m
 }
 
-func (m *nodecheckMetrics) set(fs []finding) {
+func (m *nodecheckMetrics) set(fs []nodeFinding) {
 	m.checks.Inc()
 	enforced, _ := verdict(fs)
 	if enforced {
@@ -250,7 +250,7 @@ func (o *nodecheckOptions) run(ctx context.Context, m *nodecheckMetrics, kc *kub
 	}
 }
 
-func (o *nodecheckOptions) printFindings(fs []finding, w io.Writer) {
+func (o *nodecheckOptions) printFindings(fs []nodeFinding, w io.Writer) {
 	enforced, bypass := verdict(fs)
 	if enforced {
 		fmt.Fprintf(w, "%s node enforced\n", time.Now().UTC().Format(time.RFC3339))
@@ -265,7 +265,7 @@ func (o *nodecheckOptions) printFindings(fs []finding, w io.Writer) {
 }
 
 // postEvent reports the verdict on the Node: Warning PullBypass with the first reasons, or Normal PullEnforced.
-func (o *nodecheckOptions) postEvent(ctx context.Context, kc *kubeClient, fs []finding) error {
+func (o *nodecheckOptions) postEvent(ctx context.Context, kc *kubeClient, fs []nodeFinding) error {
 	enforced, bypass := verdict(fs)
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()

@@ -19,9 +19,9 @@ import (
 // anyOtherRegistry names, in findings, every registry the node has no entry of its own for.
 const anyOtherRegistry = "*"
 
-// finding is nodecheck's verdict on one registry of one runtime: can a pull of it reach the registry (or anything
+// nodeFinding is nodecheck's verdict on one registry of one runtime: can a pull of it reach the registry (or anything
 // else) without passing Portcullis?
-type finding struct {
+type nodeFinding struct {
 	Runtime  string `json:"runtime"`
 	Registry string `json:"registry"`
 	Bypass   bool   `json:"bypass"`
@@ -74,7 +74,7 @@ func endpointHostPort(raw string) (string, error) {
 // checkContainerd judges containerd's config_path dir for each registry (and for every other registry, through
 // _default), the way containerd 1.6 reads it: the strictest of the versions in use (1.7 and 2.x accept a file
 // without [host], 1.6 does not and then pulls from the registry itself).
-func checkContainerd(dir string, registries []string, pc portcullisSet) []finding {
+func checkContainerd(dir string, registries []string, pc portcullisSet) []nodeFinding {
 	all := slices.Clone(registries)
 	if entries, err := os.ReadDir(dir); err == nil {
 		for _, e := range entries {
@@ -83,7 +83,7 @@ func checkContainerd(dir string, registries []string, pc portcullisSet) []findin
 			}
 		}
 	}
-	var out []finding
+	var out []nodeFinding
 	for _, r := range dedupe(all) {
 		out = append(out, checkContainerdRegistry(dir, r, pc))
 	}
@@ -119,8 +119,8 @@ func containerdHostDir(dir, registry string) string {
 	return ""
 }
 
-func checkContainerdRegistry(dir, registry string, pc portcullisSet) finding {
-	f := finding{Runtime: "containerd", Registry: registry}
+func checkContainerdRegistry(dir, registry string, pc portcullisSet) nodeFinding {
+	f := nodeFinding{Runtime: "containerd", Registry: registry}
 	itself := registry
 	if registry == anyOtherRegistry {
 		itself = "the registry itself"
@@ -341,7 +341,7 @@ func containerdHostConfig(server string, f containerdHostFields) (containerdHost
 // checkDocker judges dockerd's daemon.json. Docker can mirror only Docker Hub, and it falls back to Docker Hub
 // when a mirror refuses (a 403 included); every other registry it pulls directly. So no Docker node is enforced
 // by its configuration: the findings say where each pull goes.
-func checkDocker(path string, registries []string, pc portcullisSet) []finding {
+func checkDocker(path string, registries []string, pc portcullisSet) []nodeFinding {
 	var mirrors []string
 	reason := ""
 	b, err := os.ReadFile(path)
@@ -361,9 +361,9 @@ func checkDocker(path string, registries []string, pc portcullisSet) []finding {
 		}
 		mirrors = doc.Mirrors
 	}
-	var out []finding
+	var out []nodeFinding
 	for _, r := range dedupe(append([]string{"docker.io"}, registries...)) {
-		f := finding{Runtime: "docker", Registry: r, Bypass: true}
+		f := nodeFinding{Runtime: "docker", Registry: r, Bypass: true}
 		switch {
 		case reason != "":
 			f.Reason = reason + ": dockerd pulls from the registry itself"
@@ -381,7 +381,7 @@ func checkDocker(path string, registries []string, pc portcullisSet) []finding {
 		}
 		out = append(out, f)
 	}
-	return append(out, finding{Runtime: "docker", Registry: anyOtherRegistry, Bypass: true,
+	return append(out, nodeFinding{Runtime: "docker", Registry: anyOtherRegistry, Bypass: true,
 		Reason: "dockerd pulls every other registry from the registry itself"})
 }
 
@@ -409,7 +409,7 @@ type crioEndpoint struct {
 // registries.conf has no catch-all; a signature policy (policy.json) whose default is reject stands in for one:
 // then an image of a registry that no docker scope accepts is refused, and each accepted scope's registry is
 // checked like the others.
-func checkCRIO(path, policyPath string, registries []string, pc portcullisSet) []finding {
+func checkCRIO(path, policyPath string, registries []string, pc portcullisSet) []nodeFinding {
 	var doc struct {
 		Registries []crioRegistry `toml:"registry"`
 		V1         any            `toml:"registries"`
@@ -422,7 +422,7 @@ func checkCRIO(path, policyPath string, registries []string, pc portcullisSet) [
 		}
 	}
 	all := slices.Clone(registries)
-	catchAll := finding{Runtime: "cri-o", Registry: anyOtherRegistry, Bypass: true,
+	catchAll := nodeFinding{Runtime: "cri-o", Registry: anyOtherRegistry, Bypass: true,
 		Reason: "registries.conf has no catch-all: CRI-O pulls every registry without a [[registry]] entry from the registry itself (a policy.json whose default is reject closes this; see --signature-policy)"}
 	if policyPath != "" {
 		scopes, rejects, perr := readSignaturePolicy(policyPath)
@@ -446,9 +446,9 @@ func checkCRIO(path, policyPath string, registries []string, pc portcullisSet) [
 			all = append(all, strings.SplitN(p, "/", 2)[0])
 		}
 	}
-	var out []finding
+	var out []nodeFinding
 	for _, reg := range dedupe(all) {
-		f := finding{Runtime: "cri-o", Registry: reg}
+		f := nodeFinding{Runtime: "cri-o", Registry: reg}
 		if err != nil {
 			f.Bypass, f.Reason = true, fmt.Sprintf("cannot use %s (%v): CRI-O refuses to pull, and cannot be shown to pull through Portcullis", path, err)
 			out = append(out, f)
@@ -493,7 +493,7 @@ func readSignaturePolicy(path string) (registries []string, rejects bool, err er
 	return registries, rejects, nil
 }
 
-func crioJudge(f *finding, path, reg string, regs []crioRegistry, pc portcullisSet) {
+func crioJudge(f *nodeFinding, path, reg string, regs []crioRegistry, pc portcullisSet) {
 	ref := reg + "/any/image"
 	r := crioFind(regs, ref)
 	if r == nil {

@@ -66,8 +66,8 @@ func with(base map[string]string, changes map[string]string) map[string]string {
 }
 
 // findingsByRegistry runs the check and keys the findings by registry.
-func findingsByRegistry(fs []finding) map[string]finding {
-	m := map[string]finding{}
+func findingsByRegistry(fs []nodeFinding) map[string]nodeFinding {
+	m := map[string]nodeFinding{}
 	for _, f := range fs {
 		m[f.Registry] = f
 	}

@@ -67,8 +67,10 @@ type app struct {
 	// the shared state they live in, and then their routes are not served.
 	lists   *admission.Lists
 	auditor *admission.Auditor
-	// bus carries change notices between replicas; health is what /readyz asks besides the listeners.
+	// bus carries change notices between replicas; journal holds the audit log and the pull log; health is what
+	// /readyz asks besides the listeners.
 	bus     cache.Bus
+	journal cache.Journal
 	health  []cache.HealthChecker
 	clients map[string]*upstream.Client
 	ready   atomic.Bool
@@ -79,6 +81,9 @@ type app struct {
 	addr      net.Addr
 	opsAddr   net.Addr
 	adminAddr net.Addr
+
+	// policyFile reloads the policy (admin API, SIGHUP, other replicas' notices); nil without a policy.
+	policyFile *admission.PolicyFile
 }
 
 // build wires the graph from a validated config. Only this package wires.
@@ -141,11 +146,16 @@ func build(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*app, er
 			endpoints[name] = c
 		}
 		gate, err := newGate(cfg, endpoints, a.kv, a.reports, creds, admission.NewMetrics(a.reg), log,
-			admission.WithLists(a.lists), admission.WithAudit(a.auditor))
+			admission.WithLists(a.lists), admission.WithAudit(a.auditor), admission.WithPullLog(a.journal))
 		if err != nil {
 			return nil, err
 		}
 		a.gate = gate
+		a.closers = append(a.closers, gate.Close)
+		// A reload on any replica is announced on the bus; every replica reloads its own copy of the file.
+		if a.policyFile, err = admission.NewPolicyFile(cfg.Policy, gate, evidenceBuilder(cfg, endpoints, a.reports, creds, log), a.bus); err != nil {
+			return nil, err
+		}
 		opts = append(opts, proxy.WithAdmitter(gate), proxy.WithScanCredentials(creds))
 	}
 	p, err := proxy.New(ups, def.Name, content, a.kv, opts...)
@@ -164,28 +174,9 @@ func newGate(cfg *configs.Config, endpoints map[string]admission.Endpoint, kv ca
 	if err != nil {
 		return nil, err
 	}
-	v, err := verifier.New(pol.TrustRoots())
+	ev, err := evidenceBuilder(cfg, endpoints, reports, creds, log)(pol)
 	if err != nil {
 		return nil, fmt.Errorf("policy %s: %w", path, err)
-	}
-	scanning := &admission.Scanning{Reports: reports, Credentials: creds, Scanners: map[string]admission.ScannerEndpoint{},
-		DefaultUpstream: cfg.DefaultUpstream().Name}
-	for name, sc := range pol.Scanners() {
-		client, err := harbor.New(sc.URL, harbor.WithHTTPClient(&http.Client{Timeout: sc.Timeout}))
-		if err != nil {
-			return nil, fmt.Errorf("policy %s: scanner %s: %w", path, name, err)
-		}
-		pull := sc.PullURL
-		if pull == "" {
-			pull = registryURL(cfg, os.Hostname)
-			log.Info("scanner pulls images back through the registry listener at its default URL; set pullURL in the policy's scanners entry if it reaches Portcullis by another name",
-				"scanner", name, "pullURL", pull)
-		}
-		scanning.Scanners[name] = admission.ScannerEndpoint{Scanner: client, PullURL: pull}
-	}
-	ev, err := admission.NewEvidence(v, endpoints, scanning)
-	if err != nil {
-		return nil, err
 	}
 	adm := cfg.Admission
 	gate, err := admission.NewGate(pol, ev, kv, append([]admission.Option{admission.WithLogger(log), admission.WithMetrics(m),
@@ -199,6 +190,35 @@ func newGate(cfg *configs.Config, endpoints map[string]admission.Endpoint, kv ca
 		log.Warn("the policy has no default: section: images that no rule matches are denied", "policy", path)
 	}
 	return gate, nil
+}
+
+// evidenceBuilder builds a policy's evidence gatherer: a verifier for its trust roots and a client for each of its
+// scanners, reaching the upstreams through endpoints and keeping reports in reports. The gate's first policy, each
+// reloaded one and each previewed candidate are built with it.
+func evidenceBuilder(cfg *configs.Config, endpoints map[string]admission.Endpoint, reports *admission.Reports, creds *admission.ScanCredentials,
+	log *slog.Logger) admission.EvidenceBuilder {
+	return func(pol *policy.Policy) (admission.Evidence, error) {
+		v, err := verifier.New(pol.TrustRoots())
+		if err != nil {
+			return nil, err
+		}
+		scanning := &admission.Scanning{Reports: reports, Credentials: creds, Scanners: map[string]admission.ScannerEndpoint{},
+			DefaultUpstream: cfg.DefaultUpstream().Name}
+		for name, sc := range pol.Scanners() {
+			client, err := harbor.New(sc.URL, harbor.WithHTTPClient(&http.Client{Timeout: sc.Timeout}))
+			if err != nil {
+				return nil, fmt.Errorf("scanner %s: %w", name, err)
+			}
+			pull := sc.PullURL
+			if pull == "" {
+				pull = registryURL(cfg, os.Hostname)
+				log.Info("scanner pulls images back through the registry listener at its default URL; set pullURL in the policy's scanners entry if it reaches Portcullis by another name",
+					"scanner", name, "pullURL", pull)
+			}
+			scanning.Scanners[name] = admission.ScannerEndpoint{Scanner: client, PullURL: pull}
+		}
+		return admission.NewEvidence(v, endpoints, scanning)
+	}
 }
 
 // registryURL is where scanners reach this proxy's registry listener when the policy does not say (pullURL):
@@ -317,6 +337,10 @@ func (a *app) Run(ctx context.Context) error {
 		go a.gate.RunRefresher(ctx, time.Minute)
 	}
 	go a.lists.Run(ctx, time.Second)
+	if a.policyFile != nil {
+		go a.policyFile.Run(ctx)
+	}
+	a.watchSIGHUP(ctx)
 	a.ready.Store(true)
 	close(a.listening)
 
@@ -384,6 +408,7 @@ func (a *app) startAdmin(errc chan<- error) (*http.Server, error) {
 	if a.auditor != nil {
 		opts = append(opts, admin.WithAudit(a.auditor))
 	}
+	opts = append(opts, a.policyAdminOptions()...)
 	h, err := admin.New(auth, opts...)
 	if err != nil {
 		return nil, err

@@ -81,6 +81,7 @@ func (a *app) openState(ctx context.Context, cfg *configs.Config, log *slog.Logg
 		// Redis down at start: serve nothing until the lists are known (readiness stays false), retrying.
 		log.Warn("allow/deny lists unreadable; not ready until they are", "error", err)
 	}
+	a.journal = journal
 	a.auditor = admission.NewAuditor(journal, log)
 	return nil
 }
