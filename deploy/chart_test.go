@@ -17,6 +17,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -187,6 +188,8 @@ func newTyped(apiVersion, kind string) (any, bool) {
 		return &appsv1.Deployment{}, true
 	case "apps/v1/DaemonSet":
 		return &appsv1.DaemonSet{}, true
+	case "batch/v1/Job":
+		return &batchv1.Job{}, true
 	case "v1/Service":
 		return &corev1.Service{}, true
 	case "v1/ConfigMap":
@@ -333,6 +336,7 @@ func checkObjects(t *testing.T, objs []object) {
 	checkConfig(t, objs, dep)
 	if ds, ok := find[*appsv1.DaemonSet](objs, full+"-node"); ok {
 		checkDaemonSet(t, ds)
+		checkUninstallHook(t, objs, ds)
 	}
 	if pr, ok := find[*prometheusRule](objs, ""); ok {
 		checkAlerts(t, pr)
@@ -506,6 +510,52 @@ func checkDaemonSet(t *testing.T, ds *appsv1.DaemonSet) {
 	}
 }
 
+// checkUninstallHook: `helm uninstall` runs a pre-delete Job that retires the node DaemonSet (the one its pods
+// name as their --owner) with permission to, before helm deletes the pods' RBAC.
+func checkUninstallHook(t *testing.T, objs []object, ds *appsv1.DaemonSet) {
+	t.Helper()
+	job, ok := find[*batchv1.Job](objs, ds.Name+"-remove")
+	if !ok {
+		t.Errorf("no pre-delete Job %s-remove: helm uninstall would leave the node files", ds.Name)
+		return
+	}
+	if job.Annotations["helm.sh/hook"] != "pre-delete" {
+		t.Errorf("Job %s annotations %v: not a pre-delete hook", job.Name, job.Annotations)
+	}
+	target := namespace + "/" + ds.Name
+	if args := job.Spec.Template.Spec.Containers[0].Args; len(args) < 2 || args[0] != "nodeconfig" || !contains(args, "--retire="+target) {
+		t.Errorf("Job args %q: want nodeconfig --retire=%s", args, target)
+	}
+	for _, c := range ds.Spec.Template.Spec.Containers {
+		if c.Name == "nodeconfig" && !contains(c.Args, "--owner="+target) {
+			t.Errorf("nodeconfig args %q: its --owner is not what the hook retires (%s)", c.Args, target)
+		}
+	}
+	sa := job.Spec.Template.Spec.ServiceAccountName
+	allowed := map[string]bool{}
+	for _, o := range objs {
+		rb, ok := o.typed.(*rbacv1.RoleBinding)
+		if !ok || len(rb.Subjects) != 1 || rb.Subjects[0].Name != sa || rb.Annotations["helm.sh/hook"] != "pre-delete" {
+			continue
+		}
+		role, ok := find[*rbacv1.Role](objs, rb.RoleRef.Name)
+		if !ok || role.Annotations["helm.sh/hook"] != "pre-delete" {
+			t.Errorf("RoleBinding %s: Role %s missing or not a hook (helm would delete it with the release)", rb.Name, rb.RoleRef.Name)
+			continue
+		}
+		for _, r := range role.Rules {
+			if contains(r.Resources, "daemonsets") && contains(r.ResourceNames, ds.Name) {
+				for _, v := range r.Verbs {
+					allowed[v] = true
+				}
+			}
+		}
+	}
+	if !allowed["delete"] || !allowed["get"] {
+		t.Errorf("the hook's service account %s may %v on daemonset %s, want get and delete", sa, allowed, ds.Name)
+	}
+}
+
 // checkAlerts: every alert's expression names only metrics that Portcullis or nodecheck export (documented in
 // docs/operations.md) or Prometheus' own up.
 func checkAlerts(t *testing.T, pr *prometheusRule) {
@@ -523,6 +573,20 @@ func checkAlerts(t *testing.T, pr *prometheusRule) {
 					t.Errorf("alert %s: metric %s is not in docs/operations.md", r.Alert, m)
 				}
 			}
+		}
+	}
+	// The other way round: each metric the "Suggested alerts" paragraph names has an alert.
+	_, suggested, _ := bytes.Cut(ops, []byte("Suggested alerts"))
+	suggested, _, _ = bytes.Cut(suggested, []byte("\n\n"))
+	var exprs strings.Builder
+	for _, g := range pr.Spec.Groups {
+		for _, r := range g.Rules {
+			exprs.WriteString(r.Expr + "\n")
+		}
+	}
+	for _, m := range regexp.MustCompile(`portcullis_[a-z_]+`).FindAllString(string(suggested), -1) {
+		if !strings.Contains(exprs.String(), m) {
+			t.Errorf("docs/operations.md suggests an alert on %s; the PrometheusRule has none", m)
 		}
 	}
 	if n < 6 {
@@ -549,6 +613,8 @@ func TestChartRejectsMistakes(t *testing.T) {
 	}{
 		{"misspelt top-level field", []string{"replicaCout=3"}, "replicaCout"},
 		{"misspelt nested field", []string{"nodeConfig.enabeld=true"}, "enabeld"},
+		{"misspelt uninstall switch", []string{"nodeConfig.removeOnUninstal=false"}, "removeOnUninstal"},
+		{"uninstall timeout without a unit", []string{"nodeConfig.removeTimeout=300"}, "removeTimeout"},
 		{"wrong type", []string{"replicaCount=two"}, "replicaCount"},
 		{"registry that is a path", []string{"nodeConfig.registries={docker.io/library}"}, "registries"},
 		{"bad log level", []string{"log.level=verbose"}, "/log/level"},

@@ -28,12 +28,17 @@ const nodeconfigCAFile = "portcullis-ca.crt"
 const nodeconfigBackupSuffix = ".pre-portcullis"
 
 const nodeconfigUsage = `Usage: portcullis nodeconfig --dir DIR --portcullis URL [--ca FILE] [--remove] [--wait] REGISTRY...
+       portcullis nodeconfig --retire NAMESPACE/NAME [--retire-timeout D]
 
 Writes DIR/<REGISTRY>/hosts.toml for each REGISTRY (a host such as docker.io or registry.example.com:5000,
 or _default for every registry without a directory of its own), sending every pull and resolve to
 Portcullis at URL and never to the registry itself: Portcullis is both the [host] containerd tries and the
 server it falls back to after a 403. DIR is containerd's config_path (e.g. /etc/containerd/certs.d).
 Files are replaced atomically; a hosts.toml that nodeconfig did not write is kept as hosts.toml.pre-portcullis.
+
+--retire (the Helm chart's pre-delete hook, in a pod) deletes the nodeconfig DaemonSet NAMESPACE/NAME in the
+foreground and waits until it is gone, that is until every one of its pods has removed its node's files, while
+the pods' permissions still exist (helm uninstall deletes the RBAC right after the DaemonSet otherwise).
 
 `
 
@@ -50,6 +55,9 @@ type nodeconfigOptions struct {
 	wait     bool
 	interval time.Duration
 	owner    string // NAMESPACE/NAME of the DaemonSet, for wait
+	// retire is NAMESPACE/NAME of a DaemonSet to delete and wait out (see retireDaemonSet); it excludes the rest.
+	retire        string
+	retireTimeout time.Duration
 }
 
 func nodeconfig(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -67,8 +75,20 @@ func nodeconfig(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.BoolVar(&o.wait, "wait", false, "after writing, keep running: rewrite every --interval, and on SIGTERM remove the files if --owner is gone")
 	fs.DurationVar(&o.interval, "interval", time.Minute, "with --wait, how often the files are checked and rewritten")
 	fs.StringVar(&o.owner, "owner", "", "with --wait, NAMESPACE/NAME of the DaemonSet running this; the files are removed on exit only once it is deleted (default: never removed on exit)")
+	fs.StringVar(&o.retire, "retire", "", "delete the DaemonSet NAMESPACE/NAME in the foreground and wait until its pods are gone (the chart's uninstall hook); takes no other flags")
+	fs.DurationVar(&o.retireTimeout, "retire-timeout", 5*time.Minute, "with --retire, how long to wait for the DaemonSet's pods to finish")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if o.retire != "" {
+		if err := o.parseRetire(fs.NArg()); err != nil {
+			return usageError{msg: "nodeconfig: " + err.Error()}
+		}
+		kc, err := inClusterKube()
+		if err != nil {
+			return fmt.Errorf("nodeconfig --retire: %w", err)
+		}
+		return o.retireDaemonSet(ctx, kc, stdout)
 	}
 	o.registries = fs.Args()
 	if err := o.parse(rawURL, caFile); err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"net/http"
@@ -111,6 +112,10 @@ func TestNodeconfigUsage(t *testing.T) {
 		{"registry twice", []string{"--dir", "/x", "--portcullis", pcURL, "ghcr.io", "ghcr.io"}, "named twice"},
 		{"ca not PEM", []string{"--dir", "/x", "--portcullis", pcURL, "--ca", notPEM, "docker.io"}, "not a PEM file"},
 		{"bad owner", []string{"--dir", "/x", "--portcullis", pcURL, "--owner", "x", "docker.io"}, "NAMESPACE/NAME"},
+		{"bad retire", []string{"--retire", "x"}, "NAMESPACE/NAME"},
+		{"retire with a registry", []string{"--retire", "ns/pc", "docker.io"}, "--retire takes no"},
+		{"retire with dir", []string{"--retire", "ns/pc", "--dir", "/x"}, "--retire takes no"},
+		{"retire timeout", []string{"--retire", "ns/pc", "--retire-timeout", "0s"}, "must be positive"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -161,6 +166,103 @@ func TestNodeconfigRemovesOnlyWhenOwnerGone(t *testing.T) {
 			_, err := os.Stat(filepath.Join(dir, "docker.io", "hosts.toml"))
 			if removed := os.IsNotExist(err); removed != tc.wantRemove {
 				t.Errorf("removed = %v, want %v (%s)", removed, tc.wantRemove, out.String())
+			}
+		})
+	}
+}
+
+// TestNodeconfigRetire: the chart's pre-delete hook deletes the DaemonSet in the foreground and waits until it is
+// gone, so each pod's nodeconfig asks "is my DaemonSet gone?" while its permissions still exist and removes the
+// node's files. The fake API keeps a foreground-deleted DaemonSet (being deleted) until its "pod" has finished.
+func TestNodeconfigRetire(t *testing.T) {
+	tests := []struct {
+		name         string
+		deleteStatus int  // the API's answer to DELETE
+		podFinishes  bool // the pod's SIGTERM handler runs and returns
+		wantErr      string
+		wantRemoved  bool
+	}{
+		{name: "pods finish", deleteStatus: 200, podFinishes: true, wantRemoved: true},
+		{name: "already gone", deleteStatus: 404},
+		{name: "pods never finish", deleteStatus: 200, wantErr: "not gone after"},
+		{name: "delete refused", deleteStatus: 403, wantErr: "403"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			const dsPath = "/apis/apps/v1/namespaces/ns/daemonsets/pc-node"
+			var deleting, gone atomic.Bool
+			var propagation atomic.Value
+			propagation.Store("")
+			dir := t.TempDir()
+			u, _ := parsePortcullisURL(pcURL)
+			pod := &nodeconfigOptions{dir: dir, portcullis: u, registries: []string{"docker.io", "_default"}, owner: "ns/pc-node", interval: time.Minute}
+			if err := pod.writeAll(&bytes.Buffer{}); err != nil {
+				t.Fatal(err)
+			}
+			podDone := make(chan struct{})
+			var api *httptest.Server
+			api = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path != dsPath {
+					http.NotFound(w, r)
+					return
+				}
+				switch {
+				case r.Method == http.MethodDelete:
+					var opts struct {
+						PropagationPolicy string `json:"propagationPolicy"`
+					}
+					_ = json.NewDecoder(r.Body).Decode(&opts)
+					propagation.Store(opts.PropagationPolicy)
+					w.WriteHeader(tc.deleteStatus)
+					if tc.deleteStatus != 200 {
+						return
+					}
+					if opts.PropagationPolicy != "Foreground" {
+						gone.Store(true) // background: the object goes at once (and helm deletes the RBAC next)
+						close(podDone)
+						return
+					}
+					deleting.Store(true)
+					if tc.podFinishes {
+						go func() { // the garbage collector stops the pod; its nodeconfig asks the API at SIGTERM
+							defer close(podDone)
+							kc, _ := newKubeClient(api.URL, "pod-token", api.Client())
+							var out bytes.Buffer
+							_ = pod.removeIfOwnerGone(kc, &out, &out)
+							gone.Store(true)
+						}()
+					} else {
+						close(podDone)
+					}
+				case gone.Load():
+					http.NotFound(w, r)
+				case deleting.Load():
+					_, _ = w.Write([]byte(`{"metadata": {"name": "pc-node", "deletionTimestamp": "2026-01-01T00:00:00Z"}}`))
+				default:
+					_, _ = w.Write([]byte(`{"metadata": {"name": "pc-node"}}`))
+				}
+			}))
+			defer api.Close()
+			kc, _ := newKubeClient(api.URL, "hook-token", api.Client())
+			timeout := time.Minute
+			if tc.wantErr != "" {
+				timeout = 300 * time.Millisecond
+			}
+			o := &nodeconfigOptions{retire: "ns/pc-node", retireTimeout: timeout}
+			var out bytes.Buffer
+			err := o.retireDaemonSet(context.Background(), kc, &out)
+			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("retire: %v, want error %q\n%s", err, tc.wantErr, out.String())
+			}
+			if tc.deleteStatus == 200 {
+				<-podDone
+				if p := propagation.Load(); p != "Foreground" {
+					t.Errorf("DELETE asked for propagation %q, want Foreground (the pods must finish before the RBAC goes)", p)
+				}
+			}
+			_, statErr := os.Stat(filepath.Join(dir, "docker.io", "hosts.toml"))
+			if removed := os.IsNotExist(statErr); removed != tc.wantRemoved {
+				t.Errorf("node files removed = %v, want %v", removed, tc.wantRemoved)
 			}
 		})
 	}

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -62,4 +65,60 @@ func (o *nodeconfigOptions) removeIfOwnerGone(kc *kubeClient, stdout, stderr io.
 	}
 	fmt.Fprintf(stdout, "daemonset %s is gone: removed the files for %s\n", o.owner, strings.Join(o.registries, ", "))
 	return nil
+}
+
+// retirePoll is how often retireDaemonSet asks whether the DaemonSet is gone.
+const retirePoll = 2 * time.Second
+
+// parseRetire checks a --retire command line: the DaemonSet's name and nothing else.
+func (o *nodeconfigOptions) parseRetire(nargs int) error {
+	if ns, name, ok := strings.Cut(o.retire, "/"); !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+		return fmt.Errorf("--retire %q: want NAMESPACE/NAME", o.retire)
+	}
+	if o.dir != "" || o.remove || o.wait || o.owner != "" || nargs != 0 {
+		return errors.New("--retire takes no --dir, --remove, --wait, --owner or REGISTRY")
+	}
+	if o.retireTimeout <= 0 {
+		return fmt.Errorf("--retire-timeout %s: must be positive", o.retireTimeout)
+	}
+	return nil
+}
+
+// retireDaemonSet deletes the DaemonSet with foreground propagation, so the API keeps it (being deleted) until
+// its pods are gone, and waits for that: each pod's nodeconfig sees the DaemonSet being deleted at SIGTERM and
+// removes its node's files. Run before the chart's RBAC and ServiceAccount are deleted (a pre-delete hook), the
+// pods can still ask; without it helm deletes them in the same breath as the DaemonSet, the pods' question fails
+// and the files stay. An error means the wait did not end (the files may stay on some nodes).
+func (o *nodeconfigOptions) retireDaemonSet(ctx context.Context, kc *kubeClient, stdout io.Writer) error {
+	ctx, cancel := context.WithTimeout(ctx, o.retireTimeout)
+	defer cancel()
+	ns, name, _ := strings.Cut(o.retire, "/")
+	path := "/apis/apps/v1/namespaces/" + url.PathEscape(ns) + "/daemonsets/" + url.PathEscape(name)
+	opts := map[string]string{"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Foreground"}
+	code, err := kc.do(ctx, http.MethodDelete, path, opts, nil)
+	if err != nil {
+		return fmt.Errorf("nodeconfig --retire: %w", err)
+	}
+	if code == http.StatusNotFound {
+		fmt.Fprintf(stdout, "daemonset %s is already gone\n", o.retire)
+		return nil
+	}
+	fmt.Fprintf(stdout, "deleting daemonset %s; waiting for its pods to remove the node files\n", o.retire)
+	t := time.NewTicker(retirePoll)
+	defer t.Stop()
+	for {
+		code, err := kc.do(ctx, http.MethodGet, path, nil, nil)
+		if err == nil && code == http.StatusNotFound {
+			fmt.Fprintf(stdout, "daemonset %s is gone\n", o.retire)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if err == nil {
+				err = errors.New("its pods are still running")
+			}
+			return fmt.Errorf("nodeconfig --retire: daemonset %s not gone after %s: %w", o.retire, o.retireTimeout, err)
+		case <-t.C:
+		}
+	}
 }
