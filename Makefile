@@ -6,7 +6,7 @@ PKGS      ?= ./...
 export PORTCULLIS_REQUIRE_REDIS      ?= $(if $(CI),1,)
 export PORTCULLIS_REQUIRE_CONTAINERD ?= $(if $(CI),1,)
 
-.PHONY: all build tools test test-short deps run demo bench bench-micro vet fmt clean chart image
+.PHONY: all build tools tools-cosign tools-cosign3 tools-helm test test-short deps run demo bench bench-micro vet fmt clean chart image
 
 all: build
 
@@ -16,11 +16,18 @@ build:
 deps:
 	@bash scripts/install-test-deps.sh
 
-# The cosign v2 and v3 CLIs the tests sign with are pinned as tools; building them here, once, keeps their
-# cold build (minutes on a fresh machine) out of the test binaries' timeout.
+# The CLIs the tests drive, pinned as tools: cosign v2 and v3 (tests sign with them) and helm (tools/helm: `make
+# chart` and deploy/chart_test.go). Building them here, once, keeps their cold builds (minutes each on a fresh
+# machine) out of the test binaries' timeouts. They build side by side (a sub-make with -j3), which fills the
+# second core while the other build links or waits on a long package; each is also a target of its own.
+TOOLS := tools-cosign tools-cosign3 tools-helm
 tools:
+	@$(MAKE) --no-print-directory -j3 $(TOOLS)
+tools-cosign:
 	GOTOOLCHAIN=local $(GO) tool -n cosign >/dev/null
+tools-cosign3:
 	cd tools/cosign3 && GOTOOLCHAIN=local $(GO) tool -n cosign >/dev/null
+tools-helm:
 	cd tools/helm && GOTOOLCHAIN=local $(GO) tool -n helm >/dev/null
 
 # The Helm chart: lint and render it (helm v3, pinned in tools/helm) with the default values and each values
