@@ -18,8 +18,9 @@ deps:
 
 # The CLIs the tests drive, pinned as tools: cosign v2 and v3 (tests sign with them) and helm (tools/helm: `make
 # chart` and deploy/chart_test.go). Building them here, once, keeps their cold builds (minutes each on a fresh
-# machine; helm alone is about 8 CPU-minutes, ~4-5 min on 2 idle cores) out of the test binaries' timeouts. They build side by side (a sub-make with -j3), which fills the
-# second core while the other build links or waits on a long package; each is also a target of its own.
+# machine; helm alone is about 8 CPU-minutes, 4-5 min on 2 idle cores) out of the test binaries' timeouts. They
+# build side by side (a sub-make with -j3), which fills the second core while another build links or waits on a
+# long package; each is also a target of its own.
 TOOLS := tools-cosign tools-cosign3 tools-helm
 tools:
 	@$(MAKE) --no-print-directory -j3 $(TOOLS)
