@@ -57,6 +57,7 @@ type Gate struct {
 	hot      *hotSet
 	pulls    *pullLog    // nil: no pull log
 	preview  atomic.Bool // a preview is running
+	parsed   parsedManifests
 
 	timeout   time.Duration // one decision's deadline
 	slots     chan struct{} // cold decisions running at once
@@ -231,6 +232,8 @@ func (g *view) admit(ctx context.Context, s Subject) (Verdict, error) {
 		g.recordPull(ctx, s)
 		return v, nil
 	}
+	c, perr := g.parsed.parse(s)
+	g.prefetch(ctx, s, c, perr == nil)
 	epoch, _ := g.epoch(ctx, s.Digest)
 	var denied *cachedVerdict
 	if d, ok := g.load(ctx, decisionKey(g.ns, s.Upstream, s.Repository, s.Digest, epoch)); ok && g.anchorsHold(ctx, s.Upstream, s.Repository, d.Anchors) {
@@ -243,7 +246,7 @@ func (g *view) admit(ctx context.Context, s Subject) (Verdict, error) {
 				if g.policy.Match(s.Upstream, s.Repository).Requirements().Scan != nil {
 					g.hot.touch(s, g.now())
 				}
-				if c, err := manifest.Parse(s.Manifest); err == nil {
+				if perr == nil {
 					own := append(d.Anchors, anchor{Digest: s.Digest, Epoch: epoch})
 					g.ensureContents(ctx, s, c, own, len(d.Anchors) == 0)
 				}
@@ -252,7 +255,6 @@ func (g *view) admit(ctx context.Context, s Subject) (Verdict, error) {
 		}
 		denied = &d
 	}
-	c, perr := manifest.Parse(s.Manifest)
 	if perr == nil {
 		if d, ok, err := g.viaParent(ctx, s, c); err != nil || ok {
 			return d, err
@@ -281,7 +283,7 @@ func (g *view) admit(ctx context.Context, s Subject) (Verdict, error) {
 					return d.Verdict, nil
 				}
 			}
-			return g.evaluate(ctx, s, 0)
+			return g.decideOnce(ctx, s)
 		})
 		if err != nil {
 			return Verdict{}, err
@@ -595,11 +597,11 @@ func (g *view) evaluate(ctx context.Context, s Subject, refreshMargin time.Durat
 				ttl = max(left, time.Second)
 			}
 		}
-		g.store(ctx, decisionKey(g.ns, s.Upstream, s.Repository, s.Digest, epoch), cachedVerdict{Verdict: d, Expires: g.now().Add(ttl)}, ttl)
 		if d.Allowed {
 			if rule.Requirements().Scan != nil {
 				g.hot.touch(s, g.now())
 			}
+			// Grants before the decision: a replica that finds the decision (in the shared KV) finds its grants.
 			if c, err := manifest.Parse(s.Manifest); err == nil {
 				g.recordContents(ctx, s, c, []anchor{{Digest: s.Digest, Epoch: epoch}}, true)
 			}
@@ -607,6 +609,7 @@ func (g *view) evaluate(ctx context.Context, s Subject, refreshMargin time.Durat
 				g.set(ctx, lastGoodKey(g.ns, s.Upstream, s.Repository, s.Tag), []byte(s.Digest.String()), g.goodTTL)
 			}
 		}
+		g.store(ctx, decisionKey(g.ns, s.Upstream, s.Repository, s.Digest, epoch), cachedVerdict{Verdict: d, Expires: g.now().Add(ttl)}, ttl)
 		return d, nil
 	}
 }

@@ -97,14 +97,8 @@ func (g *view) recordContents(ctx context.Context, s Subject, c manifest.Content
 // ensureContents re-grants an admitted manifest's contents when its grants are gone (evicted, or pushed out of
 // a shared layer's set). One read when they are there.
 func (g *view) ensureContents(ctx context.Context, s Subject, c manifest.Contents, anchors []anchor, children bool) {
-	var probe digest.Digest
-	kind := grantBlob
-	switch blobs := c.Blobs(); {
-	case len(blobs) > 0:
-		probe = blobs[0].Digest
-	case children && len(c.Manifests) > 0:
-		probe, kind = c.Manifests[0].Digest, grantChild
-	default:
+	kind, probe, ok := grantProbe(c, children)
+	if !ok {
 		return
 	}
 	set, _ := g.grants(ctx, kind, s.Upstream, s.Repository, probe)

@@ -25,6 +25,7 @@ import (
 //	scancred/<token>                              scanGrant JSON          the credential's life    ScanCredentials.Mint      ScanCredentials
 //	scancred-manifest/<token>/<d>                 "1"                     the credential's life    AllowManifest             AllowManifest
 //	scancred-blob/<token>/<d>                     "1"                     the credential's life    AllowManifest             AllowBlob
+//	lease/decide/<policy>/<upstream>/<repo>@<d>   random token            the decision's deadline  decideOnce (cache.Leaser) decideOnce on other replicas
 //
 // <policy> is the first 16 hex digits of the policy hash, so a new policy starts from an empty cache and no old
 // decision or grant applies under it. <d> is a digest, <e> the digest's facts epoch ("0" before any report, "?"
@@ -43,6 +44,11 @@ func decisionKey(ns, upstream, repo string, d digest.Digest, epoch string) strin
 // grantKey is a blob or child grant set: kind is grantBlob or grantChild.
 func grantKey(kind, ns, upstream, repo string, item digest.Digest) string {
 	return kind + "/" + ns + "/" + upstream + "/" + repo + "@" + item.String()
+}
+
+// decideLeaseName names the fleet-wide lease of one evaluation (the Leaser puts it under lease/).
+func decideLeaseName(ns, upstream, repo string, d digest.Digest) string {
+	return "decide/" + ns + "/" + upstream + "/" + repo + "@" + d.String()
 }
 
 func lastGoodKey(ns, upstream, repo, tag string) string {

@@ -74,11 +74,15 @@ func (r *Redis) GetTTL(ctx context.Context, key string) ([]byte, time.Duration, 
 	}
 	val, _ := get.Bytes()
 	d := ttl.Val()
-	if d < 0 { // -1: no expiry; -2: gone between the two commands
-		d = 0
+	if d == redisKeyGone {
+		// Expired between the two commands: a copy kept on the strength of this read would outlive it.
+		return nil, 0, fmt.Errorf("%w: %q", ErrNotFound, key)
 	}
-	return val, d, nil
+	return val, max(d, 0), nil // -1: no expiry
 }
+
+// redisKeyGone is what PTTL answers for a key that does not exist.
+const redisKeyGone = -2
 
 // Set implements KV. Redis keeps TTLs with millisecond precision; a ttl under 1ms becomes 1ms.
 func (r *Redis) Set(ctx context.Context, key string, val []byte, ttl time.Duration) error {

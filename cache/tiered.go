@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -37,7 +38,16 @@ type Tiered struct {
 var (
 	_ KV            = (*Tiered)(nil)
 	_ HealthChecker = (*Tiered)(nil)
+	_ Prefetcher    = (*Tiered)(nil)
 )
+
+// Prefetcher is a KV with a local tier that can fill it for several keys at once (Tiered.Prefetch).
+type Prefetcher interface {
+	// Prefetch reads the keys the local tier cannot answer, in one round trip, into the local tier.
+	Prefetch(ctx context.Context, keys ...string)
+	// Peek answers from the local tier only: hit says it could, with the value or an error wrapping ErrNotFound.
+	Peek(ctx context.Context, key string) (val []byte, hit bool, err error)
+}
 
 // TieredOption configures a Tiered.
 type TieredOption func(*Tiered)
@@ -97,35 +107,101 @@ func (t *Tiered) invalidated(key string) bool {
 }
 
 // Get answers from the local tier, else from the shared one (copying the value locally). A shared outage is a
-// miss, not an error: the caller works on without shared state.
+// miss, not an error: the caller works on without shared state. For an invalidated key, the local tier also
+// remembers that the shared one does not have it (a facts epoch of a digest nobody posted a report for), so that a
+// warm read makes no round trip: a Set anywhere announces the key and drops that memory.
 func (t *Tiered) Get(ctx context.Context, key string) ([]byte, error) {
 	inv := t.invalidated(key)
 	if inv && t.busHealth != nil && t.busHealth.Healthy() != nil {
 		// Notices may be missed right now: the shared tier is the truth, the local copy only a fallback.
 		v, _, err := t.getShared(ctx, key)
 		if errors.Is(err, ErrUnavailable) {
-			if lv, lerr := t.getLocal(ctx, key, inv); lerr == nil {
+			if lv, hit, lerr := t.getLocal(ctx, key, inv); hit && lerr == nil {
 				return lv, nil
 			}
 			return nil, errors.Join(ErrNotFound, err)
 		}
 		return v, err
 	}
-	if v, err := t.getLocal(ctx, key, inv); err == nil {
-		return v, nil
+	if v, hit, err := t.getLocal(ctx, key, inv); hit {
+		return v, err
 	}
 	gen := t.gen.Load()
 	v, ttl, err := t.getShared(ctx, key)
+	t.keep(ctx, key, inv, gen, Entry{Val: v, TTL: ttl, Err: err})
 	if err != nil {
 		if errors.Is(err, ErrUnavailable) {
 			return nil, errors.Join(ErrNotFound, err)
 		}
 		return nil, err
 	}
-	if !inv || t.gen.Load() == gen { // else a change may have crossed this read: do not keep what may be old
-		_ = t.setLocal(ctx, key, v, ttl, inv)
-	}
 	return v, nil
+}
+
+// keep copies a shared read to the local tier: a value for up to ttl, the absence of an invalidated key for up to
+// maxLocal. Nothing is kept when an invalidated key may have changed during the read (gen moved), nor when the read
+// failed otherwise.
+func (t *Tiered) keep(ctx context.Context, key string, inv bool, gen uint64, e Entry) {
+	if inv && t.gen.Load() != gen {
+		return
+	}
+	switch {
+	case e.Err == nil:
+		_ = t.setLocal(ctx, key, e.Val, e.TTL, inv)
+	case inv && errors.Is(e.Err, ErrNotFound) && !errors.Is(e.Err, ErrUnavailable):
+		_ = t.local.Set(ctx, key, t.stamp(localAbsent, nil), t.maxLocal)
+	default:
+		return
+	}
+	if inv && t.gen.Load() != gen { // a notice arrived while we stored: what we kept may be old
+		_ = t.local.Delete(ctx, key)
+	}
+}
+
+// Prefetch reads, in one round trip when the shared tier is a BatchGetter, every key the local tier cannot answer,
+// and keeps what it finds locally as Get would: a caller about to read several keys (a decision, its epoch, a
+// grant) pays at most one round trip for all of them. Errors are dropped: a later Get asks again.
+func (t *Tiered) Prefetch(ctx context.Context, keys ...string) {
+	bg, ok := t.shared.(BatchGetter)
+	if !ok {
+		return
+	}
+	var miss []string
+	var invs []bool
+	busDown := t.busHealth != nil && t.busHealth.Healthy() != nil
+	for _, k := range keys {
+		inv := t.invalidated(k)
+		if inv && busDown {
+			continue // Get reads the shared tier for these anyway
+		}
+		if _, hit, _ := t.getLocal(ctx, k, inv); !hit {
+			miss, invs = append(miss, k), append(invs, inv)
+		}
+	}
+	if len(miss) == 0 {
+		return
+	}
+	gen := t.gen.Load()
+	entries, err := bg.GetBatch(ctx, miss)
+	if err != nil {
+		return
+	}
+	for i, e := range entries {
+		if e.TTL <= 0 || e.TTL > t.maxLocal {
+			e.TTL = t.maxLocal
+		}
+		t.keep(ctx, miss[i], invs[i], gen, e)
+	}
+}
+
+// Peek implements Prefetcher: the local tier's answer, without asking the shared one. While the bus is down an
+// invalidated key's local copy may be stale, so it is not a hit.
+func (t *Tiered) Peek(ctx context.Context, key string) ([]byte, bool, error) {
+	inv := t.invalidated(key)
+	if inv && t.busHealth != nil && t.busHealth.Healthy() != nil {
+		return nil, false, nil
+	}
+	return t.getLocal(ctx, key, inv)
 }
 
 // getShared reads the shared tier, with how long a local copy may live.
@@ -142,23 +218,41 @@ func (t *Tiered) getShared(ctx context.Context, key string) ([]byte, time.Durati
 	return v, ttl, err
 }
 
-// Local copies of invalidated keys carry the purge count they were stored under (8 bytes, big-endian) before the
-// value, so that a gap drops them all at once.
-func (t *Tiered) getLocal(ctx context.Context, key string, inv bool) ([]byte, error) {
+// Local copies of invalidated keys carry the purge count they were stored under (8 bytes, big-endian) and a kind
+// byte (value or absent) before the value, so that a gap drops them all at once.
+const (
+	localAbsent byte = iota
+	localValue
+)
+
+// stamp prefixes val with the purge count and kind.
+func (t *Tiered) stamp(kind byte, val []byte) []byte {
+	b := binary.BigEndian.AppendUint64(make([]byte, 0, 9+len(val)), t.purge.Load())
+	return append(append(b, kind), val...)
+}
+
+// getLocal answers from the local tier: hit says it could, with the value or, for an invalidated key known to be
+// absent from the shared tier, an error wrapping ErrNotFound.
+func (t *Tiered) getLocal(ctx context.Context, key string, inv bool) (val []byte, hit bool, err error) {
 	v, err := t.local.Get(ctx, key)
-	if err != nil || !inv {
-		return v, err
+	if err != nil {
+		return nil, false, nil
 	}
-	if len(v) < 8 || binary.BigEndian.Uint64(v) != t.purge.Load() {
-		return nil, ErrNotFound
+	if !inv {
+		return v, true, nil
 	}
-	return v[8:], nil
+	if len(v) < 9 || binary.BigEndian.Uint64(v) != t.purge.Load() {
+		return nil, false, nil
+	}
+	if v[8] == localAbsent {
+		return nil, true, fmt.Errorf("%w: %q", ErrNotFound, key)
+	}
+	return v[9:], true, nil
 }
 
 func (t *Tiered) setLocal(ctx context.Context, key string, val []byte, ttl time.Duration, inv bool) error {
 	if inv {
-		stamped := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(val)), t.purge.Load())
-		val = append(stamped, val...)
+		val = t.stamp(localValue, val)
 	}
 	return t.local.Set(ctx, key, val, ttl)
 }
