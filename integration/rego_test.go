@@ -64,7 +64,7 @@ rules:
         some a in input.attestations
         a.predicateType == "https://slsa.dev/provenance/v1"
         a.predicate.runDetails.builder.id != "https://ci.acme.example/builder"
-        msg := sprintf("built by %v, not by https://ci.acme.example/builder", [a.predicate.runDetails.builder.id])
+        msg := sprintf("%s:%s built by %v, not by https://ci.acme.example/builder", [input.image.repository, input.image.tag, a.predicate.runDetails.builder.id])
       }
   - name: slow
     match: {repository: "slow/**"}
@@ -208,7 +208,7 @@ func containsString(list []string, want string) bool {
 }
 
 // TestRegoAttestationPredicate: a module on an attestation's predicate (runDetails.builder.id) admits the image
-// our builder made and refuses the other, naming the builder; an image without provenance fails the built-in
+// our builder made and refuses the other, naming the builder and the image (input.image); an image without provenance fails the built-in
 // attestation requirement before the module is asked.
 func TestRegoAttestationPredicate(t *testing.T) {
 	re := newRegoEnv(t)
@@ -225,7 +225,7 @@ func TestRegoAttestationPredicate(t *testing.T) {
 		t.Fatalf("our builder's image: %v", err)
 	}
 	mustContain(t, "denial", denial(t, re.env, "/v2/prov/theirs/manifests/v1"),
-		"rego: built by https://evil.example/builder, not by https://ci.acme.example/builder")
+		"rego: prov/theirs:v1 built by https://evil.example/builder, not by https://ci.acme.example/builder")
 	mustContain(t, "denial", denial(t, re.env, "/v2/prov/none/manifests/v1"), "attestation "+slsa)
 }
 
