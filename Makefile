@@ -6,7 +6,7 @@ PKGS      ?= ./...
 export PORTCULLIS_REQUIRE_REDIS      ?= $(if $(CI),1,)
 export PORTCULLIS_REQUIRE_CONTAINERD ?= $(if $(CI),1,)
 
-.PHONY: all build tools test test-short deps run demo bench bench-micro vet fmt clean
+.PHONY: all build tools test test-short deps run demo bench bench-micro vet fmt clean fuzz soak test-s3
 
 all: build
 
@@ -41,6 +41,12 @@ demo:
 bench:
 	cd tools/versitygw && GOTOOLCHAIN=local $(GO) tool -n versitygw >/dev/null
 	PORTCULLIS_BENCH=1 $(GO) test -run '^TestBench$$' -v -count=1 -timeout 15m ./bench/
+
+# Every Go fuzz target (func FuzzX in a _test.go), one after another, FUZZTIME each. A failing input lands in the
+# package's testdata/fuzz/<Target>/: commit it with the fix; plain `go test` then runs it as a regression seed.
+FUZZTIME ?= 30s
+fuzz:
+	FUZZTIME=$(FUZZTIME) GO=$(GO) bash scripts/fuzz.sh
 
 # The Go micro-benchmarks of integration/ (admission, scan verdicts).
 bench-micro:
