@@ -48,6 +48,15 @@ FUZZTIME ?= 30s
 fuzz:
 	FUZZTIME=$(FUZZTIME) GO=$(GO) bash scripts/fuzz.sh
 
+# The soak (integration/soak_test.go, docs/reliability.md): mixed traffic through one Portcullis for SOAK_DURATION,
+# every body checked against its digest, upstream faults injected; the report goes to soak-report.txt (and stdout),
+# the test's log to soak.log. `make test` runs it for 30s.
+SOAK_DURATION ?= 5m
+soak:
+	PORTCULLIS_SOAK_DURATION=$(SOAK_DURATION) PORTCULLIS_SOAK_REPORT=$(CURDIR)/soak-report.txt \
+		$(GO) test -run '^TestSoak$$' -v -count=1 -timeout 60m ./integration/ >soak.log 2>&1 || { tail -40 soak.log; exit 1; }
+	cat soak-report.txt
+
 # The Go micro-benchmarks of integration/ (admission, scan verdicts).
 bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./integration/ | tee bench.txt
@@ -59,4 +68,4 @@ fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 clean:
-	rm -rf bin portcullis-data bench.txt bench/results.json
+	rm -rf bin portcullis-data bench.txt bench/results.json soak-report.txt soak.log
