@@ -45,6 +45,7 @@ type soakReport struct {
 	GoroutinesStart, GoroutinesEnd  int
 	GoroutinesFirst, GoroutinesLast int // average over the first and the last window, under traffic
 	OpenFilesStart, OpenFilesEnd    int
+	KVKeysStart, KVKeysEnd          int // keys in the in-memory KV (decisions, grants, tags): where memory goes
 	Window                          time.Duration
 }
 
@@ -66,8 +67,8 @@ func (r *soakReport) String() string {
 		r.P50.Round(10*time.Microsecond), r.P99.Round(10*time.Microsecond), r.PolicyReloads, r.ListChanges, r.ColdImages)
 	fmt.Fprintf(&b, "peak RSS %d MiB; first vs last %s: RSS %d -> %d MiB, heap in use %d -> %d MiB, goroutines %d -> %d\n",
 		r.PeakRSS>>20, r.Window, r.RSSFirst>>20, r.RSSLast>>20, r.HeapFirst>>20, r.HeapLast>>20, r.GoroutinesFirst, r.GoroutinesLast)
-	fmt.Fprintf(&b, "goroutines %d at start, %d at end; open files %d at start, %d at end\n",
-		r.GoroutinesStart, r.GoroutinesEnd, r.OpenFilesStart, r.OpenFilesEnd)
+	fmt.Fprintf(&b, "goroutines %d at start, %d at end; open files %d at start, %d at end; KV keys %d at start, %d at end\n",
+		r.GoroutinesStart, r.GoroutinesEnd, r.OpenFilesStart, r.OpenFilesEnd, r.KVKeysStart, r.KVKeysEnd)
 	return b.String()
 }
 
@@ -150,7 +151,7 @@ func (s *soak) run(t *testing.T, dur time.Duration) *soakReport {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32, DisableCompression: true}, Timeout: 2 * time.Minute}
 	defer client.CloseIdleConnections()
 	tally := &soakTally{r: soakReport{Errors: map[string]int{}}}
-	tally.r.GoroutinesStart, tally.r.OpenFilesStart = runtime.NumGoroutine(), openFiles()
+	tally.r.GoroutinesStart, tally.r.OpenFilesStart, tally.r.KVKeysStart = runtime.NumGoroutine(), openFiles(), s.kvKeys()
 	ctx, cancel := context.WithTimeout(context.Background(), dur)
 	defer cancel()
 	start := time.Now()
@@ -186,8 +187,16 @@ func (s *soak) run(t *testing.T, dur time.Duration) *soakReport {
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && runtime.NumGoroutine() > r.GoroutinesStart+5; {
 		time.Sleep(100 * time.Millisecond)
 	}
-	r.GoroutinesEnd, r.OpenFilesEnd = runtime.NumGoroutine(), openFiles()
+	r.GoroutinesEnd, r.OpenFilesEnd, r.KVKeysEnd = runtime.NumGoroutine(), openFiles(), s.kvKeys()
 	return r
+}
+
+// kvKeys is the number of keys the env's KV holds, when it can say.
+func (s *soak) kvKeys() int {
+	if l, ok := s.e.kv.(interface{ Len() int }); ok {
+		return l.Len()
+	}
+	return 0
 }
 
 // pull does one client's work: a manifest by tag or digest, then (when served) a child manifest of an index and a
