@@ -228,11 +228,15 @@ func (ds *downloads) open(ctx context.Context, d *download, r route) (io.ReadClo
 		})
 		if lease == nil {
 			size, err := ds.store.Stat(ctx, d.dgst)
-			if err != nil {
-				return nil, 0, err
+			if err == nil {
+				var rc io.ReadCloser
+				if rc, err = ds.store.Open(ctx, d.dgst, 0); err == nil {
+					return rc, size, nil
+				}
 			}
-			rc, err := ds.store.Open(ctx, d.dgst, 0)
-			return rc, size, err
+			// Stored by another replica, yet the store cannot give it now (an S3 outage): the upstream still has
+			// it, and what it sends is verified like any download.
+			ds.log.Warn("content store read failed; fetching upstream", "digest", d.dgst, "error", err)
 		}
 		d.lease, d.stopLease = lease, keepLease(ctx, lease)
 	}
