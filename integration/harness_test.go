@@ -135,6 +135,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	waitDownloads(t, p)
 	srv.Config.Handler = seen.wrap(p)
 	return &env{up: up, proxy: p, srv: srv, content: content, kv: kv, metrics: metrics, reg: reg, seen: seen, gate: gate}
 }
@@ -289,4 +290,16 @@ func gatherMetric(t testing.TB, e *env, name string) []metricSample {
 		}
 	}
 	return out
+}
+
+// waitDownloads has the test wait, at its end, for p's blob commits that outlive their requests, so that nothing
+// writes to a temporary directory while it is removed.
+func waitDownloads(t testing.TB, p *proxy.Proxy) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := p.Wait(ctx); err != nil {
+			t.Error(err)
+		}
+	})
 }

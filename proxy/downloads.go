@@ -35,6 +35,7 @@ type downloads struct {
 	// once, when set, takes the fleet-wide lease on a blob before it is fetched upstream (Proxy.fleetOnce).
 	once      func(ctx context.Context, name string, maxWait time.Duration, found func() bool) *cache.Lease
 	leaseWait time.Duration // how long once may wait for another replica's download
+	running   sync.WaitGroup // downloads whose fetch or commit goes on in the background
 }
 
 func newDownloads(store Store, dir string, maxSize int64, log *slog.Logger, m *Metrics) *downloads {
@@ -128,10 +129,10 @@ func (ds *downloads) attach(ctx context.Context, r route) (*download, error) {
 	ds.inflight[r.dgst] = d
 	// The download outlives the request that started it: its other readers and the store still want it.
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), blobTimeout)
-	go func() {
+	ds.running.Go(func() {
 		defer cancel()
 		ds.run(dctx, d, r)
-	}()
+	})
 	return d, nil
 }
 

@@ -232,3 +232,20 @@ func New(upstreams []*Upstream, defaultName string, store Store, kv KV, opts ...
 	p.blobs.once, p.blobs.leaseWait = p.fleetOnce, p.blobLeaseWait
 	return p, nil
 }
+
+// Wait blocks until the blob downloads in flight are over, their commits to the content store included (a commit
+// goes on after the clients have their last byte), or until ctx ends. Call it after the servers stopped, before the
+// content store goes away, so that no half-done upload is cut off and nothing writes to the store afterwards.
+func (p *Proxy) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		p.blobs.running.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("blob downloads still running: %w", context.Cause(ctx))
+	}
+}

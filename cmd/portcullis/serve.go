@@ -368,6 +368,11 @@ func (a *app) Run(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	// Blobs already served may still be on their way into the content store (an upload to S3): finish them within
+	// the grace period rather than lose them.
+	if err := a.proxy.Wait(sctx); err != nil {
+		a.log.Warn("stopping with blob downloads unfinished; they will be fetched again", "error", err)
+	}
 	a.log.Info("stopped")
 	return errors.Join(errs...)
 }
