@@ -16,11 +16,13 @@ build:
 deps:
 	@bash scripts/install-test-deps.sh
 
-# The cosign v2 and v3 CLIs the tests sign with are pinned as tools; building them here, once, keeps their
-# cold build (minutes on a fresh machine) out of the test binaries' timeout.
+# The cosign v2 and v3 CLIs the tests sign with, and the notary-server the Docker Content Trust tests start, are
+# pinned as tools; building them here, once, keeps their cold build (minutes on a fresh machine) out of the test
+# binaries' timeout.
 tools:
 	GOTOOLCHAIN=local $(GO) tool -n cosign >/dev/null
 	cd tools/cosign3 && GOTOOLCHAIN=local $(GO) tool -n cosign >/dev/null
+	cd tools/notary && GOTOOLCHAIN=local $(GO) tool -n notary-server >/dev/null
 
 test: deps tools
 	$(GO) vet $(PKGS)

@@ -258,7 +258,7 @@ func (c *Client) collection(ctx context.Context, rootName, upstream, repository 
 	select {
 	case res = <-ch:
 	case <-ctx.Done():
-		return nil, nil, "", ctx.Err()
+		return nil, nil, "", fmt.Errorf("trust data of %s from %s: %w", gun, r.n.Server, unreachable{ctx.Err()})
 	}
 	if res.Err == nil {
 		return r, res.Val.(*collection), gun, nil

@@ -62,12 +62,18 @@ func (c *cappedBody) Close() error {
 	return c.r.Close()
 }
 
-// unreachable is a failure to reach the notary server (network error, 5xx): the one failure under which trust
-// data read before may still be used, until it expires.
+// ErrUnreachable is a notary server that could not be asked (network error, timeout, 5xx) with no trust data
+// read before that is still valid: the caller cannot decide. Every other error means the trust data did not
+// verify.
+var ErrUnreachable = errors.New("notary server unreachable")
+
+// unreachable is a failure to reach the notary server: the one failure under which trust data read before may
+// still be used, until it expires.
 type unreachable struct{ err error }
 
-func (u unreachable) Error() string { return fmt.Sprintf("notary server unreachable: %v", u.err) }
-func (u unreachable) Unwrap() error { return u.err }
+func (u unreachable) Error() string        { return fmt.Sprintf("%v: %v", ErrUnreachable, u.err) }
+func (u unreachable) Unwrap() error        { return u.err }
+func (u unreachable) Is(target error) bool { return target == ErrUnreachable }
 
 // explain classifies a load error: unreachable when the server could not be asked.
 func explain(err error) error {
