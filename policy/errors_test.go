@@ -63,6 +63,8 @@ func TestParseErrors(t *testing.T) {
 		{"notary bad delegation", "trust:\n  r:\n    notary: {server: https://n, rootKeys: [cert.pem], delegations: [releases]}\n", `p.yaml:3: trust.r.notary.delegations[0]: bad role "releases": want targets or targets/<name>`},
 		{"notary with ignoreTlog", "trust:\n  r:\n    notary: {server: https://n, rootKeys: [cert.pem]}\n    ignoreTlog: true\n", `p.yaml:3: trust.r.notary: ignoreTlog and ignoreSCT apply to cosign roots only`},
 
+		{"notary root signing attestations", "trust:\n  dct: {notary: {server: https://n, rootKeys: [cert.pem]}}\ndefault:\n  signedBy: {anyOf: [dct]}\n  attestations:\n    - predicateType: p\n", `p.yaml:6: default.attestations[0].signedBy: dct is a notary root: Docker Content Trust signs tags, not attestations`},
+
 		// Scanners.
 		{"scanner without url", "scanners:\n  trivy: {timeout: 1m}\n", `p.yaml:2: scanners.trivy.url: required`},
 		{"scanner bad url", "scanners:\n  trivy:\n    url: trivy:8080\n", `p.yaml:3: scanners.trivy.url: bad URL "trivy:8080": want http:// or https://`},

@@ -91,3 +91,13 @@ func (c *compiler) checkRootKey(path string, data []byte) bool {
 	}
 	return c.checkPEM(path, data)
 }
+
+// cosignOnly reports notary roots among the signers of what only cosign signs (attestations): Docker Content
+// Trust signs tags, nothing else.
+func (c *compiler) cosignOnly(path string, s Signers, what string) {
+	for _, name := range s.Roots() {
+		if td := c.doc.Trust[name]; td != nil && td.Notary != nil {
+			c.p.add(path, "%s is a notary root: Docker Content Trust signs tags, not %s", name, what)
+		}
+	}
+}
