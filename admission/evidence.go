@@ -35,6 +35,7 @@ type VerifierEvidence struct {
 	verifier  SignatureVerifier
 	upstreams map[string]Endpoint
 	scan      *Scanning
+	notary    NotaryTrust // nil: no notary roots
 	now       func() time.Time
 }
 
@@ -66,11 +67,14 @@ var _ Evidence = (*VerifierEvidence)(nil)
 
 // NewEvidence returns the Evidence that checks signatures and attestations on the given upstreams (by the name
 // clients use for them), and scan reports when scan is not nil.
-func NewEvidence(v SignatureVerifier, upstreams map[string]Endpoint, scan *Scanning) (*VerifierEvidence, error) {
+func NewEvidence(v SignatureVerifier, upstreams map[string]Endpoint, scan *Scanning, opts ...EvidenceOption) (*VerifierEvidence, error) {
 	if v == nil {
 		return nil, errors.New("admission: a signature verifier is required")
 	}
 	e := &VerifierEvidence{verifier: v, upstreams: map[string]Endpoint{}, scan: scan, now: time.Now}
+	for _, o := range opts {
+		o(e)
+	}
 	for name, ep := range upstreams {
 		if ep == nil {
 			return nil, fmt.Errorf("admission: upstream %s has no endpoint", name)
@@ -90,11 +94,20 @@ func (e *VerifierEvidence) Gather(ctx context.Context, s Subject, req policy.Req
 	u := ep.Endpoint()
 	t := verifier.Target{Registry: u.Host, Insecure: u.Scheme == "http", Repository: s.Repository, Digest: s.Digest, Transport: ep.Transport()}
 	if roots := req.SignedBy.Roots(); len(roots) > 0 {
-		sigs, err := e.verifier.Signatures(ctx, t, roots)
-		if err != nil {
-			return f, fmt.Errorf("signatures: %w", err)
+		cosignRoots, notaryRoots := e.splitRoots(roots)
+		f.Signatures = map[string]policy.SignatureResult{}
+		if len(cosignRoots) > 0 {
+			sigs, err := e.verifier.Signatures(ctx, t, cosignRoots)
+			if err != nil {
+				return f, fmt.Errorf("signatures: %w", err)
+			}
+			if sigs != nil {
+				f.Signatures = sigs
+			}
 		}
-		f.Signatures = sigs
+		if err := e.gatherNotary(ctx, s, notaryRoots, f.Signatures); err != nil {
+			return f, err
+		}
 	}
 	var attRoots []string
 	for _, a := range req.Attestations {

@@ -28,6 +28,7 @@ import (
 	"github.com/portcullis/portcullis/proxy"
 	"github.com/portcullis/portcullis/upstream"
 	"github.com/portcullis/portcullis/verifier"
+	"github.com/portcullis/portcullis/verifier/dct"
 )
 
 // env is one Portcullis in front of one real upstream registry.
@@ -58,6 +59,8 @@ type envConfig struct {
 	gateOpts    []admission.Option
 	// scanning builds the scan gate's report store, credentials and scanners.
 	scanning func(kv cache.KV, proxyURL, defaultUpstream string) *admission.Scanning
+	// notary, when not nil, lets the gate read Docker Content Trust for the policy's notary roots.
+	notary []dct.Option
 }
 
 // withPolicy puts a policy gate in front of the proxy. files are the keys and trusted roots the policy names.
@@ -66,6 +69,11 @@ func withPolicy(doc string, files map[string][]byte, o ...admission.Option) envO
 }
 
 type envOption func(*envConfig)
+
+// withNotary lets the gate read Docker Content Trust (notary roots) with a dct client built with o.
+func withNotary(o ...dct.Option) envOption {
+	return func(c *envConfig) { c.notary = append([]dct.Option{}, o...) }
+}
 
 func withUpstream(o ...registrytest.Option) envOption {
 	return func(c *envConfig) { c.upstreamOpts = append(c.upstreamOpts, o...) }
@@ -128,7 +136,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 				endpoints[u.Name] = ep
 			}
 		}
-		gate = newGate(t, c.policy, c.policyFiles, endpoints, kv, admission.NewMetrics(reg), scanning, c.gateOpts...)
+		gate = newGateWith(t, c.policy, c.policyFiles, endpoints, kv, admission.NewMetrics(reg), scanning, c.notary, c.gateOpts...)
 		popts = append(popts, proxy.WithAdmitter(gate))
 	}
 	p, err := proxy.New(ups, "", content, kv, append(popts, c.proxyOpts...)...)
@@ -142,6 +150,14 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 
 // newGate compiles a policy and builds the admission gate the way cmd/portcullis does.
 func newGate(t testing.TB, doc string, files map[string][]byte, endpoints map[string]admission.Endpoint, kv cache.KV, m *admission.Metrics, scanning *admission.Scanning, o ...admission.Option) *admission.Gate {
+	t.Helper()
+	return newGateWith(t, doc, files, endpoints, kv, m, scanning, nil, o...)
+}
+
+// newGateWith is newGate that also reads Docker Content Trust, with a dct client built with notary, when notary is
+// not nil.
+func newGateWith(t testing.TB, doc string, files map[string][]byte, endpoints map[string]admission.Endpoint, kv cache.KV, m *admission.Metrics, scanning *admission.Scanning,
+	notary []dct.Option, o ...admission.Option) *admission.Gate {
 	t.Helper()
 	engine, err := rego.New() // the Rego engine, as cmd/portcullis plugs it in
 	if err != nil {
@@ -160,7 +176,15 @@ func newGate(t testing.TB, doc string, files map[string][]byte, endpoints map[st
 	if err != nil {
 		t.Fatalf("verifier: %v", err)
 	}
-	ev, err := admission.NewEvidence(v, endpoints, scanning)
+	var evOpts []admission.EvidenceOption
+	if notary != nil {
+		n, err := dct.New(pol.TrustRoots(), notary...)
+		if err != nil {
+			t.Fatalf("dct: %v", err)
+		}
+		evOpts = append(evOpts, admission.WithNotary(n))
+	}
+	ev, err := admission.NewEvidence(v, endpoints, scanning, evOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}

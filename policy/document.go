@@ -21,6 +21,7 @@ type trustDoc struct {
 	Key        string      `yaml:"key"`
 	KeyData    string      `yaml:"keyData"`
 	Keyless    *keylessDoc `yaml:"keyless"`
+	Notary     *notaryDoc  `yaml:"notary"`
 	IgnoreTlog *bool       `yaml:"ignoreTlog"`
 	IgnoreSCT  *bool       `yaml:"ignoreSCT"`
 }

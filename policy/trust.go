@@ -19,22 +19,24 @@ func (c *compiler) trustRoot(path, name string, td *trustDoc) (TrustRoot, bool) 
 		c.p.add(path, "bad name %q: use letters, digits, '.', '_' and '-'", name)
 	}
 	if td == nil {
-		c.p.add(path, "empty trust root: give key, keyData or keyless")
+		c.p.add(path, "empty trust root: give key, keyData, keyless or notary")
 		return t, false
 	}
 	n := 0
-	for _, set := range []bool{td.Key != "", td.KeyData != "", td.Keyless != nil} {
+	for _, set := range []bool{td.Key != "", td.KeyData != "", td.Keyless != nil, td.Notary != nil} {
 		if set {
 			n++
 		}
 	}
 	switch {
 	case n == 0:
-		c.p.add(path, "needs one of key, keyData and keyless")
+		c.p.add(path, "needs one of key, keyData, keyless and notary")
 		return t, false
 	case n > 1:
-		c.p.add(path, "give only one of key, keyData and keyless")
+		c.p.add(path, "give only one of key, keyData, keyless and notary")
 		return t, false
+	case td.Notary != nil:
+		return c.notaryRoot(path, t, td)
 	}
 	ok := true
 	switch {

@@ -123,6 +123,9 @@ type TrustRoot struct {
 	// IgnoreSCT means the certificate need not carry a signed certificate timestamp (keyless
 	// only). Default false.
 	IgnoreSCT bool
+	// Notary is the Docker Content Trust (Notary v1) collection for notary roots; nil for
+	// cosign roots. Left out of the policy hash when nil, so cosign-only hashes do not change.
+	Notary *Notary `json:",omitempty"`
 }
 
 // Keyless is a Fulcio certificate identity: exactly one of Issuer and IssuerRegExp, and
@@ -148,6 +151,15 @@ func (t TrustRoot) clone() TrustRoot {
 		k := *t.Keyless
 		k.TrustedRootJSON = slices.Clone(k.TrustedRootJSON)
 		t.Keyless = &k
+	}
+	if t.Notary != nil {
+		n := *t.Notary
+		n.RootKeysPEM = make([][]byte, len(t.Notary.RootKeysPEM))
+		for i, k := range t.Notary.RootKeysPEM {
+			n.RootKeysPEM[i] = slices.Clone(k)
+		}
+		n.Delegations = slices.Clone(n.Delegations)
+		t.Notary = &n
 	}
 	return t
 }

@@ -29,7 +29,13 @@ func (p *Proxy) serveManifest(w http.ResponseWriter, req *http.Request, r route)
 	ctx := req.Context()
 	accept := parseAccept(req.Header)
 	dgst := r.dgst
-	if r.tag() {
+	trusted, err := p.trustedTag(ctx, w.Header(), r)
+	if err != nil {
+		return err
+	}
+	if trusted != "" {
+		dgst = trusted
+	} else if r.tag() {
 		res, err := p.resolveTag(ctx, r)
 		if err != nil {
 			return err
@@ -72,6 +78,32 @@ func (p *Proxy) serveManifest(w http.ResponseWriter, req *http.Request, r route)
 		p.metrics.bytes.WithLabelValues("manifest").Add(float64(len(m.body)))
 	}
 	return nil
+}
+
+// trustedTag returns the digest trust data signs for the route's tag, when a Docker Content Trust rule decides
+// the tag ("" otherwise: a digest reference, or a rule that leaves tags to the registry). A tag the trust data
+// does not sign as the rule requires is denied here, before anything is fetched; trust data that cannot be read
+// is a denial too (fail closed).
+func (p *Proxy) trustedTag(ctx context.Context, h http.Header, r route) (digest.Digest, error) {
+	tt, ok := p.admitter.(TagTrust)
+	if !ok || !r.tag() {
+		return "", nil
+	}
+	t, err := tt.TrustedTag(ctx, r.upstream.Name, r.repo, r.ref)
+	switch {
+	case err != nil:
+		p.log.Error("trust data could not be read; denying", "upstream", r.upstream.Name, "repository", r.repo, "tag", r.ref, "error", err)
+		msg := fmt.Sprintf("portcullis: %s/%s:%s denied: could not decide (%v)", r.upstream.Name, r.repo, r.ref, err)
+		h.Add("Warning", warning(msg))
+		return "", &apiError{status: http.StatusForbidden, code: codeDenied, message: msg, reasonPhrase: true}
+	case !t.Applies:
+		return "", nil
+	case t.Denied != "":
+		p.log.Info("tag denied by its trust data", "upstream", r.upstream.Name, "repository", r.repo, "tag", r.ref, "reason", t.Denied)
+		h.Add("Warning", warning(t.Denied)) // a HEAD has no body: see serveManifest
+		return "", &apiError{status: http.StatusForbidden, code: codeDenied, message: t.Denied, reasonPhrase: true}
+	}
+	return t.Digest, nil
 }
 
 // admitted is a manifest with its decision.

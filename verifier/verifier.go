@@ -134,8 +134,9 @@ func WithEvidenceBudget(n int64) Option {
 	}
 }
 
-// New parses every trust root's material once: PEM public keys (ECDSA, RSA,
-// Ed25519) and trusted_root.json documents. A root whose material cannot be
+// New parses every cosign trust root's material once: PEM public keys (ECDSA,
+// RSA, Ed25519) and trusted_root.json documents; notary roots are left to
+// package verifier/dct. A root whose material cannot be
 // used is a *RootError naming it. The map key is the root's name.
 func New(roots map[string]policy.TrustRoot, opts ...Option) (*Verifier, error) {
 	v := &Verifier{
@@ -153,6 +154,9 @@ func New(roots map[string]policy.TrustRoot, opts ...Option) (*Verifier, error) {
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(roots)) {
+		if roots[name].Notary != nil {
+			continue // Docker Content Trust: package verifier/dct reads it
+		}
 		r, err := parseRoot(name, roots[name])
 		if err != nil {
 			return nil, &RootError{Root: name, Err: err}

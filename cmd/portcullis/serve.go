@@ -28,6 +28,7 @@ import (
 	"github.com/portcullis/portcullis/proxy"
 	"github.com/portcullis/portcullis/upstream"
 	"github.com/portcullis/portcullis/verifier"
+	"github.com/portcullis/portcullis/verifier/dct"
 	"github.com/portcullis/portcullis/verifier/harbor"
 )
 
@@ -225,7 +226,12 @@ func evidenceBuilder(cfg *configs.Config, endpoints map[string]admission.Endpoin
 			}
 			scanning.Scanners[name] = admission.ScannerEndpoint{Scanner: client, PullURL: pull}
 		}
-		return admission.NewEvidence(v, endpoints, scanning)
+		// Docker Content Trust: notary servers are reached with the system's TLS roots.
+		notary, err := dct.New(pol.TrustRoots())
+		if err != nil {
+			return nil, err
+		}
+		return admission.NewEvidence(v, endpoints, scanning, admission.WithNotary(notary))
 	}
 }
 
