@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"runtime/pprof"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/portcullis/portcullis/admission"
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/internal/cosigntest"
+	"github.com/portcullis/portcullis/internal/registrytest"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/upstream"
 )
@@ -75,9 +78,14 @@ func BenchmarkBlobWarm(b *testing.B) {
 	})
 }
 
-// BenchmarkAdmission: what the trust gate costs. cold-verify-decide gathers signatures from the upstream and
-// evaluates the rule (no cache), next to upstream-manifest-fetch, the cold fetch every proxied pull pays anyway;
-// warm-decision-hit is a cached decision; warm-manifest-with-policy is a whole warm manifest GET through a gated proxy.
+// BenchmarkAdmission: what the trust gate costs. cold-verify-decide is a first decision on a digest: a new gate
+// (so no decision, no evidence cached) over the proxy's upstream client (its connections and tokens warm, as in a
+// running proxy), gathering signatures from the upstream and evaluating the rule, next to upstream-manifest-fetch,
+// the cold fetch every proxied pull pays anyway. re-decide decides the same digest again on one gate without a
+// decision cache (what a second policy, the refresher or an expired decision pays); warm-decision-hit is a cached
+// decision; warm-manifest-with-policy is a whole warm manifest GET through a gated proxy. Every decision runs under
+// the pprof label path=admission, so that a profile can be focused on it (-tagfocus path=admission) and leave out
+// the in-process upstream registry.
 func BenchmarkAdmission(b *testing.B) {
 	bin := cosigntest.Binary(b)
 	priv, pub := cosigntest.KeyPair(b)
@@ -99,7 +107,15 @@ func BenchmarkAdmission(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	endpoints := map[string]admission.Endpoint{e.up.Host(): client}
 	ctx := context.Background()
+	admit := func(b *testing.B, g *admission.Gate) {
+		pprof.Do(ctx, admissionLabel, func(ctx context.Context) {
+			if v, err := g.Admit(ctx, subject); err != nil || !v.Allowed {
+				b.Fatalf("%s %v", v.Reason, err)
+			}
+		})
+	}
 
 	b.Run("upstream-manifest-fetch", func(b *testing.B) {
 		for b.Loop() {
@@ -109,11 +125,17 @@ func BenchmarkAdmission(b *testing.B) {
 		}
 	})
 	b.Run("cold-verify-decide", func(b *testing.B) {
-		cold := newGate(b, doc, files, map[string]admission.Endpoint{e.up.Host(): client}, forgetful{}, admission.NewMetrics(nil), nil)
 		for b.Loop() {
-			if v, err := cold.Admit(ctx, subject); err != nil || !v.Allowed || v.Evaluation == nil {
-				b.Fatalf("%s %v", v.Reason, err)
-			}
+			b.StopTimer()
+			cold := newBenchGate(b, doc, files, endpoints)
+			b.StartTimer()
+			admit(b, cold)
+		}
+	})
+	b.Run("re-decide", func(b *testing.B) {
+		g := newBenchGate(b, doc, files, endpoints)
+		for b.Loop() {
+			admit(b, g)
 		}
 	})
 	b.Run("warm-decision-hit", func(b *testing.B) {
@@ -129,6 +151,67 @@ func BenchmarkAdmission(b *testing.B) {
 	b.Run("warm-manifest-with-policy", func(b *testing.B) {
 		benchGet(b, http.DefaultClient, e.srv.URL+"/v2/bench/signed/manifests/"+d.String(), string(mt))
 	})
+}
+
+// coldBurst is how many new digests BenchmarkColdAdmissions decides at once.
+const coldBurst = 200
+
+// BenchmarkColdAdmissions: a burst of coldBurst new key-signed digests (a rollout of many new images, say) through
+// one gate with the default concurrency cap, all asked at once; it reports decisions/s. Each iteration is a new gate
+// over the same upstream client, so that every decision is a first one.
+func BenchmarkColdAdmissions(b *testing.B) {
+	bin := cosigntest.Binary(b)
+	priv, pub := cosigntest.KeyPair(b)
+	pubPEM, err := os.ReadFile(pub)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const doc = "trust:\n  release: {key: release.pub}\ndefault:\n  signedBy: {anyOf: [release]}\n"
+	files := map[string][]byte{"release.pub": pubPEM}
+	up := registrytest.New(b)
+	subjects := make([]admission.Subject, coldBurst)
+	refs := make([]string, coldBurst)
+	for i := range subjects {
+		img := up.PushRandomImage(b, fmt.Sprintf("bench/burst:%d", i), 1, 256)
+		d, _ := img.Digest()
+		raw, _ := img.RawManifest()
+		mt, _ := img.MediaType()
+		subjects[i] = admission.Subject{Upstream: up.Host(), Repository: "bench/burst", Digest: digest.Digest(d.String()), MediaType: string(mt), Manifest: raw}
+		refs[i] = up.Ref("bench/burst@" + d.String())
+	}
+	// One cosign run signs them all (classic .sig tags, no transparency log), as cosigntest.Sign would one by one.
+	cosigntest.Run(b, bin, append([]string{"sign", "--key", priv, "-y", "--allow-insecure-registry", "--allow-http-registry", "--tlog-upload=false"}, refs...)...)
+	client, err := upstream.New(up.Host(), up.URL(), benchClient...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	endpoints := map[string]admission.Endpoint{up.Host(): client}
+	ctx := context.Background()
+	for b.Loop() {
+		b.StopTimer()
+		g := newBenchGate(b, doc, files, endpoints)
+		b.StartTimer()
+		var wg sync.WaitGroup
+		for _, s := range subjects {
+			wg.Go(func() {
+				pprof.Do(ctx, admissionLabel, func(ctx context.Context) {
+					if v, err := g.Admit(ctx, s); err != nil || !v.Allowed {
+						b.Errorf("%s: %s %v", s.Digest, v.Reason, err)
+					}
+				})
+			})
+		}
+		wg.Wait()
+	}
+	b.ReportMetric(float64(coldBurst*b.N)/b.Elapsed().Seconds(), "decisions/s")
+}
+
+// admissionLabel marks the goroutines of a decision (and those they start) in CPU profiles.
+var admissionLabel = pprof.Labels("path", "admission")
+
+// newBenchGate is a gate with nothing cached: no decision cache, and evidence that has seen nothing yet.
+func newBenchGate(b *testing.B, doc string, files map[string][]byte, endpoints map[string]admission.Endpoint) *admission.Gate {
+	return newGate(b, doc, files, endpoints, forgetful{}, admission.NewMetrics(nil), nil)
 }
 
 // BenchmarkScanVerdict: the scan gate's cost. cold-verdict-from-attestation verifies the vuln attestation,
