@@ -69,6 +69,9 @@ func New(name string, endpoint *url.URL, opts ...Option) (*Client, error) {
 		if o.tlsConfig != nil {
 			tr.TLSClientConfig = o.tlsConfig
 		}
+		// http.DefaultTransport keeps 2 idle connections per host: concurrent requests beyond that would dial anew.
+		tr.MaxIdleConnsPerHost = o.maxIdleConns
+		tr.MaxIdleConns = 4 * o.maxIdleConns
 		// Every connection, to the registry, a redirect target or a token realm, is dialled through the
 		// guard, so the address checked is the address connected to.
 		tr.DialContext = guard.dialContext(&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Resolver: o.resolver})
