@@ -127,7 +127,8 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 				endpoints[u.Name] = ep
 			}
 		}
-		gate = newGate(t, c.policy, c.policyFiles, endpoints, kv, admission.NewMetrics(reg), scanning, c.gateOpts...)
+		gate = newGateWith(t, c.policy, c.policyFiles, endpoints, kv, admission.NewMetrics(reg), scanning,
+			[]admission.EvidenceOption{admission.WithArtifactStore(content)}, c.gateOpts...)
 		popts = append(popts, proxy.WithAdmitter(gate))
 	}
 	p, err := proxy.New(ups, "", content, kv, append(popts, c.proxyOpts...)...)
@@ -138,8 +139,15 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	return &env{up: up, proxy: p, srv: srv, content: content, kv: kv, metrics: metrics, reg: reg, seen: seen, gate: gate}
 }
 
-// newGate compiles a policy and builds the admission gate the way cmd/portcullis does.
+// newGate compiles a policy and builds the admission gate the way cmd/portcullis does, without an artifact store.
 func newGate(t testing.TB, doc string, files map[string][]byte, endpoints map[string]admission.Endpoint, kv cache.KV, m *admission.Metrics, scanning *admission.Scanning, o ...admission.Option) *admission.Gate {
+	t.Helper()
+	return newGateWith(t, doc, files, endpoints, kv, m, scanning, nil, o...)
+}
+
+// newGateWith is newGate with evidence options (the artifact store, the missing-evidence TTL).
+func newGateWith(t testing.TB, doc string, files map[string][]byte, endpoints map[string]admission.Endpoint, kv cache.KV, m *admission.Metrics,
+	scanning *admission.Scanning, evOpts []admission.EvidenceOption, o ...admission.Option) *admission.Gate {
 	t.Helper()
 	pol, err := policy.Parse([]byte(doc), "policy.yaml", func(name string) ([]byte, error) {
 		if b, ok := files[filepath.Base(name)]; ok {
@@ -154,7 +162,7 @@ func newGate(t testing.TB, doc string, files map[string][]byte, endpoints map[st
 	if err != nil {
 		t.Fatalf("verifier: %v", err)
 	}
-	ev, err := admission.NewEvidence(v, endpoints, scanning)
+	ev, err := admission.NewEvidence(v, endpoints, scanning, evOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}

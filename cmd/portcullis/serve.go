@@ -140,7 +140,7 @@ func build(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*app, er
 		for name, c := range a.clients {
 			endpoints[name] = c
 		}
-		gate, err := newGate(cfg, endpoints, a.kv, a.reports, creds, admission.NewMetrics(a.reg), log)
+		gate, err := newGate(cfg, endpoints, a.kv, a.reports, creds, admission.NewMetrics(a.reg), log, admission.WithArtifactStore(content))
 		if err != nil {
 			return nil, err
 		}
@@ -157,7 +157,7 @@ func build(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*app, er
 
 // newGate loads and compiles the policy and builds the admission gate with its verifier and scanners.
 func newGate(cfg *configs.Config, endpoints map[string]admission.Endpoint, kv cache.KV, reports *admission.Reports, creds *admission.ScanCredentials,
-	m *admission.Metrics, log *slog.Logger) (*admission.Gate, error) {
+	m *admission.Metrics, log *slog.Logger, evOpts ...admission.EvidenceOption) (*admission.Gate, error) {
 	path := cfg.Policy
 	pol, err := policy.Load(path)
 	if err != nil {
@@ -182,7 +182,7 @@ func newGate(cfg *configs.Config, endpoints map[string]admission.Endpoint, kv ca
 		}
 		scanning.Scanners[name] = admission.ScannerEndpoint{Scanner: client, PullURL: pull}
 	}
-	ev, err := admission.NewEvidence(v, endpoints, scanning)
+	ev, err := admission.NewEvidence(v, endpoints, scanning, evOpts...)
 	if err != nil {
 		return nil, err
 	}
