@@ -351,6 +351,26 @@ func TestInvalidArguments(t *testing.T) {
 	}
 }
 
+// TestKnownRepos: remembering the repository names that passed never lets a bad one through, and stays bounded.
+func TestKnownRepos(t *testing.T) {
+	c := newClient(t, &url.URL{Scheme: "http", Host: "127.0.0.1:1"})
+	for i := range 3 * maxKnownRepos {
+		if err := c.checkRepo(fmt.Sprintf("team/app%d", i)); err != nil {
+			t.Fatal(err)
+		}
+		if i%maxKnownRepos == 7 {
+			for _, bad := range []string{"../etc", "Team/app", "a//b", ""} {
+				if c.checkRepo(bad) == nil {
+					t.Fatalf("%q passed", bad)
+				}
+			}
+		}
+	}
+	if n := len(c.repos); n > maxKnownRepos {
+		t.Errorf("%d names remembered, want at most %d", n, maxKnownRepos)
+	}
+}
+
 func TestNewOptions(t *testing.T) {
 	u := &url.URL{Scheme: "https", Host: "registry.example"}
 	for _, tc := range []struct {
