@@ -46,19 +46,30 @@ const maxMissing = 10000
 // upstream's answer that a cosign tag is not there or that an image has no referrers, so that a burst of pulls of
 // an unsigned image asks the upstream once. Tags always go upstream otherwise: they move. It decides nothing; the
 // verifier checks sizes and digests of everything it reads, wherever it comes from.
+//
+// Storing is off the decision's path: a store commits durably (the filesystem driver syncs each object), which on a
+// busy disk takes longer than the decision. A read of content being stored waits for it rather than asking the
+// upstream again.
 type artifactSource struct {
 	next    verifier.Source
 	store   ArtifactStore // nil: nothing is kept
 	missing *missing      // nil: nothing is remembered
+
+	mu      sync.Mutex
+	storing map[digest.Digest]chan struct{} // Puts in flight, closed when done
 }
 
 var _ verifier.Source = (*artifactSource)(nil)
+
+// storeTimeout bounds one Put of an artifact, which outlives the decision that read it.
+const storeTimeout = time.Minute
 
 // Manifest reads a manifest by digest from the store first; a tag the upstream recently said is not there is not
 // asked again until the answer lapses.
 func (a *artifactSource) Manifest(ctx context.Context, repo, ref string, accept []string) ([]byte, string, digest.Digest, error) {
 	dgst, byDigest := parseDigestRef(ref)
 	if byDigest && a.store != nil {
+		a.waitStored(ctx, dgst)
 		if b, err := a.store.Get(ctx, dgst, maxArtifactManifest); err == nil {
 			return b, "", dgst, nil
 		}
@@ -72,7 +83,14 @@ func (a *artifactSource) Manifest(ctx context.Context, repo, ref string, accept 
 	case err != nil && !byDigest && errors.Is(err, upstream.ErrNotFound):
 		a.missing.add(key, nil)
 	case err == nil && byDigest && a.store != nil:
-		_, _ = a.store.Put(ctx, dgst, bytes.NewReader(body)) // the store verifies the digest; a failure only costs a re-read
+		if done, ok := a.startStoring(dgst); ok {
+			go func() {
+				defer done()
+				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+				defer cancel()
+				_, _ = a.store.Put(sctx, dgst, bytes.NewReader(body)) // the store verifies the digest; a failure only costs a re-read
+			}()
+		}
 	}
 	return body, mt, got, err
 }
@@ -81,6 +99,7 @@ func (a *artifactSource) Manifest(ctx context.Context, repo, ref string, accept 
 // upstream, into the store as it is read: what is read to the end and hashes to dgst is kept.
 func (a *artifactSource) Blob(ctx context.Context, repo string, dgst digest.Digest) (io.ReadCloser, int64, error) {
 	if a.store != nil && dgst.Validate() == nil {
+		a.waitStored(ctx, dgst)
 		if n, err := a.store.Stat(ctx, dgst); err == nil {
 			if rc, err := a.store.Open(ctx, dgst, 0); err == nil {
 				return &verifiedBody{rc: rc, want: dgst, h: dgst.Algorithm().Hash()}, n, nil
@@ -91,7 +110,44 @@ func (a *artifactSource) Blob(ctx context.Context, repo string, dgst digest.Dige
 	if err != nil || a.store == nil {
 		return rc, n, err
 	}
-	return keep(ctx, a.store, dgst, rc), n, nil
+	done, ok := a.startStoring(dgst)
+	if !ok {
+		return rc, n, nil // another read is storing it
+	}
+	return keep(ctx, a.store, dgst, rc, done), n, nil
+}
+
+// startStoring claims the storing of dgst; done releases it. ok is false when it is being stored already.
+func (a *artifactSource) startStoring(dgst digest.Digest) (done func(), ok bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, busy := a.storing[dgst]; busy {
+		return nil, false
+	}
+	if a.storing == nil {
+		a.storing = map[digest.Digest]chan struct{}{}
+	}
+	ch := make(chan struct{})
+	a.storing[dgst] = ch
+	return func() {
+		a.mu.Lock()
+		delete(a.storing, dgst)
+		a.mu.Unlock()
+		close(ch)
+	}, true
+}
+
+// waitStored waits while dgst is being stored.
+func (a *artifactSource) waitStored(ctx context.Context, dgst digest.Digest) {
+	a.mu.Lock()
+	ch := a.storing[dgst]
+	a.mu.Unlock()
+	if ch != nil {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+		}
+	}
 }
 
 // Referrers lists the referrers of dgst; an image without any (an empty index, or no referrers API, whose fallback
@@ -153,17 +209,19 @@ func (v *verifiedBody) Read(p []byte) (int, error) {
 func (v *verifiedBody) Close() error { return v.rc.Close() }
 
 // keep returns rc, whose bytes are also written to store as dgst while they are read: the store commits them only
-// if they are read to the end and hash to dgst. Close waits for the store to finish.
-func keep(ctx context.Context, store ArtifactStore, dgst digest.Digest, rc io.ReadCloser) io.ReadCloser {
+// if they are read to the end and hash to dgst. The store finishes on its own (then done is called): closing the
+// body does not wait for it.
+func keep(ctx context.Context, store ArtifactStore, dgst digest.Digest, rc io.ReadCloser, done func()) io.ReadCloser {
 	pr, pw := io.Pipe()
-	done := make(chan struct{})
 	go func() {
-		defer close(done)
-		_, err := store.Put(context.WithoutCancel(ctx), dgst, pr)
+		defer done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+		defer cancel()
+		_, err := store.Put(sctx, dgst, pr)
 		// Put may return without reading (the object is there already): the reader stops taking bytes.
 		pr.CloseWithError(cmpErr(err, io.ErrClosedPipe))
 	}()
-	return &keptBody{rc: rc, pw: pw, done: done}
+	return &keptBody{rc: rc, pw: pw}
 }
 
 func cmpErr(err, otherwise error) error {
@@ -177,7 +235,6 @@ func cmpErr(err, otherwise error) error {
 type keptBody struct {
 	rc      io.ReadCloser
 	pw      *io.PipeWriter
-	done    chan struct{}
 	ended   bool // the body was read to its end
 	dropped bool // the store stopped taking bytes
 	once    sync.Once
@@ -204,7 +261,6 @@ func (k *keptBody) Close() error {
 		} else {
 			k.pw.CloseWithError(errors.New("blob not read to its end"))
 		}
-		<-k.done
 	})
 	return err
 }
