@@ -193,12 +193,13 @@ func BenchmarkColdAdmissions(b *testing.B) {
 			subjects := make([]admission.Subject, coldBurst)
 			refs := make([]string, coldBurst)
 			for i := range subjects {
-				img := up.PushRandomImage(b, fmt.Sprintf("bench/burst:%d", i), 1, 256)
+				repo := fmt.Sprintf("bench/burst%d", i) // one image a repository, as in a rollout (and go-containerregistry's registry lists referrers by reading every manifest of the repository)
+				img := up.PushRandomImage(b, repo+":v1", 1, 256)
 				d, _ := img.Digest()
 				raw, _ := img.RawManifest()
 				mt, _ := img.MediaType()
-				subjects[i] = admission.Subject{Upstream: up.Host(), Repository: "bench/burst", Digest: digest.Digest(d.String()), MediaType: string(mt), Manifest: raw}
-				refs[i] = up.Ref("bench/burst@" + d.String())
+				subjects[i] = admission.Subject{Upstream: up.Host(), Repository: repo, Digest: digest.Digest(d.String()), MediaType: string(mt), Manifest: raw}
+				refs[i] = up.Ref(repo + "@" + d.String())
 			}
 			// One cosign run signs them all (classic .sig tags, no transparency log), as cosigntest.Sign would one by one.
 			cosigntest.Run(b, bin, append([]string{"sign", "--key", priv, "-y", "--allow-insecure-registry", "--allow-http-registry", "--tlog-upload=false"}, refs...)...)

@@ -69,8 +69,8 @@ type referrersList struct {
 	err   error // ErrUnavailable, or invalid evidence
 }
 
-// open prepares a session for t and starts listing its referrers, which one
-// kind or the other will want.
+// open prepares a session for t, read through t.Source or a client built for
+// it.
 func (v *Verifier) open(ctx context.Context, t Target) (*session, error) {
 	if err := t.validate(); err != nil {
 		return nil, err
@@ -95,7 +95,8 @@ func (v *Verifier) open(ctx context.Context, t Target) (*session, error) {
 	}, nil
 }
 
-// startListing lists the image's referrers in the background.
+// startListing lists the image's referrers in the background, beside the
+// classic tags: one kind or the other will most likely want them.
 func (s *session) startListing() {
 	ctx, cancel := context.WithCancel(s.ctx)
 	s.stopListing, s.listed = cancel, make(chan struct{})
