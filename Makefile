@@ -6,7 +6,7 @@ PKGS      ?= ./...
 export PORTCULLIS_REQUIRE_REDIS      ?= $(if $(CI),1,)
 export PORTCULLIS_REQUIRE_CONTAINERD ?= $(if $(CI),1,)
 
-.PHONY: all build tools test test-short deps run demo bench vet fmt clean
+.PHONY: all build tools test test-short deps run demo bench bench-micro vet fmt clean
 
 all: build
 
@@ -35,7 +35,15 @@ run: build
 demo:
 	$(GO) run ./cmd/portcullis demo
 
+# The performance harness (bench/, docs/performance.md): Portcullis next to the direct pull and Distribution in proxy
+# mode, a table on stdout and bench/results.json. Minutes, not part of `make test`. The S3 rows build versitygw
+# (tools/versitygw) on first use; the Redis and fleet rows need redis-server (make deps).
 bench:
+	cd tools/versitygw && GOTOOLCHAIN=local $(GO) tool -n versitygw >/dev/null
+	PORTCULLIS_BENCH=1 $(GO) test -run '^TestBench$$' -v -count=1 -timeout 15m ./bench/
+
+# The Go micro-benchmarks of integration/ (admission, scan verdicts).
+bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./integration/ | tee bench.txt
 
 vet:
@@ -45,4 +53,4 @@ fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 clean:
-	rm -rf bin portcullis-data bench.txt
+	rm -rf bin portcullis-data bench.txt bench/results.json

@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
+	"github.com/portcullis/portcullis/admission"
 	"github.com/portcullis/portcullis/internal/httpauth"
 )
 
-// Role is what a principal may do: read (list, explain, audit, preview) or write (everything, changes included).
+// Role is what a principal may do: read (list, explain, audit, show and preview the policy) or write (everything,
+// changes included: lists, reports, reloading the policy, forgetting decisions).
 type Role string
 
 // The roles.
@@ -36,18 +39,19 @@ type Authenticator interface {
 	Authenticate(r *http.Request) (Principal, error)
 }
 
-// errNoCredential is the Authenticator error for a request without a valid credential.
-var errNoCredential = errors.New("a valid admin token is required")
-
-// StaticToken is the single-token authenticator of admin.token / PORTCULLIS_ADMIN_TOKEN: the bearer token, compared
-// in constant time, is a write principal named "admin".
+// StaticToken is one bearer token, compared in constant time, that is a write principal named "admin": for tests
+// and embedders. The binary uses Tokens, which keeps only hashes, for admin.token and admin.tokens alike.
 type StaticToken string
 
 // Authenticate implements Authenticator.
 func (s StaticToken) Authenticate(r *http.Request) (Principal, error) {
-	tok, ok := httpauth.Bearer(r.Header.Get("Authorization"))
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return Principal{}, ErrNoCredential
+	}
+	tok, ok := httpauth.Bearer(h)
 	if !ok || s == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(s)) != 1 {
-		return Principal{}, errNoCredential
+		return Principal{}, ErrBadCredential
 	}
 	return Principal{Name: "admin", Role: RoleWrite}, nil
 }
@@ -61,6 +65,15 @@ type API struct {
 	log     *slog.Logger
 	mux     *http.ServeMux
 	now     func() time.Time
+	limiter *failureLimiter
+	routes  []Route
+
+	resolver  Resolver
+	explainer Explainer
+	forgetter Forgetter
+	policies  Policies
+	previewer Previewer
+	manifests admission.Manifests
 }
 
 // Option configures an API.
@@ -84,7 +97,8 @@ func New(auth Authenticator, opts ...Option) (*API, error) {
 	if auth == nil {
 		return nil, errors.New("admin: an authenticator is required")
 	}
-	a := &API{auth: auth, log: slog.Default(), mux: http.NewServeMux(), now: time.Now}
+	a := &API{auth: auth, log: slog.Default(), mux: http.NewServeMux(), now: time.Now,
+		limiter: newFailureLimiter(DefaultMaxFailures, DefaultFailureWindow, DefaultFailureBlock)}
 	for _, o := range opts {
 		if err := o(a); err != nil {
 			return nil, err
@@ -100,20 +114,39 @@ func New(auth Authenticator, opts ...Option) (*API, error) {
 	if a.audit != nil {
 		a.handle("GET /admin/v1/audit", RoleRead, a.getAudit)
 	}
+	if a.explainer != nil {
+		a.handle("GET /admin/v1/explain", RoleRead, a.explain)
+	}
+	if a.forgetter != nil {
+		a.handle("DELETE /admin/v1/decisions", RoleWrite, a.forgetDecisions)
+	}
+	if a.policies != nil {
+		a.handle("GET /admin/v1/policy", RoleRead, a.getPolicy)
+		a.handle("POST /admin/v1/policy/reload", RoleWrite, a.reloadPolicy)
+		a.handle("POST /admin/v1/policy/preview", RoleRead, a.previewPolicy)
+	}
 	return a, nil
 }
 
 // handler is an admin route's handler, told who is calling.
 type handler func(w http.ResponseWriter, r *http.Request, who Principal)
 
+// Route is one admin route: its ServeMux pattern ("POST /admin/v1/deny") and the role it needs.
+type Route struct {
+	Pattern string
+	Role    Role
+}
+
+// Routes returns the routes a serves, in the order they were registered. The OpenAPI document's test holds it to
+// them, both ways.
+func (a *API) Routes() []Route { return slices.Clone(a.routes) }
+
 // handle registers h for pattern, for principals whose role allows need.
 func (a *API) handle(pattern string, need Role, h handler) {
+	a.routes = append(a.routes, Route{Pattern: pattern, Role: need})
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		who, err := a.auth.Authenticate(r)
-		if err != nil {
-			a.log.Warn("admin request refused: no valid credential", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "error", err)
-			w.Header().Set("WWW-Authenticate", `Bearer realm="portcullis-admin"`)
-			adminError(w, http.StatusUnauthorized, "UNAUTHORIZED", err.Error())
+		who, ok := a.authenticate(w, r)
+		if !ok {
 			return
 		}
 		if !who.Role.allows(need) {
@@ -127,9 +160,7 @@ func (a *API) handle(pattern string, need Role, h handler) {
 // ServeHTTP serves the admin routes; an unknown route is 404 in the registry's error shape.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if _, pattern := a.mux.Handler(r); pattern == "" {
-		if _, err := a.auth.Authenticate(r); err != nil {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="portcullis-admin"`)
-			adminError(w, http.StatusUnauthorized, "UNAUTHORIZED", err.Error())
+		if _, ok := a.authenticate(w, r); !ok {
 			return
 		}
 		adminError(w, http.StatusNotFound, "NOT_FOUND", fmt.Sprintf("no admin route %s %s", r.Method, r.URL.Path))

@@ -162,7 +162,7 @@ func TestVerdictCacheKey(t *testing.T) {
 	f.ev.signed[img.Digest] = true
 	f.admit(t, img)
 	ctx := context.Background()
-	ns := policyNS(f.g.policy)
+	ns := policyNS(f.g.Policy())
 	b, err := f.kv.Get(ctx, decisionKey(ns, img.Upstream, img.Repository, img.Digest, "0"))
 	if err != nil {
 		t.Fatalf("no verdict under the documented key: %v", err)

@@ -234,11 +234,17 @@ func (e *VerifierEvidence) gatherScan(ctx context.Context, s Subject, req *polic
 	stale := best != nil && req.MaxAge > 0 && e.now().Sub(best.ScanTime) > req.MaxAge-opts.RenewWithin
 	if (best == nil || stale) && req.Scanner != "" && slices.Contains(req.Sources, policy.SourceScanner) &&
 		(req.OnMissing == policy.OnMissingScanAndWait || stale) {
-		r, err := e.scanNow(ctx, s, req)
-		if err != nil {
-			f.ScanError = err.Error()
+		if opts.NoScan {
+			if best == nil {
+				f.ScanError = fmt.Sprintf("not scanned now: a pull would ask scanner %s and wait for its report", req.Scanner)
+			}
+		} else {
+			r, err := e.scanNow(ctx, s, req)
+			if err != nil {
+				f.ScanError = err.Error()
+			}
+			consider(r)
 		}
-		consider(r)
 	}
 	if best != nil {
 		// Among statements of equal time the later in the list wins: the report's own, then attested, then posted.

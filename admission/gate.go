@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -29,6 +30,10 @@ type GatherOptions struct {
 	// margin: the refresher's, so that a pull never waits for a report. Zero: only a report past its maxAge is
 	// renewed.
 	RenewWithin time.Duration
+	// NoScan never asks a scanner for a report, where a pull would (no report, or scan-and-wait): for explain and
+	// preview, which change nothing and must not wait minutes per image. Facts.ScanError then says a pull would
+	// ask. Default false.
+	NoScan bool
 }
 
 // Gate is the policy admission gate: match the rule, gather evidence, evaluate, cache the decision by
@@ -37,9 +42,7 @@ type GatherOptions struct {
 // an admitted one: as a child of an evaluated index, or as an artifact-shaped signature, attestation or SBOM of
 // an admitted image (by its cosign tag or its subject), never by its name or a list that names it.
 type Gate struct {
-	policy   *policy.Policy
-	ns       string // the policy's part of its keys (keys.go)
-	evidence Evidence
+	cur      atomic.Pointer[view] // the policy in force, swapped whole by SetPolicy
 	reports  *Reports
 	lists    *Lists
 	auditor  *Auditor
@@ -52,6 +55,9 @@ type Gate struct {
 	goodTTL  time.Duration
 	flight   singleflight.Group
 	hot      *hotSet
+	pulls    *pullLog    // nil: no pull log
+	preview  atomic.Bool // a preview is running
+	parsed   parsedManifests
 
 	timeout   time.Duration // one decision's deadline
 	slots     chan struct{} // cold decisions running at once
@@ -125,7 +131,7 @@ func NewGate(pol *policy.Policy, ev Evidence, kv KV, opts ...Option) (*Gate, err
 	if pol == nil || ev == nil || kv == nil {
 		return nil, errors.New("gate: policy, evidence and KV are required")
 	}
-	g := &Gate{policy: pol, evidence: ev, kv: kv, log: slog.Default(), now: time.Now,
+	g := &Gate{kv: kv, log: slog.Default(), now: time.Now,
 		allowTTL: time.Hour, denyTTL: time.Minute, goodTTL: 30 * 24 * time.Hour, hot: newHotSet(1000),
 		timeout: 30 * time.Second, slots: make(chan struct{}, 32), queueWait: 10 * time.Second}
 	for _, o := range opts {
@@ -136,12 +142,51 @@ func NewGate(pol *policy.Policy, ev Evidence, kv KV, opts ...Option) (*Gate, err
 	if g.metrics == nil {
 		g.metrics = NewMetrics(nil)
 	}
-	g.ns = policyNS(pol)
+	g.cur.Store(g.newView(pol, ev))
+	g.showPolicy(pol)
 	return g, nil
 }
 
-// Policy returns the gate's policy.
-func (g *Gate) Policy() *policy.Policy { return g.policy }
+// view is the gate under one policy: the policy, its part of the keys (keys.go) and the evidence gatherer built for
+// its trust roots and scanners. The three change together or not at all: a decision made under one policy must
+// never be stored under another's keys, nor gathered with another's keys. Every call through the gate takes the
+// view in force when it starts and keeps it to the end, so a policy swapped meanwhile (SetPolicy) takes effect on
+// the next call, never halfway through one.
+type view struct {
+	*Gate
+	policy   *policy.Policy
+	ns       string
+	evidence Evidence
+}
+
+func (g *Gate) newView(pol *policy.Policy, ev Evidence) *view {
+	return &view{Gate: g, policy: pol, ns: policyNS(pol), evidence: ev}
+}
+
+// view returns the view in force.
+func (g *Gate) view() *view { return g.cur.Load() }
+
+// Policy returns the policy in force.
+func (g *Gate) Policy() *policy.Policy { return g.view().policy }
+
+// SetPolicy makes pol, with ev gathering its evidence, the gate's policy at once: calls that start afterwards decide
+// under it, calls under way finish under the policy they started with. Nothing cached under another policy applies
+// under pol (its keys differ by the policy hash), so everything is decided afresh under it; swapping back to an
+// earlier policy finds that policy's decisions where they were. It returns the policy it replaced.
+func (g *Gate) SetPolicy(pol *policy.Policy, ev Evidence) (*policy.Policy, error) {
+	if pol == nil || ev == nil {
+		return nil, errors.New("gate: a policy and its evidence are required")
+	}
+	old := g.cur.Swap(g.newView(pol, ev)).policy
+	g.showPolicy(pol)
+	return old, nil
+}
+
+// showPolicy sets the policy info metric to pol's hash.
+func (g *Gate) showPolicy(pol *policy.Policy) {
+	g.metrics.policyInfo.Reset()
+	g.metrics.policyInfo.WithLabelValues(pol.Hash()[:12]).Set(1)
+}
 
 // ErrOverloaded means a decision could not start within its queue wait: too many cold decisions are running. The
 // client is told to retry (429 with Retry-After); nothing is cached.
@@ -180,20 +225,28 @@ var artifactTag = regexp.MustCompile(`^(sha256)-([a-f0-9]{64})(?:\.(?:sig|att|sb
 // artifact of an admitted image, else an evaluation of its own (one at a time per digest, under the concurrency
 // cap). A cached denial of a manifest's own facts does not stop it from being admitted through a parent or a
 // subject admitted since. A verdict made by evaluating now carries that Evaluation (the facts behind it).
-func (g *Gate) Admit(ctx context.Context, s Subject) (Verdict, error) {
+func (g *Gate) Admit(ctx context.Context, s Subject) (Verdict, error) { return g.view().admit(ctx, s) }
+
+func (g *view) admit(ctx context.Context, s Subject) (Verdict, error) {
 	if v, ok := g.byList(ctx, s); ok {
+		g.recordPull(ctx, s)
 		return v, nil
 	}
+	c, perr := g.parsed.parse(s)
+	g.prefetch(ctx, s, c, perr == nil)
 	epoch, _ := g.epoch(ctx, s.Digest)
 	var denied *cachedVerdict
 	if d, ok := g.load(ctx, decisionKey(g.ns, s.Upstream, s.Repository, s.Digest, epoch)); ok && g.anchorsHold(ctx, s.Upstream, s.Repository, d.Anchors) {
 		if d.Allowed || len(d.Anchors) > 0 {
+			if len(d.Anchors) == 0 {
+				g.recordPull(ctx, s)
+			}
 			g.count(d.Verdict, "cached")
 			if d.Allowed {
 				if g.policy.Match(s.Upstream, s.Repository).Requirements().Scan != nil {
 					g.hot.touch(s, g.now())
 				}
-				if c, err := manifest.Parse(s.Manifest); err == nil {
+				if perr == nil {
 					own := append(d.Anchors, anchor{Digest: s.Digest, Epoch: epoch})
 					g.ensureContents(ctx, s, c, own, len(d.Anchors) == 0)
 				}
@@ -202,7 +255,6 @@ func (g *Gate) Admit(ctx context.Context, s Subject) (Verdict, error) {
 		}
 		denied = &d
 	}
-	c, perr := manifest.Parse(s.Manifest)
 	if perr == nil {
 		if d, ok, err := g.viaParent(ctx, s, c); err != nil || ok {
 			return d, err
@@ -221,14 +273,24 @@ func (g *Gate) Admit(ctx context.Context, s Subject) (Verdict, error) {
 		g.count(denied.Verdict, "cached")
 		d = denied.Verdict
 	} else {
-		v, err, _ := g.flight.Do(s.Image(), func() (any, error) {
-			return g.evaluate(context.WithoutCancel(ctx), s, 0)
+		v, err, _ := g.flight.Do(g.ns+" "+s.Image(), func() (any, error) {
+			ctx := context.WithoutCancel(ctx)
+			// A flight that ended between our cache miss and this one has decided: take its verdict rather than
+			// verify again.
+			if e, known := g.epoch(ctx, s.Digest); known {
+				if d, ok := g.load(ctx, decisionKey(g.ns, s.Upstream, s.Repository, s.Digest, e)); ok && len(d.Anchors) == 0 {
+					g.count(d.Verdict, "cached")
+					return d.Verdict, nil
+				}
+			}
+			return g.decideOnce(ctx, s)
 		})
 		if err != nil {
 			return Verdict{}, err
 		}
 		d = v.(Verdict)
 	}
+	g.recordPull(ctx, s)
 	if !d.Allowed && notArtifact != "" {
 		d.Reason += "; " + notArtifact
 	}
@@ -238,10 +300,9 @@ func (g *Gate) Admit(ctx context.Context, s Subject) (Verdict, error) {
 // byList applies the allow and deny lists, which come before everything: a deny entry refuses the manifest (and,
 // through the anchors, everything admitted through it); an allow entry admits it without the gates, loudly. Neither
 // is cached: the lists are consulted on every request, so a change takes effect on the next one.
-func (g *Gate) byList(ctx context.Context, s Subject) (Verdict, bool) {
+func (g *view) byList(ctx context.Context, s Subject) (Verdict, bool) {
 	if e := g.lists.match(ListDeny, s.Upstream, s.Repository, s.Tag, s.Digest); e != nil {
-		v := Verdict{Rule: "deny-list", Mode: string(policy.ModeEnforce),
-			Reason: fmt.Sprintf("portcullis: %s denied by %s", s.Image(), e.describe())}
+		v := listVerdict(s, e)
 		g.log.Warn("admission decision", "image", s.Image(), "tag", s.Tag, "allowed", false, "via", "deny-list", "entry", e.ID, "reason", e.Reason)
 		g.count(v, "list")
 		g.audit(ctx, AuditRecord{Kind: AuditDenial, Image: s.Image(), Tag: s.Tag, Reason: v.Reason, Entry: e.ID})
@@ -251,8 +312,7 @@ func (g *Gate) byList(ctx context.Context, s Subject) (Verdict, bool) {
 	if e == nil {
 		return Verdict{}, false
 	}
-	warn := fmt.Sprintf("portcullis: %s admitted by %s: break-glass, the gates were skipped", s.Image(), e.describe())
-	v := Verdict{Allowed: true, Rule: "allow-list", Mode: string(policy.ModeEnforce), Reason: warn, Warnings: []string{warn}}
+	v := listVerdict(s, e)
 	if c, err := manifest.Parse(s.Manifest); err == nil {
 		g.recordContents(ctx, s, c, []anchor{{Digest: s.Digest, Allow: e.ID}}, true)
 	}
@@ -263,10 +323,29 @@ func (g *Gate) byList(ctx context.Context, s Subject) (Verdict, bool) {
 	return v, true
 }
 
+// listVerdict is the verdict of a list entry that names s: a deny, or a break-glass admission that says so.
+func listVerdict(s Subject, e *ListEntry) Verdict {
+	if e.Kind == ListDeny {
+		return Verdict{Rule: "deny-list", Mode: string(policy.ModeEnforce),
+			Reason: fmt.Sprintf("portcullis: %s denied by %s", s.Image(), e.describe())}
+	}
+	warn := fmt.Sprintf("portcullis: %s admitted by %s: break-glass, the gates were skipped", s.Image(), e.describe())
+	return Verdict{Allowed: true, Rule: "allow-list", Mode: string(policy.ModeEnforce), Reason: warn, Warnings: []string{warn}}
+}
+
+// listEntry returns the list entry that decides s before the policy: a deny entry, else an allow entry; nil when
+// neither names it.
+func (g *Gate) listEntry(s Subject) *ListEntry {
+	if e := g.lists.match(ListDeny, s.Upstream, s.Repository, s.Tag, s.Digest); e != nil {
+		return e
+	}
+	return g.lists.match(ListAllow, s.Upstream, s.Repository, s.Tag, s.Digest)
+}
+
 // viaParent admits s as a child of an index that was evaluated and admitted, while that admission holds. A child
 // with reports of its own (a platform image scanned apart from its index) must also pass the rule's scan gate on
 // them.
-func (g *Gate) viaParent(ctx context.Context, s Subject, c manifest.Contents) (Verdict, bool, error) {
+func (g *view) viaParent(ctx context.Context, s Subject, c manifest.Contents) (Verdict, bool, error) {
 	gr, ok, err := g.granted(ctx, grantChild, s.Upstream, s.Repository, s.Digest)
 	if err != nil {
 		g.log.Warn("child grants unreadable; evaluating the manifest on its own", "digest", s.Digest, "error", err)
@@ -276,25 +355,47 @@ func (g *Gate) viaParent(ctx context.Context, s Subject, c manifest.Contents) (V
 	}
 	rule := g.policy.Match(s.Upstream, s.Repository)
 	anchors := gr.Anchors
-	if rule.Requirements().Scan != nil && g.reports != nil {
-		if epoch, known := g.epoch(ctx, s.Digest); known && epoch != "0" {
-			d, err := g.decideChildScan(ctx, s, rule, gr, epoch)
-			if err != nil || !d.Allowed {
-				return d, true, err
-			}
-			anchors = append(anchors, anchor{Digest: s.Digest, Epoch: epoch})
+	if epoch, ok := g.childScanNeeded(ctx, s, rule); ok {
+		d, err := g.decideChildScan(ctx, s, rule, gr, epoch)
+		if err != nil || !d.Allowed {
+			return d, true, err
 		}
+		anchors = append(anchors, anchor{Digest: s.Digest, Epoch: epoch})
 	}
-	d := Verdict{Allowed: true, Rule: rule.Name(), Mode: string(rule.Mode()),
-		Reason: fmt.Sprintf("portcullis: %s/%s@%s admitted as part of %s", s.Upstream, s.Repository, s.Digest, gr.Via)}
+	d := parentVerdict(s, rule, gr)
 	g.recordContents(ctx, s, c, anchors, false)
 	g.logVia(ctx, s, d, "parent", gr.Via)
 	return d, true, nil
 }
 
+// parentVerdict is the verdict of a child admitted through its parent's grant gr.
+func parentVerdict(s Subject, rule *policy.Rule, gr grant) Verdict {
+	return Verdict{Allowed: true, Rule: rule.Name(), Mode: string(rule.Mode()),
+		Reason: fmt.Sprintf("portcullis: %s/%s@%s admitted as part of %s", s.Upstream, s.Repository, s.Digest, gr.Via)}
+}
+
+// childScanNeeded reports whether a child admitted through its parent must also pass its rule's scan gate on
+// reports of its own (it has some: its facts epoch moved), and the epoch.
+func (g *view) childScanNeeded(ctx context.Context, s Subject, rule *policy.Rule) (string, bool) {
+	if rule.Requirements().Scan == nil || g.reports == nil {
+		return "", false
+	}
+	epoch, known := g.epoch(ctx, s.Digest)
+	return epoch, known && epoch != "0"
+}
+
+// childScanVerdict is the verdict on a child's own scan gate, pd, once its parent admitted it.
+func childScanVerdict(s Subject, gr grant, pd policy.Decision) Verdict {
+	d := Verdict{Allowed: pd.Allowed, Reason: pd.Message, Rule: pd.Rule, Mode: string(pd.Mode)}
+	if d.Allowed {
+		d.Reason = fmt.Sprintf("portcullis: %s admitted as part of %s, and its own scan passed", s.Image(), gr.Via)
+	}
+	return d
+}
+
 // decideChildScan evaluates the scan gate of a child on its own reports, with its signatures and attestations
 // established through its parent, and caches the decision resting on the parent.
-func (g *Gate) decideChildScan(ctx context.Context, s Subject, rule *policy.Rule, gr grant, epoch string) (Verdict, error) {
+func (g *view) decideChildScan(ctx context.Context, s Subject, rule *policy.Rule, gr grant, epoch string) (Verdict, error) {
 	image := s.Image()
 	release, err := g.acquire(ctx)
 	if err != nil {
@@ -315,11 +416,8 @@ func (g *Gate) decideChildScan(ctx context.Context, s Subject, rule *policy.Rule
 		}
 		pd = rule.EvaluateScan(facts)
 	}
-	d := Verdict{Allowed: pd.Allowed, Reason: pd.Message, Rule: pd.Rule, Mode: string(pd.Mode),
-		Evaluation: &Evaluation{Decision: pd, Facts: facts, Err: err}}
-	if d.Allowed {
-		d.Reason = fmt.Sprintf("portcullis: %s admitted as part of %s, and its own scan passed", image, gr.Via)
-	}
+	d := childScanVerdict(s, gr, pd)
+	d.Evaluation = &Evaluation{Decision: pd, Facts: facts, Err: err}
 	ttl := g.allowTTL
 	if !d.Allowed || err != nil {
 		ttl = g.denyTTL
@@ -335,7 +433,18 @@ func (g *Gate) decideChildScan(ctx context.Context, s Subject, rule *policy.Rule
 // the image its cosign tag names (sha256-<hex>.sig/.att/.sbom, or the referrers fallback tag) or its subject.
 // Only an artifact-shaped manifest qualifies (see manifest.Contents.ArtifactOf), and it admits its blobs only.
 // When s claims to be an artifact (by tag or subject) but is not admitted as one, why says so.
-func (g *Gate) asArtifact(ctx context.Context, s Subject, c manifest.Contents) (d Verdict, why string, ok bool) {
+func (g *view) asArtifact(ctx context.Context, s Subject, c manifest.Contents) (d Verdict, why string, ok bool) {
+	d, anchors, how, via, why, ok := g.artifactVerdict(ctx, s, c)
+	if ok {
+		g.recordContents(ctx, s, c, anchors, false)
+		g.logVia(ctx, s, d, how, via)
+	}
+	return d, why, ok
+}
+
+// artifactVerdict is asArtifact without its effects: the verdict admitting s as an artifact, the anchors it rests
+// on, how (artifact or referrer) and through which image; or why not.
+func (g *view) artifactVerdict(ctx context.Context, s Subject, c manifest.Contents) (d Verdict, anchors []anchor, how, via, why string, ok bool) {
 	type candidate struct {
 		subject digest.Digest
 		how     string
@@ -362,11 +471,9 @@ func (g *Gate) asArtifact(ctx context.Context, s Subject, c manifest.Contents) (
 		via := imageRef(s.Upstream, s.Repository, cand.subject)
 		d := Verdict{Allowed: true, Rule: sd.Rule, Mode: sd.Mode,
 			Reason: fmt.Sprintf("portcullis: %s/%s@%s admitted as %s of %s", s.Upstream, s.Repository, s.Digest, withArticle(cand.how), via)}
-		g.recordContents(ctx, s, c, append(sd.Anchors, anchor{Digest: cand.subject, Epoch: epoch}), false)
-		g.logVia(ctx, s, d, cand.how, via)
-		return d, "", true
+		return d, append(sd.Anchors, anchor{Digest: cand.subject, Epoch: epoch}), cand.how, via, "", true
 	}
-	return Verdict{}, strings.Join(whys, "; "), false
+	return Verdict{}, nil, "", "", strings.Join(whys, "; "), false
 }
 
 // withArticle puts "a" or "an" before how ("an artifact", "a referrer").
@@ -386,7 +493,7 @@ func (g *Gate) logVia(ctx context.Context, s Subject, d Verdict, how, via string
 
 // explain gathers the evidence for s and evaluates its rule, bypassing every cache. An error gathering evidence is
 // folded into the decision (the rule's onError) and returned beside it.
-func (g *Gate) explain(ctx context.Context, s Subject, opts GatherOptions) (policy.Decision, policy.Facts, error) {
+func (g *view) explain(ctx context.Context, s Subject, opts GatherOptions) (policy.Decision, policy.Facts, error) {
 	rule := g.policy.Match(s.Upstream, s.Repository)
 	image := s.Image()
 	facts, err := g.evidence.Gather(ctx, s, rule.Requirements(), opts)
@@ -441,7 +548,7 @@ func (g *Gate) acquire(ctx context.Context) (release func(), err error) {
 // a decision is cached only under the epoch it was made on, and when a report or VEX arrived meanwhile it decides
 // again, so nothing posted during a long scan-and-wait is ignored for the life of a cached decision.
 // refreshMargin > 0 marks the refresher, which renews reports that age out within it.
-func (g *Gate) evaluate(ctx context.Context, s Subject, refreshMargin time.Duration) (Verdict, error) {
+func (g *view) evaluate(ctx context.Context, s Subject, refreshMargin time.Duration) (Verdict, error) {
 	release, err := g.acquire(ctx)
 	if err != nil {
 		return Verdict{}, err
@@ -465,11 +572,8 @@ func (g *Gate) evaluate(ctx context.Context, s Subject, refreshMargin time.Durat
 			g.log.Info("facts changed while deciding; deciding again", "image", image, "attempt", attempt)
 			continue
 		}
-		d := Verdict{Allowed: pd.Allowed, Reason: pd.Message, Rule: pd.Rule, Mode: string(pd.Mode), KeepLastGood: rule.KeepLastGood(),
-			Evaluation: &Evaluation{Decision: pd, Facts: facts, Err: err}}
-		if pd.Allowed && pd.Failed() && pd.Mode == policy.ModeWarn {
-			d.Warnings = []string{pd.Message}
-		}
+		d := verdictOf(pd, rule)
+		d.Evaluation = &Evaluation{Decision: pd, Facts: facts, Err: err}
 		g.log.Log(ctx, levelOf(d.Allowed, pd.Failed()), "admission decision", "image", image, "tag", s.Tag, "allowed", d.Allowed, "rule", pd.Rule,
 			"mode", pd.Mode, "failures", pd.Failures, "notes", pd.Notes, "error", err, "took", g.now().Sub(start).Round(time.Microsecond))
 		g.count(d, "evaluated")
@@ -493,11 +597,11 @@ func (g *Gate) evaluate(ctx context.Context, s Subject, refreshMargin time.Durat
 				ttl = max(left, time.Second)
 			}
 		}
-		g.store(ctx, decisionKey(g.ns, s.Upstream, s.Repository, s.Digest, epoch), cachedVerdict{Verdict: d, Expires: g.now().Add(ttl)}, ttl)
 		if d.Allowed {
 			if rule.Requirements().Scan != nil {
 				g.hot.touch(s, g.now())
 			}
+			// Grants before the decision: a replica that finds the decision (in the shared KV) finds its grants.
 			if c, err := manifest.Parse(s.Manifest); err == nil {
 				g.recordContents(ctx, s, c, []anchor{{Digest: s.Digest, Epoch: epoch}}, true)
 			}
@@ -505,8 +609,18 @@ func (g *Gate) evaluate(ctx context.Context, s Subject, refreshMargin time.Durat
 				g.set(ctx, lastGoodKey(g.ns, s.Upstream, s.Repository, s.Tag), []byte(s.Digest.String()), g.goodTTL)
 			}
 		}
+		g.store(ctx, decisionKey(g.ns, s.Upstream, s.Repository, s.Digest, epoch), cachedVerdict{Verdict: d, Expires: g.now().Add(ttl)}, ttl)
 		return d, nil
 	}
+}
+
+// verdictOf is the verdict a pull gets from rule's decision pd: a warn-mode failure is served with a warning.
+func verdictOf(pd policy.Decision, rule *policy.Rule) Verdict {
+	d := Verdict{Allowed: pd.Allowed, Reason: pd.Message, Rule: pd.Rule, Mode: string(pd.Mode), KeepLastGood: rule.KeepLastGood()}
+	if pd.Allowed && pd.Failed() && pd.Mode == policy.ModeWarn {
+		d.Warnings = []string{pd.Message}
+	}
+	return d
 }
 
 func levelOf(allowed, failed bool) slog.Level {
@@ -519,13 +633,17 @@ func levelOf(allowed, failed bool) slog.Level {
 // AllowBlob reports whether dgst belongs to a manifest admitted for the repository whose admission still holds.
 // A broken KV is an error, and the proxy then refuses the blob (fail closed).
 func (g *Gate) AllowBlob(ctx context.Context, upstream, repo string, dgst digest.Digest) (bool, error) {
-	_, ok, err := g.granted(ctx, grantBlob, upstream, repo, dgst)
+	_, ok, err := g.view().granted(ctx, grantBlob, upstream, repo, dgst)
 	return ok, err
 }
 
 // Admitted reports whether the manifest dgst is admitted for the repository now (its referrers may then be
 // listed). It evaluates nothing.
 func (g *Gate) Admitted(ctx context.Context, upstream, repo string, dgst digest.Digest) (bool, error) {
+	return g.view().admitted(ctx, upstream, repo, dgst)
+}
+
+func (g *view) admitted(ctx context.Context, upstream, repo string, dgst digest.Digest) (bool, error) {
 	if g.lists.match(ListDeny, upstream, repo, "", dgst) != nil {
 		return false, nil
 	}
@@ -542,7 +660,7 @@ func (g *Gate) Admitted(ctx context.Context, upstream, repo string, dgst digest.
 
 // LastGood returns the last digest admitted without failures for the tag.
 func (g *Gate) LastGood(ctx context.Context, upstream, repo, tag string) (digest.Digest, bool) {
-	b, err := g.kv.Get(ctx, lastGoodKey(g.ns, upstream, repo, tag))
+	b, err := g.kv.Get(ctx, lastGoodKey(g.view().ns, upstream, repo, tag))
 	if err != nil {
 		return "", false
 	}

@@ -49,7 +49,7 @@ const (
 )
 
 // anchorsHold reports whether every anchor still holds.
-func (g *Gate) anchorsHold(ctx context.Context, upstream, repo string, anchors []anchor) bool {
+func (g *view) anchorsHold(ctx context.Context, upstream, repo string, anchors []anchor) bool {
 	for _, a := range anchors {
 		if !g.anchorHolds(ctx, upstream, repo, a) {
 			return false
@@ -58,7 +58,7 @@ func (g *Gate) anchorsHold(ctx context.Context, upstream, repo string, anchors [
 	return true
 }
 
-func (g *Gate) anchorHolds(ctx context.Context, upstream, repo string, a anchor) bool {
+func (g *view) anchorHolds(ctx context.Context, upstream, repo string, a anchor) bool {
 	if g.lists.match(ListDeny, upstream, repo, "", a.Digest) != nil {
 		return false // denied since: nothing admitted through it is served
 	}
@@ -81,7 +81,7 @@ func (g *Gate) anchorHolds(ctx context.Context, upstream, repo string, a anchor)
 // artifact blobs) as blobs and, for an index that was itself evaluated, its children as manifests. An artifact or
 // a child never grants children. Grants are kept twice as long as an admission, so that a client that got the
 // manifest just before the decision lapsed can still fetch its blobs.
-func (g *Gate) recordContents(ctx context.Context, s Subject, c manifest.Contents, anchors []anchor, children bool) {
+func (g *view) recordContents(ctx context.Context, s Subject, c manifest.Contents, anchors []anchor, children bool) {
 	gr := grant{By: s.Digest, Via: s.Image(), Anchors: anchors}
 	for _, b := range c.Blobs() {
 		g.addGrant(ctx, grantBlob, s.Upstream, s.Repository, b.Digest, gr)
@@ -96,15 +96,9 @@ func (g *Gate) recordContents(ctx context.Context, s Subject, c manifest.Content
 
 // ensureContents re-grants an admitted manifest's contents when its grants are gone (evicted, or pushed out of
 // a shared layer's set). One read when they are there.
-func (g *Gate) ensureContents(ctx context.Context, s Subject, c manifest.Contents, anchors []anchor, children bool) {
-	var probe digest.Digest
-	kind := grantBlob
-	switch blobs := c.Blobs(); {
-	case len(blobs) > 0:
-		probe = blobs[0].Digest
-	case children && len(c.Manifests) > 0:
-		probe, kind = c.Manifests[0].Digest, grantChild
-	default:
+func (g *view) ensureContents(ctx context.Context, s Subject, c manifest.Contents, anchors []anchor, children bool) {
+	kind, probe, ok := grantProbe(c, children)
+	if !ok {
 		return
 	}
 	set, _ := g.grants(ctx, kind, s.Upstream, s.Repository, probe)
@@ -115,7 +109,7 @@ func (g *Gate) ensureContents(ctx context.Context, s Subject, c manifest.Content
 }
 
 // addGrant puts gr first in the item's grant set, replacing an older grant by the same manifest.
-func (g *Gate) addGrant(ctx context.Context, kind, upstream, repo string, item digest.Digest, gr grant) {
+func (g *view) addGrant(ctx context.Context, kind, upstream, repo string, item digest.Digest, gr grant) {
 	set, _ := g.grants(ctx, kind, upstream, repo, item)
 	set.Grants = slices.DeleteFunc(set.Grants, func(o grant) bool { return o.By == gr.By })
 	set.Grants = append([]grant{gr}, set.Grants...)
@@ -127,7 +121,7 @@ func (g *Gate) addGrant(ctx context.Context, kind, upstream, repo string, item d
 }
 
 // grants reads an item's grant set; a missing or unreadable set is empty, and err says which it was.
-func (g *Gate) grants(ctx context.Context, kind, upstream, repo string, item digest.Digest) (grantSet, error) {
+func (g *view) grants(ctx context.Context, kind, upstream, repo string, item digest.Digest) (grantSet, error) {
 	var set grantSet
 	b, err := g.kv.Get(ctx, grantKey(kind, g.ns, upstream, repo, item))
 	if err != nil {
@@ -144,7 +138,7 @@ func (g *Gate) grants(ctx context.Context, kind, upstream, repo string, item dig
 
 // granted returns the first grant of the item whose anchors all hold. The error is a KV failure other than
 // absence: the caller then refuses (fail closed).
-func (g *Gate) granted(ctx context.Context, kind, upstream, repo string, item digest.Digest) (grant, bool, error) {
+func (g *view) granted(ctx context.Context, kind, upstream, repo string, item digest.Digest) (grant, bool, error) {
 	set, err := g.grants(ctx, kind, upstream, repo, item)
 	if err != nil {
 		return grant{}, false, err

@@ -18,17 +18,21 @@ import (
 //	blob/<policy>/<upstream>/<repo>@<d>           grantSet JSON           2h (twice the allow TTL) recordContents            AllowBlob, ensureContents
 //	child/<policy>/<upstream>/<repo>@<d>          grantSet JSON           2h                       recordContents            viaParent, Admitted
 //	lastgood/<policy>/<upstream>/<repo>:<tag>     digest                  30 days                  Gate.evaluate             LastGood
-//	epoch/<d>                                     base-36 nanoseconds     30 days                  Reports (every Put)       Gate (every decision and anchor)
+//	epoch/<d>                                     base-36 nanoseconds     30 days                  Reports (every Put),      Gate (every decision and anchor)
+//	                                                                                               Gate.Forget
 //	report/<source>/<d>                           policy.ScanReport JSON  30 days                  Reports.Put (admin, scan) Reports.Get (evidence)
 //	vex/<d>                                       vexRecord JSON          30 days                  Reports.PutVEX (admin)    Reports.VEX (evidence)
 //	scancred/<token>                              scanGrant JSON          the credential's life    ScanCredentials.Mint      ScanCredentials
 //	scancred-manifest/<token>/<d>                 "1"                     the credential's life    AllowManifest             AllowManifest
 //	scancred-blob/<token>/<d>                     "1"                     the credential's life    AllowManifest             AllowBlob
+//	lease/decide/<policy>/<upstream>/<repo>@<d>   random token            the decision's deadline  decideOnce (cache.Leaser) decideOnce on other replicas
 //
 // <policy> is the first 16 hex digits of the policy hash, so a new policy starts from an empty cache and no old
 // decision or grant applies under it. <d> is a digest, <e> the digest's facts epoch ("0" before any report, "?"
 // while it cannot be read). Reports, VEX and epochs are policy-independent facts about a digest; credentials are
 // per token. The proxy's own key, tag/<upstream>/<repo>:<tag> (a tag's resolution), is built in proxy/tags.go.
+// Besides the KV, the gate appends to two journals: "audit" (audit.go) and "pulls" (pulls.go, the images decided
+// for pulls, read by previews and by forgetting a repository's decisions).
 
 // policyNS is the policy part of the policy-scoped keys.
 func policyNS(pol *policy.Policy) string { return pol.Hash()[:16] }
@@ -40,6 +44,11 @@ func decisionKey(ns, upstream, repo string, d digest.Digest, epoch string) strin
 // grantKey is a blob or child grant set: kind is grantBlob or grantChild.
 func grantKey(kind, ns, upstream, repo string, item digest.Digest) string {
 	return kind + "/" + ns + "/" + upstream + "/" + repo + "@" + item.String()
+}
+
+// decideLeaseName names the fleet-wide lease of one evaluation (the Leaser puts it under lease/).
+func decideLeaseName(ns, upstream, repo string, d digest.Digest) string {
+	return "decide/" + ns + "/" + upstream + "/" + repo + "@" + d.String()
 }
 
 func lastGoodKey(ns, upstream, repo, tag string) string {

@@ -54,6 +54,10 @@ func (h *hotSet) snapshot(since time.Time) []Subject {
 // last hour) whose cached decision lapses within margin, so that a busy image never waits for a report or a
 // verification on a pull. It returns how many it refreshed.
 func (g *Gate) Refresh(ctx context.Context, margin time.Duration) int {
+	return g.view().refresh(ctx, margin)
+}
+
+func (g *view) refresh(ctx context.Context, margin time.Duration) int {
 	n := 0
 	for _, s := range g.hot.snapshot(g.now().Add(-time.Hour)) {
 		if ctx.Err() != nil {

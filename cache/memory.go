@@ -53,6 +53,8 @@ type Memory struct {
 	stop      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
+
+	leases memLeases
 }
 
 type memItem struct {

@@ -11,13 +11,25 @@ import (
 
 const defaultKeyPrefix = "portcullis:"
 
-// RedisOption configures a Redis.
-type RedisOption func(*Redis)
+// RedisOption configures a Redis, RedisCollections, RedisJournal or RedisBus.
+type RedisOption func(*redisConfig)
 
-// WithKeyPrefix sets the prefix put before every key, so several deployments (or tests) can share one
-// Redis. Default: "portcullis:".
+type redisConfig struct {
+	prefix string
+}
+
+func newRedisConfig(opts []RedisOption) redisConfig {
+	c := redisConfig{prefix: defaultKeyPrefix}
+	for _, o := range opts {
+		o(&c)
+	}
+	return c
+}
+
+// WithKeyPrefix sets the prefix put before every key (and pub/sub channel), so several deployments (or tests) can
+// share one Redis. Default: "portcullis:".
 func WithKeyPrefix(p string) RedisOption {
-	return func(r *Redis) { r.prefix = p }
+	return func(c *redisConfig) { c.prefix = p }
 }
 
 // Redis is a KV on a Redis server, sentinel group or cluster, shared by every replica of the proxy.
@@ -25,33 +37,12 @@ func WithKeyPrefix(p string) RedisOption {
 type Redis struct {
 	client redis.UniversalClient
 	prefix string
+	health *redisHealth
 }
 
 // NewRedis returns a KV on client, which it owns from now on: Close closes it. client must not be nil.
 func NewRedis(client redis.UniversalClient, opts ...RedisOption) *Redis {
-	r := &Redis{client: client, prefix: defaultKeyPrefix}
-	for _, o := range opts {
-		o(r)
-	}
-	return r
-}
-
-// RedisClient builds a go-redis UniversalClient with timeouts suited to a cache that must fail fast:
-// dial 2s, read and write 1s, one retry. One address is a single node, several are a cluster, and a
-// masterName selects sentinel mode (addrs are then the sentinels). db is ignored by clusters.
-func RedisClient(addrs []string, masterName, username, password string, db int) redis.UniversalClient {
-	return redis.NewUniversalClient(&redis.UniversalOptions{
-		Addrs:         addrs,
-		MasterName:    masterName,
-		Username:      username,
-		Password:      password,
-		DB:            db,
-		DialTimeout:   2 * time.Second,
-		ReadTimeout:   time.Second,
-		WriteTimeout:  time.Second,
-		MaxRetries:    1,
-		DialerRetries: 1,
-	})
+	return &Redis{client: client, prefix: newRedisConfig(opts).prefix, health: newRedisHealth(client)}
 }
 
 // Get implements KV.
@@ -83,11 +74,15 @@ func (r *Redis) GetTTL(ctx context.Context, key string) ([]byte, time.Duration, 
 	}
 	val, _ := get.Bytes()
 	d := ttl.Val()
-	if d < 0 { // -1: no expiry; -2: gone between the two commands
-		d = 0
+	if d == redisKeyGone {
+		// Expired between the two commands: a copy kept on the strength of this read would outlive it.
+		return nil, 0, fmt.Errorf("%w: %q", ErrNotFound, key)
 	}
-	return val, d, nil
+	return val, max(d, 0), nil // -1: no expiry
 }
+
+// redisKeyGone is what PTTL answers for a key that does not exist.
+const redisKeyGone = -2
 
 // Set implements KV. Redis keeps TTLs with millisecond precision; a ttl under 1ms becomes 1ms.
 func (r *Redis) Set(ctx context.Context, key string, val []byte, ttl time.Duration) error {
@@ -107,6 +102,10 @@ func (r *Redis) Delete(ctx context.Context, key string) error {
 	}
 	return nil
 }
+
+// Healthy implements HealthChecker: nil while Redis answers PING. The answer is at most a second old and comes
+// at once (only the first call waits for a PING, a second at most).
+func (r *Redis) Healthy() error { return r.health.healthy() }
 
 // Close closes the client.
 func (r *Redis) Close() error {

@@ -54,6 +54,8 @@ type Config struct {
 
 	// src remembers where each field came from, for error messages; nil for built configs.
 	src *strictyaml.Source
+	// adminEnv holds the admin.tokens[].tokenEnv variables as ApplyEnv read them.
+	adminEnv map[string]string
 }
 
 // TLS names a PEM certificate chain and private key; both or neither.
@@ -157,8 +159,17 @@ type Content struct {
 	SpoolMaxSize ByteSize `yaml:"spoolMaxSize"`
 }
 
-// Cache configures the shared state store (decisions, tags, admitted blobs).
+// Cache configures the shared state store (decisions, tags, admitted blobs, and the lists and audit log that must
+// survive).
 type Cache struct {
+	// StateKeyFile is a file holding the state key: the base64 of at least 32 random bytes, the HMAC key with which
+	// replicas authenticate what they write to Redis, so that whoever can write to Redis without it cannot make a
+	// value Portcullis accepts. Every replica needs the same key. Required with Redis unless PORTCULLIS_STATE_KEY
+	// (the base64 itself) is set, which overrides it; make one with
+	// `head -c 32 /dev/urandom | base64 > state.key`. Not used when embedded. Default "".
+	StateKeyFile string `yaml:"stateKeyFile,omitempty"`
+	// StateKey is the base64 state key from PORTCULLIS_STATE_KEY; it cannot be set in the file.
+	StateKey string `yaml:"-"`
 	// Redis, when it has addresses, replaces the embedded store. Default embedded.
 	Redis Redis `yaml:"redis"`
 }
@@ -170,32 +181,72 @@ type Redis struct {
 	Addrs []string `yaml:"addrs,omitempty"`
 	// MasterName selects sentinel mode. Default "".
 	MasterName string `yaml:"masterName,omitempty"`
-	// Username is the ACL user. Default "".
+	// Username is the ACL user on the data nodes (with a password; a password alone authenticates the default
+	// user). Default "".
 	Username string `yaml:"username,omitempty"`
 	// Password may be overridden by PORTCULLIS_REDIS_PASSWORD. Default "".
 	Password string `yaml:"password,omitempty"`
+	// SentinelUsername is the ACL user on the sentinels themselves, when they require one (only with
+	// MasterName). Default "".
+	SentinelUsername string `yaml:"sentinelUsername,omitempty"`
+	// SentinelPassword is the sentinels' password (only with MasterName); may be overridden by
+	// PORTCULLIS_REDIS_SENTINEL_PASSWORD. Default "".
+	SentinelPassword string `yaml:"sentinelPassword,omitempty"`
 	// DB is the database number (not with a cluster). Default 0.
 	DB int `yaml:"db,omitempty"`
 	// KeyPrefix namespaces every key. Default "portcullis:".
 	KeyPrefix string `yaml:"keyPrefix"`
+	// TLS makes every connection (data nodes and sentinels) TLS 1.2 or later. Default off.
+	TLS RedisTLS `yaml:"tls"`
+}
+
+// RedisTLS configures TLS to Redis. Setting any field turns it on.
+type RedisTLS struct {
+	// Enabled turns TLS on with the system roots and no client certificate. Default false (unless another field
+	// is set).
+	Enabled bool `yaml:"enabled,omitempty"`
+	// CAFile is a PEM bundle of the CAs that sign the servers' certificates, used instead of the system roots.
+	// Default "" (system roots).
+	CAFile string `yaml:"caFile,omitempty"`
+	// CertFile is a PEM client certificate (chain), for servers that require one (tls-auth-clients yes); with
+	// KeyFile. Default "".
+	CertFile string `yaml:"certFile,omitempty"`
+	// KeyFile is the PEM private key of CertFile. Default "".
+	KeyFile string `yaml:"keyFile,omitempty"`
+	// ServerName is the name every server's certificate must carry. Default "": the host of each address dialled
+	// (for a cluster or sentinels, each node's own).
+	ServerName string `yaml:"serverName,omitempty"`
+}
+
+// On reports whether TLS to Redis is configured.
+func (t RedisTLS) On() bool {
+	return t.Enabled || t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != ""
 }
 
 // Enabled reports whether Redis is configured (otherwise the store is embedded).
 func (r Redis) Enabled() bool { return len(r.Addrs) > 0 }
 
-// Admin configures the admin API: its own listener, bearer-token protected, never the registry port.
+// Admin configures the admin API: its own listener, never the registry port, protected by named tokens with
+// roles and, over TLS, by client certificates.
 type Admin struct {
 	// Listen is the admin listener address. Default 127.0.0.1:5002.
 	Listen string `yaml:"listen"`
-	// Token is the bearer token clients must send; may be overridden by PORTCULLIS_ADMIN_TOKEN. With no
-	// token (and no TokenFile) the admin API is off. Default "".
+	// Token is the single bearer token of earlier versions, a write token named "admin"; may be overridden by
+	// PORTCULLIS_ADMIN_TOKEN. Default "".
 	Token string `yaml:"token"`
-	// TokenFile is a file holding the token (trailing newline ignored); not with Token. Default "".
+	// TokenFile is a file holding that token (trailing newline ignored); not with Token. Default "".
 	TokenFile string `yaml:"tokenFile"`
+	// Tokens are named tokens, each with a role. Default none.
+	Tokens []AdminToken `yaml:"tokens,omitempty"`
+	// TLS serves the admin API over HTTPS and, with a client CA, takes client certificates. Default plain HTTP.
+	TLS AdminTLS `yaml:"tls"`
 }
 
-// Enabled reports whether the admin API has a token (or a token file) and so is served.
-func (a Admin) Enabled() bool { return a.Token != "" || a.TokenFile != "" }
+// Enabled reports whether the admin API has a credential (a token, a token file, named tokens or a client CA)
+// and so is served: without one it is off.
+func (a Admin) Enabled() bool {
+	return a.Token != "" || a.TokenFile != "" || len(a.Tokens) > 0 || a.TLS.ClientCA != ""
+}
 
 // Admission bounds cold admission decisions (gathering signatures, attestations and scan reports for a digest
 // not decided yet), so that a burst of new digests or a slow upstream cannot pile up work.

@@ -26,7 +26,10 @@ func envName(name string) string {
 //	PORTCULLIS_UPSTREAM_<NAME>_USERNAME  upstream username
 //	PORTCULLIS_UPSTREAM_<NAME>_PASSWORD  upstream password; clears passwordFile
 //	PORTCULLIS_REDIS_PASSWORD            cache.redis.password
+//	PORTCULLIS_REDIS_SENTINEL_PASSWORD   cache.redis.sentinelPassword
+//	PORTCULLIS_STATE_KEY                 the state key itself (base64); clears cache.stateKeyFile
 //	PORTCULLIS_ADMIN_TOKEN               admin.token; clears admin.tokenFile
+//	admin.tokens[].tokenEnv              that named token (read here, used by AdminCredentials)
 //
 // where NAME is the upstream name as envName spells it. Either upstream variable also clears
 // the upstream's dockerConfig: credentials from the environment replace file-based ones.
@@ -51,7 +54,19 @@ func (c *Config) ApplyEnv(getenv func(string) string) {
 	if v := getenv("PORTCULLIS_REDIS_PASSWORD"); v != "" {
 		c.Cache.Redis.Password = v
 	}
+	if v := getenv("PORTCULLIS_REDIS_SENTINEL_PASSWORD"); v != "" {
+		c.Cache.Redis.SentinelPassword = v
+	}
+	if v := getenv("PORTCULLIS_STATE_KEY"); v != "" {
+		c.Cache.StateKey, c.Cache.StateKeyFile = v, ""
+	}
 	if v := getenv("PORTCULLIS_ADMIN_TOKEN"); v != "" {
 		c.Admin.Token, c.Admin.TokenFile = v, ""
+	}
+	c.adminEnv = map[string]string{}
+	for _, t := range c.Admin.Tokens {
+		if t.TokenEnv != "" {
+			c.adminEnv[t.TokenEnv] = getenv(t.TokenEnv)
+		}
 	}
 }

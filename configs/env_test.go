@@ -24,7 +24,7 @@ func TestApplyEnv(t *testing.T) {
 		"  - name: docker.io\n    username: fileuser\n    passwordFile: /run/secrets/hub\n" +
 		"  - name: ghcr.io\n    dockerConfig: /root/.docker/config.json\n" +
 		"  - name: localhost:5000\n    username: keep\n    password: keep\n" +
-		"cache:\n  redis:\n    addrs: [r:6379]\n    password: filepass\n"
+		"cache:\n  stateKeyFile: /run/secrets/state.key\n  redis:\n    addrs: [r:6379]\n    masterName: m\n    password: filepass\n"
 	tests := []struct {
 		name string
 		env  map[string]string
@@ -62,8 +62,20 @@ func TestApplyEnv(t *testing.T) {
 			},
 		},
 		{
+			name: "state key and sentinel password",
+			env: map[string]string{
+				"PORTCULLIS_STATE_KEY":               "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+				"PORTCULLIS_REDIS_SENTINEL_PASSWORD": "sp",
+			},
+			edit: func(c *Config) {
+				c.Cache.StateKey, c.Cache.StateKeyFile = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", ""
+				c.Cache.Redis.SentinelPassword = "sp"
+			},
+		},
+		{
 			name: "empty values are ignored",
-			env:  map[string]string{"PORTCULLIS_UPSTREAM_DOCKER_IO_USERNAME": "", "PORTCULLIS_REDIS_PASSWORD": ""},
+			env: map[string]string{"PORTCULLIS_UPSTREAM_DOCKER_IO_USERNAME": "", "PORTCULLIS_REDIS_PASSWORD": "",
+				"PORTCULLIS_STATE_KEY": "", "PORTCULLIS_REDIS_SENTINEL_PASSWORD": ""},
 			edit: func(*Config) {},
 		},
 	}

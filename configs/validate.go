@@ -30,15 +30,7 @@ func (c *Config) Validate() error {
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		p.Add("tls", "cert and key must be given together")
 	}
-	if c.Admin.Enabled() {
-		checkAddr(p, "admin.listen", c.Admin.Listen, false)
-		if c.Admin.Token != "" && c.Admin.TokenFile != "" {
-			p.Add("admin.tokenFile", "set token or tokenFile, not both")
-		}
-		if !strings.HasSuffix(c.Admin.Listen, ":0") && (c.Admin.Listen == c.Listen || c.Admin.Listen == c.OpsListen) {
-			p.Add("admin.listen", "must be its own listener, not %s", c.Admin.Listen)
-		}
-	}
+	c.validateAdmin(p)
 	if c.DataDir == "" {
 		p.Add("dataDir", "must not be empty")
 	}
@@ -74,19 +66,7 @@ func (c *Config) Validate() error {
 		p.Add("content.spoolMaxSize", "must not be negative (0 means no budget)")
 	}
 
-	r := c.Cache.Redis
-	for i, a := range r.Addrs {
-		checkAddr(p, fmt.Sprintf("cache.redis.addrs[%d]", i), a, false)
-	}
-	if r.MasterName != "" && len(r.Addrs) == 0 {
-		p.Add("cache.redis.masterName", "needs sentinel addresses in cache.redis.addrs")
-	}
-	if r.DB < 0 {
-		p.Add("cache.redis.db", "must not be negative")
-	}
-	if r.DB != 0 && r.MasterName == "" && len(r.Addrs) > 1 {
-		p.Add("cache.redis.db", "must be 0 for a Redis cluster (several addrs without masterName)")
-	}
+	c.validateRedis(p)
 
 	if c.Shutdown.DrainDelay < 0 {
 		p.Add("shutdown.drainDelay", "must not be negative")
@@ -144,8 +124,11 @@ func (c *Config) validateUpstreams(p *strictyaml.Problems) {
 }
 
 // CheckFiles checks that the files the configuration names exist and are usable: the TLS
-// certificate and key, the policy file, and per upstream the CA bundle (it must hold a PEM
-// certificate) and the credential sources (passwordFile, dockerConfig, via Credentials). Load
+// certificates and keys, the policy file, the admin client CA and tokens (via AdminCredentials,
+// tokenEnv variables included as ApplyEnv read them), the state key and Redis's TLS files, and per
+// upstream the CA bundle (it must hold a PEM certificate) and the credential sources (passwordFile,
+// dockerConfig, via
+// Credentials). Load
 // calls it after Validate; callers that only check a configuration's shape (tests of
 // examples whose files live elsewhere) may skip it.
 func (c *Config) CheckFiles() error {
@@ -153,7 +136,8 @@ func (c *Config) CheckFiles() error {
 	exists(p, "tls.cert", c.TLS.Cert)
 	exists(p, "tls.key", c.TLS.Key)
 	exists(p, "policy", c.Policy)
-	exists(p, "admin.tokenFile", c.Admin.TokenFile)
+	c.checkAdminFiles(p)
+	c.checkRedisFiles(p)
 	for i, u := range c.Upstreams {
 		at := fmt.Sprintf("upstreams[%d]", i)
 		if u.CAFile != "" {
@@ -207,20 +191,4 @@ func exists(p *strictyaml.Problems, path, file string) {
 	if _, err := os.Stat(file); err != nil {
 		p.Add(path, "%v", err)
 	}
-}
-
-// AdminToken returns the admin token, reading TokenFile when set.
-func (c *Config) AdminToken() (string, error) {
-	if c.Admin.TokenFile == "" {
-		return c.Admin.Token, nil
-	}
-	b, err := os.ReadFile(c.Admin.TokenFile)
-	if err != nil {
-		return "", fmt.Errorf("admin.tokenFile: %w", err)
-	}
-	tok := strings.TrimRight(string(b), "\r\n")
-	if tok == "" {
-		return "", fmt.Errorf("admin.tokenFile %s is empty", c.Admin.TokenFile)
-	}
-	return tok, nil
 }

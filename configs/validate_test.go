@@ -116,11 +116,44 @@ func TestValidate(t *testing.T) {
 		},
 		{
 			name: "redis",
-			yaml: "cache:\n  redis:\n    addrs: [a:1, b]\n    db: 3\n",
+			yaml: "cache:\n  stateKeyFile: k\n  redis:\n    addrs: [a:1, b]\n    db: 3\n",
 			want: []string{
-				"p.yaml:3: cache.redis.addrs[1]: must be host:port: address b: missing port in address",
-				"p.yaml:4: cache.redis.db: must be 0 for a Redis cluster (several addrs without masterName)",
+				"p.yaml:4: cache.redis.addrs[1]: must be host:port: address b: missing port in address",
+				"p.yaml:5: cache.redis.db: must be 0 for a Redis cluster (several addrs without masterName)",
 			},
+		},
+		{
+			name: "redis needs a state key",
+			yaml: "cache:\n  redis:\n    addrs: [a:1]\n",
+			want: []string{"p.yaml:1: cache.stateKeyFile: is required with cache.redis: the state key authenticates what replicas " +
+				"write to Redis, so that whoever can write to Redis cannot make Portcullis accept a value; make one with " +
+				"`head -c 32 /dev/urandom | base64 > state.key`, give every replica the same file and set cache.stateKeyFile " +
+				"to its path (or PORTCULLIS_STATE_KEY to its content)"},
+		},
+		{
+			name: "embedded needs no state key",
+			yaml: "cache: {}\n",
+		},
+		{
+			name: "redis tls and credentials",
+			yaml: "cache:\n  stateKeyFile: k\n  redis:\n    addrs: [a:1]\n    sentinelUsername: s\n    sentinelPassword: p\n" +
+				"    tls:\n      certFile: c.pem\n",
+			want: []string{
+				"p.yaml:5: cache.redis.sentinelUsername: is for sentinels: needs cache.redis.masterName",
+				"p.yaml:6: cache.redis.sentinelPassword: is for sentinels: needs cache.redis.masterName",
+				"p.yaml:7: cache.redis.tls: certFile and keyFile must be given together",
+			},
+		},
+		{
+			name: "redis tls without redis",
+			yaml: "cache:\n  redis:\n    tls:\n      enabled: true\n",
+			want: []string{"p.yaml:3: cache.redis.tls: needs Redis addresses in cache.redis.addrs"},
+		},
+		{
+			name: "sentinel with tls, acl and sentinel credentials",
+			yaml: "cache:\n  stateKeyFile: k\n  redis:\n    addrs: [s1:26379, s2:26379]\n    masterName: m\n" +
+				"    username: u\n    password: p\n    sentinelUsername: su\n    sentinelPassword: sp\n" +
+				"    tls:\n      caFile: ca.pem\n      certFile: c.pem\n      keyFile: k.pem\n      serverName: redis.internal\n",
 		},
 		{
 			name: "sentinel needs addresses",
@@ -129,7 +162,7 @@ func TestValidate(t *testing.T) {
 		},
 		{
 			name: "sentinel may use a db",
-			yaml: "cache:\n  redis:\n    addrs: [s1:26379, s2:26379]\n    masterName: m\n    db: 3\n",
+			yaml: "cache:\n  stateKeyFile: k\n  redis:\n    addrs: [s1:26379, s2:26379]\n    masterName: m\n    db: 3\n",
 		},
 	}
 	for _, tt := range tests {

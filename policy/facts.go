@@ -97,6 +97,65 @@ type Decision struct {
 	// ghcr.io/acme/app@sha256:ab12… denied by rule "acme": not signed by release (no
 	// signatures found)`.
 	Message string
+	// Checks lists each requirement of the rule, in the order Evaluate checks them (signature,
+	// attestations in policy order, scan gate), with whether it held and the evidence that
+	// decided it: what `portcullis check` and the admin API's explain and preview show. Failures
+	// and Notes say the same in one line each. Empty when the rule requires nothing.
+	Checks []Check
+}
+
+// Check is one requirement of a rule and how the image fared against it.
+type Check struct {
+	// Requirement names it: "signature", "attestation <predicate type>", "scan", "evidence" (the
+	// facts could not be gathered: ErrorDecision) or "rule" (no rule matches and the policy has
+	// no default).
+	Requirement string
+	// Passed is true when the requirement held. A scan gate with no report passes under
+	// onMissing: allow; an "evidence" check never passes (onError: allow admits despite it).
+	Passed bool
+	// Detail is the line that decided it: its failures, or its notes when it passed, joined
+	// with "; ".
+	Detail string
+	// Signatures holds, for the signature requirement, each root the rule names, in policy
+	// order, with its result ("not checked" when the verifier gave none).
+	Signatures []RootSignature
+	// Scan holds the scan gate's evidence; nil for other requirements.
+	Scan *ScanCheck
+}
+
+// RootSignature is one trust root's signature result on the image.
+type RootSignature struct {
+	// Root is the trust root's name in the policy.
+	Root string
+	SignatureResult
+}
+
+// ScanCheck is the evidence behind a scan gate check.
+type ScanCheck struct {
+	// MaxSeverity is the highest severity the gate admits.
+	MaxSeverity Severity
+	// MaxAge is the oldest a report may be; 0 means no limit.
+	MaxAge time.Duration
+	// Report describes the report the gate read; nil when there was none. Its Findings and VEX
+	// are left out (BySeverity, Counted and Waived say what they came to).
+	Report *ScanReport
+	// BySeverity counts the report's distinct findings (a vulnerability in a package reported
+	// twice counts once) by severity, whether they count or not.
+	BySeverity map[Severity]int
+	// Counted are the findings above MaxSeverity that fail the gate.
+	Counted []Finding
+	// Waived are the findings above MaxSeverity that do not count, and why.
+	Waived []Waiver
+}
+
+// Waiver says why a finding above the maximum severity does not count.
+type Waiver struct {
+	Finding Finding
+	// By is what waived it: "vex" (the latest covering statement says not_affected or fixed),
+	// "allowlist" (an entry in force names it) or "unfixed" (no fix, and ignoreUnfixed).
+	By string
+	// Detail names the statement (status, time, note) or the entry (id, until, reason).
+	Detail string
 }
 
 // Failed reports whether a requirement failed, whatever the mode: true for a denial and

@@ -51,6 +51,7 @@ func FuzzParse(f *testing.F) {
 			if d.Message == "" || d.Allowed != (len(d.Failures) == 0 || r.Mode() != ModeEnforce) {
 				t.Fatalf("inconsistent decision %+v", d)
 			}
+			checksAgree(t, d)
 			_ = r.Evaluate(Facts{})
 		}
 		for _, name := range []string{"docker.io/library/alpine", "ghcr.io/acme/app"} {

@@ -76,12 +76,16 @@ func (r *Rule) Requirements() Requirements {
 func (r *Rule) Evaluate(f Facts) Decision {
 	e := &evaluation{}
 	if r.unmatched {
+		from := e.mark()
 		e.fail("no rule matches this repository and the policy has no default: section")
+		e.done(Check{Requirement: "rule"}, from)
 		return r.decide(f.Image, e)
 	}
 	r.checkSignatures(e, f)
 	for _, a := range r.attestations {
+		from := e.mark()
 		a.check(e, f)
+		e.done(Check{Requirement: "attestation " + a.predicateType}, from)
 	}
 	if r.scan != nil {
 		r.checkScan(e, f)
@@ -109,22 +113,43 @@ func (r *Rule) ErrorDecision(image string, err error) Decision {
 		msg = "could not decide: " + oneLine(err.Error())
 	}
 	if r.onError != OnErrorAllow {
-		return r.decide(image, &evaluation{failures: []string{msg}})
+		return r.decide(image, &evaluation{failures: []string{msg}, checks: []Check{{Requirement: "evidence", Detail: msg}}})
 	}
+	notes := []string{msg, "admitted despite the error (onError: allow)"}
 	return Decision{
 		Allowed: true,
 		Mode:    r.mode,
 		Rule:    r.name,
-		Notes:   []string{msg, "admitted despite the error (onError: allow)"},
+		Notes:   notes,
 		Message: fmt.Sprintf("portcullis: %s admitted by rule %q despite an error (onError: allow): %s",
 			imageName(image), r.name, msg),
+		Checks: []Check{{Requirement: "evidence", Detail: strings.Join(notes, "; ")}},
 	}
 }
 
-// evaluation accumulates an Evaluate's failures and notes.
+// evaluation accumulates an Evaluate's failures, notes and checks.
 type evaluation struct {
 	failures []string
 	notes    []string
+	checks   []Check
+}
+
+// mark is where a requirement's failures and notes start, for done.
+type mark struct{ failures, notes int }
+
+func (e *evaluation) mark() mark { return mark{len(e.failures), len(e.notes)} }
+
+// done records c as a check whose failures and notes are those added since from: it passed when
+// there are no failures, and its Detail joins the failures, or else the notes.
+func (e *evaluation) done(c Check, from mark) {
+	fails, notes := e.failures[from.failures:], e.notes[from.notes:]
+	c.Passed = len(fails) == 0
+	if c.Passed {
+		c.Detail = strings.Join(notes, "; ")
+	} else {
+		c.Detail = strings.Join(fails, "; ")
+	}
+	e.checks = append(e.checks, c)
 }
 
 func (e *evaluation) fail(format string, args ...any) {
@@ -141,14 +166,20 @@ func (r *Rule) checkSignatures(e *evaluation, f Facts) {
 	if s.IsZero() {
 		return
 	}
+	from := e.mark()
+	c := Check{Requirement: "signature"}
+	defer func() { e.done(c, from) }()
 	verified := func(root string) bool { return f.Signatures[root].Verified }
 	var ok, why []string
 	for _, root := range s.Roots() {
+		res := f.Signatures[root]
 		if verified(root) {
 			ok = append(ok, root)
 		} else {
 			why = append(why, root+": "+signatureReason(f.Signatures, root))
+			res.Reason = signatureReason(f.Signatures, root)
 		}
+		c.Signatures = append(c.Signatures, RootSignature{Root: root, SignatureResult: res})
 	}
 	if len(ok) > 0 {
 		e.note("signed by %s", strings.Join(ok, ", "))
@@ -251,7 +282,7 @@ func (a *attestationRule) conditionFailures(att Attestation) []string {
 
 // decide turns an evaluation into a Decision by the rule's mode.
 func (r *Rule) decide(image string, e *evaluation) Decision {
-	d := Decision{Allowed: true, Mode: r.mode, Rule: r.name, Failures: e.failures, Notes: e.notes}
+	d := Decision{Allowed: true, Mode: r.mode, Rule: r.name, Failures: e.failures, Notes: e.notes, Checks: e.checks}
 	img := imageName(image)
 	switch {
 	case len(e.failures) == 0:

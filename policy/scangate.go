@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 )
 
 // topFindings is how many findings a scan failure names.
@@ -18,6 +19,9 @@ const topFindings = 3
 func (r *Rule) checkScan(e *evaluation, f Facts) {
 	req := r.scan.req
 	rep := f.Scan
+	from := e.mark()
+	sc := &ScanCheck{MaxSeverity: req.MaxSeverity, MaxAge: req.MaxAge}
+	defer func() { e.done(Check{Requirement: "scan", Scan: sc}, from) }()
 	if rep == nil {
 		missing := "scan: no scan report"
 		var why []string
@@ -40,6 +44,9 @@ func (r *Rule) checkScan(e *evaluation, f Facts) {
 		e.fail("%s", missing)
 		return
 	}
+	summary := *rep
+	summary.Findings, summary.VEX = nil, nil
+	sc.Report, sc.BySeverity = &summary, map[Severity]int{}
 	if !slices.Contains(req.Sources, rep.Source) {
 		want := make([]string, len(req.Sources))
 		for i, s := range req.Sources {
@@ -69,24 +76,29 @@ func (r *Rule) checkScan(e *evaluation, f Facts) {
 			continue // the same vulnerability in the same package, reported twice
 		}
 		seen[key] = true
+		sc.BySeverity[fd.Severity.normalize()]++
 		if fd.Severity.rank() <= max {
 			continue
 		}
 		if st, waivedElsewhere, ok := vex.resolve(fd); ok && st.Waives() {
 			waived = append(waived, fd)
+			sc.Waived = append(sc.Waived, Waiver{Finding: fd, By: "vex", Detail: describeStatement(st)})
 			continue
 		} else if ok && waivedElsewhere {
 			withdrawn = append(withdrawn, fd)
 			withdrawnBy = append(withdrawnBy, st.Status)
 		}
-		if r.allowlisted(e, f, fd.ID, expiredNoted) {
+		if entry, ok := r.allowlisted(e, f, fd.ID, expiredNoted); ok {
+			sc.Waived = append(sc.Waived, Waiver{Finding: fd, By: "allowlist", Detail: entry.describe()})
 			continue
 		}
 		if req.IgnoreUnfixed && fd.FixedVersion == "" {
+			sc.Waived = append(sc.Waived, Waiver{Finding: fd, By: "unfixed", Detail: "no fixed version (ignoreUnfixed)"})
 			continue
 		}
 		counted = append(counted, fd)
 	}
+	sc.Counted = counted
 	if n := len(waived); n > 0 {
 		e.note("scan: %d %s not affected per VEX (%s)", n, plural(n, "finding", "findings"), describeVEX(waived, nil))
 	}
@@ -100,9 +112,9 @@ func (r *Rule) checkScan(e *evaluation, f Facts) {
 	e.fail("scan: %s above %s (%s)", countBySeverity(counted), req.MaxSeverity, describeTop(counted))
 }
 
-// allowlisted reports whether an allowlist entry in force at f.Now names id, and notes each
-// expired entry that names it (once per id).
-func (r *Rule) allowlisted(e *evaluation, f Facts, id string, expiredNoted map[string]bool) bool {
+// allowlisted returns the allowlist entry in force at f.Now that names id, if any, and notes
+// each expired entry that names it (once per id).
+func (r *Rule) allowlisted(e *evaluation, f Facts, id string, expiredNoted map[string]bool) (allowEntry, bool) {
 	var expired []allowEntry
 	for _, list := range [][]allowEntry{r.scan.allow, r.global} {
 		for _, entry := range list {
@@ -110,7 +122,7 @@ func (r *Rule) allowlisted(e *evaluation, f Facts, id string, expiredNoted map[s
 				continue
 			}
 			if entry.appliesAt(f.Now) {
-				return true
+				return entry, true
 			}
 			expired = append(expired, entry)
 		}
@@ -121,7 +133,30 @@ func (r *Rule) allowlisted(e *evaluation, f Facts, id string, expiredNoted map[s
 			e.note("allowlist entry %s expired %s", entry.id, entry.until)
 		}
 	}
-	return false
+	return allowEntry{}, false
+}
+
+// describe names an allowlist entry for a waiver: "allowlist entry CVE-2024-1 until 2026-12-31:
+// not reachable".
+func (a allowEntry) describe() string {
+	s := "allowlist entry " + a.id
+	if a.until != "" {
+		s += " until " + a.until
+	}
+	return s + ": " + a.reason
+}
+
+// describeStatement names the VEX statement that waived a finding: "not_affected
+// (2026-05-01T00:00:00Z): vulnerable code not in execute path".
+func describeStatement(st VEXStatement) string {
+	s := st.Status
+	if !st.Time.IsZero() {
+		s += " (" + st.Time.UTC().Format(time.RFC3339) + ")"
+	}
+	if st.Note != "" {
+		s += ": " + oneLine(st.Note)
+	}
+	return s
 }
 
 // countBySeverity formats counts, highest severity first: "2 critical, 1 high".

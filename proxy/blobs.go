@@ -31,6 +31,10 @@ func (p *Proxy) serveBlob(w http.ResponseWriter, req *http.Request, r route) err
 	}
 	p.metrics.cache.WithLabelValues("blob", "miss").Inc()
 	if req.Method == http.MethodHead {
+		if size, ok := p.blobs.size(r.dgst); ok {
+			// In flight, or verified and being committed: the download knows the size, no need to ask upstream.
+			return p.headBlob(w, req, r, size)
+		}
 		return p.statColdBlob(w, req, r)
 	}
 	d, err := p.blobs.attach(ctx, r)
@@ -58,7 +62,9 @@ func (p *Proxy) serveBlob(w http.ResponseWriter, req *http.Request, r route) err
 	}
 	setBlobHeaders(w, r, start, length, size)
 	rd := &downloadReader{ctx: ctx, d: d, off: start, limit: length}
-	n, err := io.Copy(w, rd)
+	buf := serveBuffers.Get().(*[]byte)
+	n, err := io.CopyBuffer(w, rd, *buf)
+	serveBuffers.Put(buf)
 	p.metrics.bytes.WithLabelValues("blob_upstream").Add(float64(n))
 	if err != nil {
 		if ctx.Err() == nil {
@@ -77,6 +83,11 @@ func (p *Proxy) statColdBlob(w http.ResponseWriter, req *http.Request, r route) 
 	if err != nil {
 		return err
 	}
+	return p.headBlob(w, req, r, size)
+}
+
+// headBlob answers a HEAD of a blob of size bytes (-1: unknown).
+func (p *Proxy) headBlob(w http.ResponseWriter, req *http.Request, r route, size int64) error {
 	start, length, ok := int64(0), size, true
 	if size >= 0 {
 		if start, length, ok = parseRange(req.Header.Get("Range"), size); !ok {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/portcullis/portcullis/cache"
 )
 
 // downloads is the set of in-flight upstream blob fetches of one Proxy. Concurrent misses for one digest share one
@@ -30,6 +32,9 @@ type downloads struct {
 	mu       sync.Mutex
 	inflight map[digest.Digest]*download
 	spooled  int64 // bytes reserved by open spool files, under mu
+	// once, when set, takes the fleet-wide lease on a blob before it is fetched upstream (Proxy.fleetOnce).
+	once      func(ctx context.Context, name string, maxWait time.Duration, found func() bool) *cache.Lease
+	leaseWait time.Duration // how long once may wait for another replica's download
 }
 
 func newDownloads(store Store, dir string, maxSize int64, log *slog.Logger, m *Metrics) *downloads {
@@ -41,6 +46,15 @@ func newDownloads(store Store, dir string, maxSize int64, log *slog.Logger, m *M
 // and its budget for ever. An hour moves a few GiB over a slow link; the upstream client's own timeout covers only
 // the response headers.
 const blobTimeout = time.Hour
+
+// fetchBuffer is the read size of an upstream download (one buffer per download); serveBuffer the write size of
+// a client's stream (pooled: a herd of clients holds one each while it streams).
+const (
+	fetchBuffer = 1 << 20
+	serveBuffer = 128 << 10
+)
+
+var serveBuffers = sync.Pool{New: func() any { b := make([]byte, serveBuffer); return &b }}
 
 // errSpoolFull: the spool budget cannot take another download now.
 var errSpoolFull = errors.New("the download spool is full")
@@ -75,6 +89,9 @@ type download struct {
 	file *os.File
 	// reserved is what the spool file counts against the budget, under ds.mu.
 	reserved int64
+	// lease, when set, tells other replicas this one is fetching the blob; stopLease stops renewing it.
+	lease     *cache.Lease
+	stopLease func()
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -118,29 +135,54 @@ func (ds *downloads) attach(ctx context.Context, r route) (*download, error) {
 	return d, nil
 }
 
-// run fetches the blob, spools and hashes it, and on a verified digest commits it to the content store.
+// size returns the size of dgst's in-flight download when the upstream announced it and it has not failed.
+func (ds *downloads) size(dgst digest.Digest) (int64, bool) {
+	ds.mu.Lock()
+	d, ok := ds.inflight[dgst]
+	ds.mu.Unlock()
+	if !ok {
+		return 0, false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.started || d.err != nil || d.size < 0 {
+		return 0, false
+	}
+	return d.size, true
+}
+
+// run fetches the blob, spools and hashes it, and on a verified digest commits it to the content store. Readers get
+// the last byte as soon as the digest verifies; the commit (which may be a slow upload, to S3) goes on after it.
+// The download stays in the in-flight set until the commit is over, so that a request arriving meanwhile reads
+// the verified spool and one arriving after it leaves the set finds the blob in the store (or, when the commit
+// failed, starts a new download).
 func (ds *downloads) run(ctx context.Context, d *download, r route) {
 	err := ds.fetch(ctx, d, r)
-	if err == nil {
-		// Commit to the store from the spool before the download counts as done, so that a request arriving
-		// after it leaves the in-flight set finds it in the store.
-		if _, perr := ds.store.Put(ctx, d.dgst, io.NewSectionReader(d.file, 0, d.written)); perr != nil {
-			ds.log.Warn("could not store blob; it was served but not cached", "digest", d.dgst, "error", perr)
-		}
-	}
-	ds.mu.Lock()
-	delete(ds.inflight, d.dgst)
-	ds.mu.Unlock()
 	d.mu.Lock()
 	d.done, d.err, d.started = true, err, true
 	d.cond.Broadcast()
 	d.mu.Unlock()
+	if err == nil {
+		start := time.Now()
+		if _, perr := ds.store.Put(ctx, d.dgst, io.NewSectionReader(d.file, 0, d.written)); perr != nil {
+			ds.log.Warn("could not store blob; it was served but not cached", "digest", d.dgst, "error", perr)
+		} else {
+			ds.log.Debug("blob stored", "digest", d.dgst, "bytes", d.written, "took", time.Since(start))
+		}
+	}
+	if d.lease != nil {
+		d.stopLease()
+		d.lease.Release(ctx)
+	}
+	ds.mu.Lock()
+	delete(ds.inflight, d.dgst)
+	ds.mu.Unlock()
 	d.release()
 }
 
 func (ds *downloads) fetch(ctx context.Context, d *download, r route) error {
 	start := time.Now()
-	body, size, err := r.upstream.Registry.Blob(ctx, r.repo, d.dgst)
+	body, size, err := ds.open(ctx, d, r)
 	if err != nil {
 		return err
 	}
@@ -157,7 +199,8 @@ func (ds *downloads) fetch(ctx context.Context, d *download, r route) error {
 	d.mu.Unlock()
 	verifier := d.dgst.Verifier()
 	w := &spoolWriter{d: d}
-	n, err := io.Copy(io.MultiWriter(w, verifier), body)
+	// A large buffer: a quarter of the syscalls and reader wake-ups of io.Copy's 32 KiB on a fast upstream.
+	n, err := io.CopyBuffer(io.MultiWriter(w, verifier), body, make([]byte, fetchBuffer))
 	if err != nil {
 		return fmt.Errorf("blob %s from %s: %w", d.dgst, r.upstream.Name, err)
 	}
@@ -172,6 +215,28 @@ func (ds *downloads) fetch(ctx context.Context, d *download, r route) error {
 	}
 	ds.log.Debug("blob fetched", "upstream", r.upstream.Name, "digest", d.dgst, "bytes", n, "took", time.Since(start))
 	return nil
+}
+
+// open returns the blob's bytes and size (-1: unknown): from the shared content store when another replica
+// fetched it while this one waited for its lease (fleetOnce), else from the upstream under a lease that is renewed
+// until the download is committed (d.lease, released by run). Either way they are spooled and verified alike.
+func (ds *downloads) open(ctx context.Context, d *download, r route) (io.ReadCloser, int64, error) {
+	if ds.once != nil {
+		lease := ds.once(ctx, "blob/"+d.dgst.String(), ds.leaseWait, func() bool {
+			_, err := ds.store.Stat(ctx, d.dgst)
+			return err == nil
+		})
+		if lease == nil {
+			size, err := ds.store.Stat(ctx, d.dgst)
+			if err != nil {
+				return nil, 0, err
+			}
+			rc, err := ds.store.Open(ctx, d.dgst, 0)
+			return rc, size, err
+		}
+		d.lease, d.stopLease = lease, keepLease(ctx, lease)
+	}
+	return r.upstream.Registry.Blob(ctx, r.repo, d.dgst)
 }
 
 var (

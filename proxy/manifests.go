@@ -139,8 +139,13 @@ func tagOf(r route) string {
 // manifestByDigest returns a manifest's verified bytes: from the content store, else from the upstream (one fetch
 // however many ask), verified and stored.
 func (p *Proxy) manifestByDigest(ctx context.Context, r route, dgst digest.Digest, accept []string) (verifiedManifest, error) {
+	if m, ok := p.recent.get(dgst); ok {
+		p.metrics.cache.WithLabelValues("manifest", "hit").Inc()
+		return m, nil
+	}
 	if m, ok := p.storedManifest(ctx, dgst); ok {
 		p.metrics.cache.WithLabelValues("manifest", "hit").Inc()
+		p.recent.add(m)
 		return m, nil
 	}
 	p.metrics.cache.WithLabelValues("manifest", "miss").Inc()
@@ -150,6 +155,16 @@ func (p *Proxy) manifestByDigest(ctx context.Context, r route, dgst digest.Diges
 		if m, ok := p.storedManifest(ctx, dgst); ok {
 			return m, nil
 		}
+		// Another replica may be fetching it right now: wait for it to land in the shared content store.
+		var stored verifiedManifest
+		lease := p.fleetOnce(ctx, "manifest/"+dgst.String(), p.leaseWait, func() (ok bool) {
+			stored, ok = p.storedManifest(ctx, dgst)
+			return ok
+		})
+		if lease == nil {
+			return stored, nil
+		}
+		defer lease.Release(ctx)
 		body, mediaType, got, err := r.upstream.Registry.Manifest(ctx, r.repo, dgst.String(), accept)
 		if err != nil {
 			return nil, err
@@ -169,7 +184,9 @@ func (p *Proxy) manifestByDigest(ctx context.Context, r route, dgst digest.Diges
 	if err != nil {
 		return verifiedManifest{}, err
 	}
-	return v.(verifiedManifest), nil
+	m := v.(verifiedManifest)
+	p.recent.add(m)
+	return m, nil
 }
 
 // storedManifest returns the manifest from the content store if it is there and still matches its digest.

@@ -75,6 +75,11 @@ type Proxy struct {
 	tags      singleflight.Group
 	manifests singleflight.Group
 	blobs     *downloads
+	recent    *manifestCache
+
+	manifestCacheSize int64
+	// leaseWait and blobLeaseWait bound waits for another replica's work (fleet.go); fields so tests can shorten them.
+	leaseWait, blobLeaseWait time.Duration
 }
 
 // Option configures a Proxy.
@@ -148,6 +153,18 @@ func WithSpoolMaxSize(n int64) Option {
 	}
 }
 
+// WithManifestCacheSize sets the memory, in manifest bytes, kept for the most recently served manifests, so that a
+// warm manifest request does not read the content store; 0 turns it off. Default 16 MiB (DefaultManifestCacheSize).
+func WithManifestCacheSize(n int64) Option {
+	return func(p *Proxy) error {
+		if n < 0 {
+			return errors.New("proxy: manifest cache size must not be negative")
+		}
+		p.manifestCacheSize = n
+		return nil
+	}
+}
+
 // WithScanCredentials lets a scanner holding a credential minted by c pull the one image it was handed, although
 // that image is not admitted yet (scan-and-wait). Default: none.
 func WithScanCredentials(c ScannerAccess) Option {
@@ -181,6 +198,10 @@ func New(upstreams []*Upstream, defaultName string, store Store, kv KV, opts ...
 		maxManifest:  4 << 20,
 		spoolDir:     os.TempDir(),
 		spoolMaxSize: DefaultSpoolMaxSize,
+
+		manifestCacheSize: DefaultManifestCacheSize,
+		leaseWait:         leaseWait,
+		blobLeaseWait:     blobLeaseWait,
 	}
 	for _, u := range upstreams {
 		key := strings.ToLower(u.Name)
@@ -206,6 +227,8 @@ func New(upstreams []*Upstream, defaultName string, store Store, kv KV, opts ...
 	if p.metrics == nil {
 		p.metrics = NewMetrics(nil)
 	}
+	p.recent = newManifestCache(p.manifestCacheSize)
 	p.blobs = newDownloads(p.store, p.spoolDir, p.spoolMaxSize, p.log, p.metrics)
+	p.blobs.once, p.blobs.leaseWait = p.fleetOnce, p.blobLeaseWait
 	return p, nil
 }

@@ -50,9 +50,20 @@ func (p *Proxy) resolveTag(ctx context.Context, r route) (resolution, error) {
 		// Detached: one caller hanging up must not fail the others sharing this lookup.
 		ctx := context.WithoutCancel(ctx)
 		// A flight that ended between our miss and this one has resolved it: look again before asking upstream.
-		if e, ok := p.loadTag(ctx, key); ok && p.now().Sub(e.Resolved) < p.tagTTL {
+		fresh := func() (tagEntry, bool) {
+			e, ok := p.loadTag(ctx, key)
+			return e, ok && p.now().Sub(e.Resolved) < p.tagTTL
+		}
+		if e, ok := fresh(); ok {
 			return e, nil
 		}
+		// Another replica may be asking right now: wait for its answer rather than ask too.
+		lease := p.fleetOnce(ctx, key, p.leaseWait, func() bool { _, ok := fresh(); return ok })
+		if lease == nil {
+			e, _ := fresh()
+			return e, nil
+		}
+		defer lease.Release(ctx)
 		desc, err := r.upstream.Registry.Resolve(ctx, r.repo, r.ref, manifest.AcceptTypes())
 		if err != nil {
 			return nil, err

@@ -55,25 +55,15 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	client := clients[img.upstream]
-	dgst := img.digest
-	if dgst == "" {
-		desc, err := client.Resolve(ctx, img.repo, img.tag, nil)
-		if err != nil {
-			return fmt.Errorf("resolve %s/%s:%s: %w", img.upstream, img.repo, img.tag, err)
-		}
-		dgst = desc.Digest
-	}
-	body, mediaType, _, err := client.Manifest(ctx, img.repo, dgst.String(), nil)
+	s, err := imageResolver{cfg: cfg, clients: clients}.subject(ctx, img, true)
 	if err != nil {
-		return fmt.Errorf("fetch %s/%s@%s: %w", img.upstream, img.repo, dgst, err)
+		return err
 	}
-	v, err := gate.Admit(ctx, admission.Subject{Upstream: img.upstream, Repository: img.repo, Tag: img.tag, Digest: dgst,
-		MediaType: mediaType, Manifest: body})
+	v, err := gate.Admit(ctx, s)
 	if err != nil {
-		return fmt.Errorf("decide on %s/%s@%s: %w", img.upstream, img.repo, dgst, err)
+		return fmt.Errorf("decide on %s: %w", s.Image(), err)
 	}
-	printVerdict(stdout, img, dgst, v)
+	printVerdict(stdout, img, s.Digest, v)
 	if !v.Allowed {
 		return errDenied
 	}
@@ -92,29 +82,25 @@ func newChecker(cfg *configs.Config, kv cache.KV, log *slog.Logger) (map[string]
 		}
 		clients[uc.Name], endpoints[uc.Name] = c, c
 	}
-	gate, err := newGate(cfg, endpoints, kv, admission.NewReports(kv, 0), admission.NewScanCredentials(kv), admission.NewMetrics(nil), log)
+	gate, err := newGate(cfg, endpoints, kv, admission.NewReports(kv, 0), admission.NewScanCredentials(kv), admission.NewMetrics(nil), log, nil)
 	if err != nil {
 		return nil, nil, err
 	}
 	return clients, gate, nil
 }
 
-// printVerdict prints the decision on the image at dgst and, when it was evaluated now, the evidence behind it.
+// printVerdict prints the decision on the image at dgst and, when it was evaluated now, the evidence behind it:
+// each requirement of the rule, passed or failed, with its evidence, in the words of `portcullis admin explain`
+// (printEvaluation).
 func printVerdict(w io.Writer, img image, dgst digest.Digest, v admission.Verdict) {
-	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+	p := func(format string, args ...any) { printLine(w, format, args...) }
 	p("image:     %s/%s@%s", img.upstream, img.repo, dgst)
 	if img.tag != "" {
 		p("tag:       %s", img.tag)
 	}
 	p("rule:      %s (%s)", v.Rule, v.Mode)
 	e := v.Evaluation
-	verdict := "ALLOWED"
-	if !v.Allowed {
-		verdict = "DENIED"
-	} else if (e != nil && e.Decision.Failed()) || len(v.Warnings) > 0 {
-		verdict = "ALLOWED (" + v.Mode + " mode: would be denied)"
-	}
-	p("decision:  %s", verdict)
+	p("decision:  %s", verdictWord(v.Allowed, v.Mode, (e != nil && e.Decision.Failed()) || len(v.Warnings) > 0))
 	p("message:   %s", v.Reason)
 	p("evidence:")
 	if e == nil {
@@ -122,39 +108,7 @@ func printVerdict(w io.Writer, img image, dgst digest.Digest, v admission.Verdic
 		p("  (none of its own: decided through another manifest)")
 		return
 	}
-	facts := e.Facts
-	roots := make([]string, 0, len(facts.Signatures))
-	for r := range facts.Signatures {
-		roots = append(roots, r)
-	}
-	slices.Sort(roots)
-	for _, r := range roots {
-		s := facts.Signatures[r]
-		if s.Verified {
-			p("  signature by %s: verified (%s)", r, s.Format)
-		} else {
-			p("  signature by %s: not verified (%s)", r, s.Reason)
-		}
-	}
-	for _, at := range facts.Attestations {
-		p("  attestation %s: verified, signed by %s", at.PredicateType, strings.Join(at.SignedBy, ", "))
-	}
-	if facts.Scan != nil {
-		p("  scan report: %s (%s %s), scanned %s, %d findings", facts.Scan.Source, facts.Scan.Scanner, facts.Scan.ScannerVersion,
-			facts.Scan.ScanTime.Format("2006-01-02 15:04"), len(facts.Scan.Findings))
-	}
-	if e.Err != nil {
-		p("  error: %v", e.Err)
-	}
-	if len(roots) == 0 && len(facts.Attestations) == 0 && facts.Scan == nil && e.Err == nil {
-		p("  (the rule asks for none)")
-	}
-	for _, f := range e.Decision.Failures {
-		p("failed:    %s", f)
-	}
-	for _, n := range e.Decision.Notes {
-		p("note:      %s", n)
-	}
+	printEvaluation(w, "  ", evaluationOf(e))
 }
 
 // errDenied makes check exit 1 without another line of output.

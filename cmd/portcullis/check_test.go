@@ -20,6 +20,10 @@ func TestCheck(t *testing.T) {
 	sd, _ := signed.Digest()
 	cosigntest.Sign(t, bin, up.Ref("acme/app@"+sd.String()), priv)
 	up.PushRandomImage(t, "acme/app:unsigned", 1, 512)
+	strict := up.PushRandomImage(t, "acme/strict:v1", 1, 512)
+	strictDigest, _ := strict.Digest()
+	cosigntest.Sign(t, bin, up.Ref("acme/strict@"+strictDigest.String()), priv)
+	up.PushRandomImage(t, "acme/lenient:v1", 1, 512)
 	idx := up.PushRandomIndex(t, "acme/multi:v1")
 	id, _ := idx.Digest()
 	cosigntest.Sign(t, bin, up.Ref("acme/multi@"+id.String()), priv)
@@ -33,7 +37,13 @@ func TestCheck(t *testing.T) {
 	pubPEM, _ := os.ReadFile(pub)
 	_ = os.WriteFile(filepath.Join(dir, "release.pub"), pubPEM, 0o600)
 	pol := filepath.Join(dir, "policy.yaml")
-	_ = os.WriteFile(pol, []byte("trust:\n  release: {key: release.pub}\ndefault:\n  signedBy: {anyOf: [release]}\n"), 0o600)
+	// strict needs a provenance attestation and a scan report too; lenient only warns.
+	_ = os.WriteFile(pol, []byte("trust:\n  release: {key: release.pub}\nrules:\n"+
+		"  - name: strict\n    match: {repository: acme/strict}\n    signedBy: {anyOf: [release]}\n"+
+		"    attestations:\n      - predicateType: https://slsa.dev/provenance/v1\n        signedBy: {anyOf: [release]}\n"+
+		"    scan: {maxSeverity: high, maxAge: 7d}\n"+
+		"  - name: lenient\n    match: {repository: acme/lenient}\n    mode: warn\n    signedBy: {anyOf: [release]}\n"+
+		"default:\n  signedBy: {anyOf: [release]}\n"), 0o600)
 	base := []string{"check", "--upstream", up.Host() + "=" + up.URL().String(), "--policy", pol}
 
 	tests := []struct {
@@ -42,9 +52,16 @@ func TestCheck(t *testing.T) {
 		wantCode int
 		want     []string
 	}{
-		{"signed by tag", up.Host() + "/acme/app:signed", 0, []string{"decision:  ALLOWED", "signature by release: verified (cosign-tag)", sd.String()}},
+		{"signed by tag", up.Host() + "/acme/app:signed", 0, []string{"decision:  ALLOWED", "[pass] signature: signed by release\n",
+			"  signature by release: verified (cosign-tag)", sd.String()}},
 		{"signed on the default upstream", "acme/app@" + sd.String(), 0, []string{"ALLOWED"}},
-		{"unsigned", "acme/app:unsigned", 1, []string{"decision:  DENIED", "signature by release: not verified (no signatures found)", "failed:    not signed by release"}},
+		{"unsigned", "acme/app:unsigned", 1, []string{"decision:  DENIED", "[FAIL] signature: not signed by release (no signatures found)\n",
+			"  signature by release: not verified (no signatures found)"}},
+		// Each requirement on its line, passed or failed, in the rule's order, whatever the exit code.
+		{"signed, no attestation, no report", "acme/strict:v1", 1, []string{"rule:      strict (enforce)", "decision:  DENIED",
+			"  [pass] signature: signed by release\n", "  [FAIL] attestation https://slsa.dev/provenance/v1 missing\n",
+			"  [FAIL] scan: no scan report\n", "report: none; max severity high, max age 7d"}},
+		{"warn mode", "acme/lenient:v1", 0, []string{"decision:  ALLOWED (warn mode: would be denied)", "[FAIL] signature: not signed by release"}},
 		{"signed index", "acme/multi:v1", 0, []string{"decision:  ALLOWED", "signature by release: verified", id.String()}},
 		// Nothing carries over between runs, so a child and a signature are decided as a pull of them alone is: on
 		// their own facts, and with the reason a pull gives when they are not admitted through an admitted image.

@@ -6,6 +6,7 @@
 //	portcullis validate [--config FILE | FILE] [--policy FILE]
 //	portcullis check [--config FILE] [--policy FILE] [--upstream NAME=URL]... IMAGE
 //	portcullis demo
+//	portcullis admin deny|allow add|rm|ls, admin audit, admin report, admin vex, admin explain IMAGE, admin policy preview FILE
 //	portcullis version
 //	portcullis help
 package main
@@ -31,6 +32,7 @@ Usage:
   portcullis validate [flags]     check a config file (and its policy) without serving
   portcullis check [flags] IMAGE  run admission for IMAGE against the upstreams; print the decision and evidence
   portcullis demo                 the whole story offline: a signed and an unsigned image through a policy
+  portcullis admin VERB ...       deny/allow lists, audit log, explain, policy preview via the admin API (see 'portcullis admin help')
   portcullis version              print the version
 
 Quick start, no config file, no other service:
@@ -60,6 +62,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = check(ctx, args[1:], stdout, stderr)
 	case "validate":
 		err = validate(args[1:], stdout, stderr)
+	case "admin":
+		err = adminCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "portcullis", version)
 	case "help", "-h", "--help":

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -62,6 +63,15 @@ type app struct {
 	reg     *prometheus.Registry
 	gate    *admission.Gate
 	reports *admission.Reports
+	// lists and auditor are the allow/deny lists and the audit log the admin API serves; nil until build has
+	// the shared state they live in, and then their routes are not served.
+	lists   *admission.Lists
+	auditor *admission.Auditor
+	// bus carries change notices between replicas; journal holds the audit log and the pull log; health is what
+	// /readyz asks besides the listeners.
+	bus     cache.Bus
+	journal cache.Journal
+	health  []cache.HealthChecker
 	clients map[string]*upstream.Client
 	ready   atomic.Bool
 	closers []func() error
@@ -71,6 +81,9 @@ type app struct {
 	addr      net.Addr
 	opsAddr   net.Addr
 	adminAddr net.Addr
+
+	// policyFile reloads the policy (admin API, SIGHUP, other replicas' notices); nil without a policy.
+	policyFile *admission.PolicyFile
 }
 
 // build wires the graph from a validated config. Only this package wires.
@@ -87,17 +100,9 @@ func build(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*app, er
 		return nil, fmt.Errorf("spool dir: %w", err)
 	}
 
-	if cfg.Cache.Redis.Enabled() {
-		r := cfg.Cache.Redis
-		client := cache.RedisClient(r.Addrs, r.MasterName, r.Username, r.Password, r.DB)
-		// A local tier in front: a Redis outage degrades to what this replica knows, it does not stop pulls.
-		a.kv = cache.NewTiered(cache.NewMemory(), cache.NewRedis(client, cache.WithKeyPrefix(r.KeyPrefix)), 30*time.Second)
-		log.Info("shared state in Redis", "addrs", r.Addrs, "masterName", r.MasterName)
-	} else {
-		a.kv = cache.NewMemory()
-		log.Info("shared state embedded (single replica)")
+	if err := a.openState(ctx, cfg, log); err != nil {
+		return nil, err
 	}
-	a.closers = append(a.closers, a.kv.Close)
 
 	driver, err := cache.NewDriver(cfg.Content.Driver, cfg.Content.Parameters)
 	if err != nil {
@@ -140,11 +145,20 @@ func build(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*app, er
 		for name, c := range a.clients {
 			endpoints[name] = c
 		}
-		gate, err := newGate(cfg, endpoints, a.kv, a.reports, creds, admission.NewMetrics(a.reg), log, admission.WithArtifactStore(content))
+		// Signature and attestation artifacts read by digest are kept in the content store, so a re-decision, a
+		// reloaded policy or a preview reads them locally.
+		evOpts := []admission.EvidenceOption{admission.WithArtifactStore(content)}
+		gate, err := newGate(cfg, endpoints, a.kv, a.reports, creds, admission.NewMetrics(a.reg), log, evOpts,
+			admission.WithLists(a.lists), admission.WithAudit(a.auditor), admission.WithPullLog(a.journal))
 		if err != nil {
 			return nil, err
 		}
 		a.gate = gate
+		a.closers = append(a.closers, gate.Close)
+		// A reload on any replica is announced on the bus; every replica reloads its own copy of the file.
+		if a.policyFile, err = admission.NewPolicyFile(cfg.Policy, gate, evidenceBuilder(cfg, endpoints, a.reports, creds, log, evOpts...), a.bus); err != nil {
+			return nil, err
+		}
 		opts = append(opts, proxy.WithAdmitter(gate), proxy.WithScanCredentials(creds))
 	}
 	p, err := proxy.New(ups, def.Name, content, a.kv, opts...)
@@ -157,39 +171,20 @@ func build(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*app, er
 
 // newGate loads and compiles the policy and builds the admission gate with its verifier and scanners.
 func newGate(cfg *configs.Config, endpoints map[string]admission.Endpoint, kv cache.KV, reports *admission.Reports, creds *admission.ScanCredentials,
-	m *admission.Metrics, log *slog.Logger, evOpts ...admission.EvidenceOption) (*admission.Gate, error) {
+	m *admission.Metrics, log *slog.Logger, evOpts []admission.EvidenceOption, extra ...admission.Option) (*admission.Gate, error) {
 	path := cfg.Policy
 	pol, err := policy.Load(path)
 	if err != nil {
 		return nil, err
 	}
-	v, err := verifier.New(pol.TrustRoots())
+	ev, err := evidenceBuilder(cfg, endpoints, reports, creds, log, evOpts...)(pol)
 	if err != nil {
 		return nil, fmt.Errorf("policy %s: %w", path, err)
 	}
-	scanning := &admission.Scanning{Reports: reports, Credentials: creds, Scanners: map[string]admission.ScannerEndpoint{},
-		DefaultUpstream: cfg.DefaultUpstream().Name}
-	for name, sc := range pol.Scanners() {
-		client, err := harbor.New(sc.URL, harbor.WithHTTPClient(&http.Client{Timeout: sc.Timeout}))
-		if err != nil {
-			return nil, fmt.Errorf("policy %s: scanner %s: %w", path, name, err)
-		}
-		pull := sc.PullURL
-		if pull == "" {
-			pull = registryURL(cfg, os.Hostname)
-			log.Info("scanner pulls images back through the registry listener at its default URL; set pullURL in the policy's scanners entry if it reaches Portcullis by another name",
-				"scanner", name, "pullURL", pull)
-		}
-		scanning.Scanners[name] = admission.ScannerEndpoint{Scanner: client, PullURL: pull}
-	}
-	ev, err := admission.NewEvidence(v, endpoints, scanning, evOpts...)
-	if err != nil {
-		return nil, err
-	}
 	adm := cfg.Admission
-	gate, err := admission.NewGate(pol, ev, kv, admission.WithLogger(log), admission.WithMetrics(m), admission.WithReports(reports),
-		admission.WithDecisionTimeout(time.Duration(adm.DecisionTimeout)),
-		admission.WithMaxConcurrentDecisions(adm.MaxConcurrentDecisions, time.Duration(adm.QueueWait)))
+	gate, err := admission.NewGate(pol, ev, kv, append([]admission.Option{admission.WithLogger(log), admission.WithMetrics(m),
+		admission.WithReports(reports), admission.WithDecisionTimeout(time.Duration(adm.DecisionTimeout)),
+		admission.WithMaxConcurrentDecisions(adm.MaxConcurrentDecisions, time.Duration(adm.QueueWait))}, extra...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -198,6 +193,35 @@ func newGate(cfg *configs.Config, endpoints map[string]admission.Endpoint, kv ca
 		log.Warn("the policy has no default: section: images that no rule matches are denied", "policy", path)
 	}
 	return gate, nil
+}
+
+// evidenceBuilder builds a policy's evidence gatherer: a verifier for its trust roots and a client for each of its
+// scanners, reaching the upstreams through endpoints and keeping reports in reports. The gate's first policy, each
+// reloaded one and each previewed candidate are built with it.
+func evidenceBuilder(cfg *configs.Config, endpoints map[string]admission.Endpoint, reports *admission.Reports, creds *admission.ScanCredentials,
+	log *slog.Logger, evOpts ...admission.EvidenceOption) admission.EvidenceBuilder {
+	return func(pol *policy.Policy) (admission.Evidence, error) {
+		v, err := verifier.New(pol.TrustRoots())
+		if err != nil {
+			return nil, err
+		}
+		scanning := &admission.Scanning{Reports: reports, Credentials: creds, Scanners: map[string]admission.ScannerEndpoint{},
+			DefaultUpstream: cfg.DefaultUpstream().Name}
+		for name, sc := range pol.Scanners() {
+			client, err := harbor.New(sc.URL, harbor.WithHTTPClient(&http.Client{Timeout: sc.Timeout}))
+			if err != nil {
+				return nil, fmt.Errorf("scanner %s: %w", name, err)
+			}
+			pull := sc.PullURL
+			if pull == "" {
+				pull = registryURL(cfg, os.Hostname)
+				log.Info("scanner pulls images back through the registry listener at its default URL; set pullURL in the policy's scanners entry if it reaches Portcullis by another name",
+					"scanner", name, "pullURL", pull)
+			}
+			scanning.Scanners[name] = admission.ScannerEndpoint{Scanner: client, PullURL: pull}
+		}
+		return admission.NewEvidence(v, endpoints, scanning, evOpts...)
+	}
 }
 
 // registryURL is where scanners reach this proxy's registry listener when the policy does not say (pullURL):
@@ -315,6 +339,11 @@ func (a *app) Run(ctx context.Context) error {
 	if a.gate != nil {
 		go a.gate.RunRefresher(ctx, time.Minute)
 	}
+	go a.lists.Run(ctx, time.Second)
+	if a.policyFile != nil {
+		go a.policyFile.Run(ctx)
+	}
+	a.watchSIGHUP(ctx)
 	a.ready.Store(true)
 	close(a.listening)
 
@@ -363,10 +392,11 @@ func (a *app) newServer(h http.Handler) *http.Server {
 		MaxHeaderBytes: maxHeaderBytes, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
 }
 
-// startAdmin serves the admin API on its own listener. Without a policy there are no reports to keep, so it
-// answers only that.
+// startAdmin serves the admin API on its own listener, over TLS when admin.tls says so. Without a policy there are
+// no reports to keep, so it answers only that. The list and audit routes are served once build provides the lists
+// and the auditor.
 func (a *app) startAdmin(errc chan<- error) (*http.Server, error) {
-	tok, err := a.cfg.AdminToken()
+	auth, err := adminAuthenticator(a.cfg, a.log)
 	if err != nil {
 		return nil, err
 	}
@@ -374,18 +404,41 @@ func (a *app) startAdmin(errc chan<- error) (*http.Server, error) {
 	if reports == nil {
 		reports = admission.NewReports(a.kv, 0)
 	}
-	h, err := admin.New(admin.StaticToken(tok), admin.WithReports(reports), admin.WithLogger(a.log))
+	opts := []admin.Option{admin.WithReports(reports), admin.WithLogger(a.log)}
+	if a.lists != nil {
+		opts = append(opts, admin.WithLists(a.lists))
+	}
+	if a.auditor != nil {
+		opts = append(opts, admin.WithAudit(a.auditor))
+	}
+	opts = append(opts, a.policyAdminOptions()...)
+	h, err := admin.New(auth, opts...)
 	if err != nil {
 		return nil, err
+	}
+	srv := a.newServer(h)
+	scheme := "http"
+	if t := a.cfg.Admin.TLS; t.Enabled() {
+		if srv.TLSConfig, err = adminTLSConfig(t); err != nil {
+			return nil, err
+		}
+		scheme = "https"
 	}
 	ln, err := net.Listen("tcp", a.cfg.Admin.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s (admin.listen): %w", a.cfg.Admin.Listen, err)
 	}
 	a.adminAddr = ln.Addr()
-	srv := a.newServer(h)
-	go func() { errc <- srv.Serve(ln) }()
-	a.log.Info("admin API listening", "addr", "http://"+a.adminAddr.String(), "endpoints", "POST /admin/v1/reports/{digest}, POST /admin/v1/vex")
+	if srv.TLSConfig != nil {
+		go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { errc <- srv.Serve(ln) }()
+	}
+	var routes []string
+	for _, r := range h.Routes() {
+		routes = append(routes, r.Pattern)
+	}
+	a.log.Info("admin API listening", "addr", scheme+"://"+a.adminAddr.String(), "routes", routes)
 	return srv, nil
 }
 
@@ -411,6 +464,26 @@ func (a *app) opsHandler() http.Handler {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !a.ready.Load() {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		if loaded, err := a.lists.Status(); loaded.IsZero() {
+			// Never read the allow/deny lists (shared state down since start): a deny must not be missed.
+			http.Error(w, fmt.Sprintf("not ready: allow/deny lists not loaded yet: %v", err), http.StatusServiceUnavailable)
+			return
+		}
+		// Degraded is still ready: a Redis outage costs shared work, not pulls, so the replica stays in service.
+		var problems []string
+		for _, h := range a.health {
+			if err := h.Healthy(); err != nil {
+				problems = append(problems, err.Error())
+			}
+		}
+		if _, err := a.lists.Status(); err != nil {
+			problems = append(problems, "allow/deny lists: serving the last ones read: "+err.Error())
+		}
+		if len(problems) > 0 {
+			w.Header().Set("X-Portcullis-Degraded", "true")
+			_, _ = io.WriteString(w, "ready (degraded: "+strings.Join(problems, "; ")+")\n")
 			return
 		}
 		_, _ = io.WriteString(w, "ready\n")

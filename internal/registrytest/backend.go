@@ -10,18 +10,23 @@ import (
 
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/distribution/distribution/v3/registry/handlers"
-	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory" // registers the "inmemory" driver
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem" // registers the "filesystem" driver
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory"   // registers the "inmemory" driver
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	"github.com/sirupsen/logrus"
 )
 
 // newDistribution returns CNCF Distribution's registry application on a fresh
-// in-memory storage driver, and the function that shuts it down.
-func newDistribution(ctx context.Context) (http.Handler, func()) {
+// in-memory storage driver (or the filesystem driver in dir when dir is not
+// empty), and the function that shuts it down.
+func newDistribution(ctx context.Context, dir string) (http.Handler, func()) {
 	silenceLogrus()
+	driver := configuration.Storage{"inmemory": configuration.Parameters{}}
+	if dir != "" {
+		driver = configuration.Storage{"filesystem": configuration.Parameters{"rootdirectory": dir}}
+	}
 	cfg := &configuration.Configuration{
 		Storage: configuration.Storage{
-			"inmemory": configuration.Parameters{},
 			// Tests move tags and delete manifests.
 			"delete": configuration.Parameters{"enabled": true},
 			// No background purger goroutine.
@@ -31,6 +36,9 @@ func newDistribution(ctx context.Context) (http.Handler, func()) {
 			// The inmemory driver cannot redirect anyway; say so explicitly.
 			"redirect": configuration.Parameters{"disable": true},
 		},
+	}
+	for k, v := range driver {
+		cfg.Storage[k] = v
 	}
 	// A fixed secret avoids the "generated random secret" warning.
 	cfg.HTTP.Secret = randomHex(32)

@@ -12,6 +12,7 @@ type config struct {
 	username    string
 	password    string
 	tls         bool
+	storageDir  string
 	middlewares []func(http.Handler) http.Handler
 }
 
@@ -51,4 +52,10 @@ func WithMiddleware(mw func(http.Handler) http.Handler) Option {
 // a pool that trusts it. Default: plain HTTP.
 func WithTLS() Option {
 	return func(c *config) { c.tls = true }
+}
+
+// WithStorageDir keeps Distribution's content in dir on its filesystem storage driver instead of in memory, for
+// blobs of gigabytes (PushBlob). Ignored with WithGGCR. Default: Distribution's in-memory driver.
+func WithStorageDir(dir string) Option {
+	return func(c *config) { c.storageDir = dir }
 }

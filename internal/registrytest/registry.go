@@ -43,7 +43,7 @@ func New(t testing.TB, opts ...Option) *Registry {
 	} else {
 		ctx, cancel := context.WithCancel(context.Background())
 		var shutdown func()
-		backend, shutdown = newDistribution(ctx)
+		backend, shutdown = newDistribution(ctx, cfg.storageDir)
 		t.Cleanup(func() { shutdown(); cancel() })
 	}
 

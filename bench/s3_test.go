@@ -1,0 +1,136 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portcullis/portcullis/cache"
+	"github.com/portcullis/portcullis/proxy"
+)
+
+// benchS3: Portcullis with its content store on S3 (versitygw on a local directory). A cold 1 GiB blob through
+// it takes at most 1.2x the direct pull (the client's last byte waits for the digest, not the upload to S3), and a
+// client arriving while the upload runs is served from the spool, without another upstream fetch.
+func benchS3(t *testing.T, rep *report) {
+	endpoint, err := startVersityGW(t)
+	if err != nil {
+		rep.note("S3 rows not measured: %v", err)
+		t.Skip(err)
+	}
+	l := newLab(t, false)
+	driver, err := cache.NewDriver("s3", map[string]any{
+		"region": "us-east-1", "bucket": "portcullis", "regionendpoint": endpoint,
+		"accesskey": "benchaccess", "secretkey": "benchsecret", "forcepathstyle": true, "secure": false,
+		"v4auth": true, "rootdirectory": "/content", "chunksize": 16 << 20,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	content, err := cache.NewContent(driver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := cache.NewMemory()
+	t.Cleanup(func() { _ = kv.Close() })
+	p, err := proxy.New([]*proxy.Upstream{{Name: l.up.Host(), Registry: l.upstreamClient(t)}}, "", content, kv,
+		proxy.WithLogger(slog.New(slog.DiscardHandler)), proxy.WithSpoolDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(p)
+	t.Cleanup(srv.Close)
+
+	const repo, size = "bench/s3", 1 << 30
+	d := l.up.PushBlob(t, repo, size, 3)
+	path := "/v2/" + repo + "/blobs/" + d.String()
+	start := time.Now()
+	if _, err := get(l.client, http.MethodGet, l.urls[sysDirect]+path, ""); err != nil {
+		t.Fatal(err)
+	}
+	direct := time.Since(start)
+	before := l.up.Hits().CountPath(http.MethodGet, path)
+	start = time.Now()
+	if _, err := get(l.client, http.MethodGet, srv.URL+path, ""); err != nil {
+		t.Fatal(err)
+	}
+	cold := time.Since(start)
+	ctx := context.Background()
+	_, statErr := content.Stat(ctx, d) // still uploading, as a rule: a second client now reads the spool
+	start = time.Now()
+	if _, err := get(l.client, http.MethodGet, srv.URL+path, ""); err != nil {
+		t.Fatal(err)
+	}
+	during := time.Since(start)
+	gets := l.up.Hits().CountPath(http.MethodGet, path) - before
+	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := content.Stat(ctx, d); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the blob was not in S3 five minutes after it was served")
+		}
+	}
+	stored := time.Since(start) + during
+	start = time.Now()
+	if _, err := get(l.client, http.MethodGet, srv.URL+path, ""); err != nil {
+		t.Fatal(err)
+	}
+	warm := time.Since(start)
+
+	const row = "1 GiB blob, 1 client, content store on S3 (versitygw)"
+	rep.add(row, sysDirect, "s, cold", direct.Seconds(), true)
+	rep.add(row, sysPortcullis, "s, cold", cold.Seconds(), true)
+	rep.add(row, sysPortcullis, "s, arriving during the S3 upload", during.Seconds(), true)
+	rep.add(row, sysPortcullis, "s, warm (read from S3)", warm.Seconds(), true)
+	rep.check("5. cold 1 GiB through Portcullis on S3 / direct", "<= 1.2", fmt.Sprintf("%.2f (%.1f s / %.1f s)", cold.Seconds()/direct.Seconds(), cold.Seconds(), direct.Seconds()),
+		cold <= direct*12/10)
+	uploading := statErr != nil
+	rep.check("5. a client arriving during the S3 upload is served from the spool", "upstream GETs 1, upload still running",
+		fmt.Sprintf("upstream GETs %d; upload running when it arrived: %v; in S3 %.1f s after the first client's last byte", gets, uploading, stored.Seconds()),
+		gets == 1 && uploading)
+}
+
+// startVersityGW starts versitygw (tools/versitygw) serving S3 on a free loopback port from a temporary directory
+// holding one bucket, portcullis, and returns its endpoint.
+func startVersityGW(t *testing.T) (string, error) {
+	t.Helper()
+	tool := exec.Command("go", "tool", "-n", "versitygw")
+	tool.Dir = filepath.Join("..", "tools", "versitygw")
+	tool.Env = append(os.Environ(), "GOTOOLCHAIN=local")
+	out, err := tool.Output()
+	if err != nil {
+		return "", fmt.Errorf("versitygw could not be built (cd tools/versitygw && go tool -n versitygw): %v", err)
+	}
+	bin := strings.TrimSpace(string(out))
+	root := t.TempDir()
+	if err := os.Mkdir(filepath.Join(root, "portcullis"), 0o755); err != nil {
+		return "", err
+	}
+	port := freePort(t)
+	cmd := exec.Command(bin, "--access", "benchaccess", "--secret", "benchsecret", "--port", fmt.Sprintf("127.0.0.1:%d", port), "--quiet", "posix", root)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return "http://" + addr, nil
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("versitygw did not listen on %s within 20s", addr)
+		}
+	}
+}
