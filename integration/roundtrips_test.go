@@ -111,7 +111,7 @@ default:
 
 			for i, want := range []int{tt.requests, tt.again} {
 				up.Hits().Reset()
-				tokens := up.TokensIssued()
+				tokens, hellos := up.TokensIssued(), up.TLSAttempts()
 				lat.start()
 				v, err := g.Admit(context.Background(), s)
 				spans := lat.stop()
@@ -126,6 +126,16 @@ default:
 				}
 				if n := up.TokensIssued() - tokens; n != 0 {
 					t.Errorf("decision %d: %d tokens fetched", i+1, n)
+				}
+				if n := up.TLSAttempts() - hellos; n != 0 {
+					t.Errorf("decision %d: %d HTTPS attempts on the plain-HTTP upstream", i+1, n)
+				}
+				// .sig, .att, the referrers API and fallback tag, each artifact: asked at most once.
+				if p := up.Hits().Repeated(); len(p) > 0 {
+					t.Errorf("decision %d: asked more than once: %v", i+1, p)
+				}
+				if n := up.Hits().Count("", registrytest.KindBlob); i > 0 && n != 0 {
+					t.Errorf("decision %d: %d blobs fetched again, want them read from the content store", i+1, n)
 				}
 				if i == 0 {
 					if n := chain(spans); n != tt.roundTrips {
