@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -207,4 +208,54 @@ func chain(spans []span) int {
 		longest = max(longest, depth[i])
 	}
 	return longest
+}
+
+// TestColdHerdOneVerification: 200 clients ask at once for one new key-signed digest through the proxy. They share
+// one decision: the upstream sees the manifest, the .sig tag, the referrers lookups and the signature layer once
+// each (the .sig answer is held back so that every client is waiting by then), and every client gets the image.
+func TestColdHerdOneVerification(t *testing.T) {
+	const clients = 200
+	bin := cosigntest.Binary(t)
+	release := cosignKey(t)
+	slowSig := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasSuffix(r.URL.Path, ".sig") {
+				time.Sleep(200 * time.Millisecond)
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	e := newEnv(t, withUpstream(registrytest.WithMiddleware(slowSig)),
+		withPolicy(releasePolicy(""), map[string][]byte{"release.pub": release.pubPEM(t), "other.pub": release.pubPEM(t)}))
+	img := e.up.PushRandomImage(t, "herd/app:v1", 1, 512)
+	d, _ := img.Digest()
+	cosigntest.Sign(t, bin, e.up.Ref("herd/app@"+d.String()), release.priv)
+	e.up.Hits().Reset()
+
+	var wg sync.WaitGroup
+	codes := make([]int, clients)
+	for i := range clients {
+		wg.Go(func() {
+			resp, _ := e.get(t, http.MethodGet, "/v2/herd/app/manifests/"+d.String())
+			if resp.Header.Get("Docker-Content-Digest") != d.String() {
+				codes[i] = -resp.StatusCode
+				return
+			}
+			codes[i] = resp.StatusCode
+		})
+	}
+	wg.Wait()
+	for i, c := range codes {
+		if c != http.StatusOK {
+			t.Fatalf("client %d: %d, want 200 with digest %s", i, c, d)
+		}
+	}
+	sig := "/v2/herd/app/manifests/sha256-" + d.Hex + ".sig"
+	if n := e.up.Hits().CountPath("", sig); n != 1 {
+		t.Errorf("%d .sig lookups for %d concurrent cold requests of one digest, want 1 (one verification)", n, clients)
+	}
+	if p := e.up.Hits().Repeated(); len(p) > 0 {
+		t.Errorf("asked of the upstream more than once: %v", p)
+	}
+	t.Logf("%d clients, %d upstream requests", clients, e.up.Hits().Total())
 }
