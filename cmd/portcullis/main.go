@@ -5,6 +5,7 @@
 //	portcullis serve [--config FILE] [--listen ADDR] [--upstream NAME=URL]... [--data-dir DIR]
 //	portcullis validate [--config FILE | FILE] [--policy FILE]
 //	portcullis check [--config FILE] [--policy FILE] [--upstream NAME=URL]... IMAGE
+//	portcullis policy test [-v] [--run REGEX] DIR|FILE...
 //	portcullis demo
 //	portcullis admin deny|allow add|rm|ls, admin audit, admin report, admin vex, admin explain IMAGE, admin policy preview FILE
 //	portcullis nodeconfig --dir DIR --portcullis URL [--ca FILE] REGISTRY...
@@ -33,6 +34,7 @@ Usage:
   portcullis serve [flags]        run the proxy (see 'portcullis serve -h')
   portcullis validate [flags]     check a config file (and its policy) without serving
   portcullis check [flags] IMAGE  run admission for IMAGE against the upstreams; print the decision and evidence
+  portcullis policy test DIR      run the Rego unit tests (test_ rules) beside a policy's modules, as opa test does
   portcullis demo                 the whole story offline: a signed and an unsigned image through a policy
   portcullis admin VERB ...       deny/allow lists, audit log, explain, policy preview via the admin API (see 'portcullis admin help')
   portcullis nodeconfig [flags] REGISTRY...  write a node's containerd hosts.toml files that pull only through Portcullis
@@ -66,6 +68,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = check(ctx, args[1:], stdout, stderr)
 	case "validate":
 		err = validate(args[1:], stdout, stderr)
+	case "policy":
+		err = policyCmd(ctx, args[1:], stdout, stderr)
 	case "admin":
 		err = adminCmd(ctx, args[1:], stdout, stderr)
 	case "nodeconfig":
