@@ -26,13 +26,16 @@ type NotaryTrust interface {
 
 var _ NotaryTrust = (*dct.Client)(nil)
 
-// EvidenceOption configures the Evidence NewEvidence builds.
-type EvidenceOption func(*VerifierEvidence)
-
 // WithNotary lets the evidence answer for notary (Docker Content Trust) roots with n. Without it a rule naming a
 // notary root cannot be decided (the verifier does not know the root) and denies.
 func WithNotary(n NotaryTrust) EvidenceOption {
-	return func(e *VerifierEvidence) { e.notary = n }
+	return func(o *evidenceOptions) error {
+		if n == nil {
+			return errors.New("admission: nil notary trust")
+		}
+		o.notary = n
+		return nil
+	}
 }
 
 // TagSigner is Evidence that can say which digest trust data signs for a tag. *VerifierEvidence implements it.

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -136,7 +137,8 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 				endpoints[u.Name] = ep
 			}
 		}
-		gate = newGateWith(t, c.policy, c.policyFiles, endpoints, kv, admission.NewMetrics(reg), scanning, c.notary, c.gateOpts...)
+		gate = newGateWith(t, c.policy, c.policyFiles, endpoints, kv, admission.NewMetrics(reg), scanning, c.notary,
+			[]admission.EvidenceOption{admission.WithArtifactStore(content)}, c.gateOpts...)
 		popts = append(popts, proxy.WithAdmitter(gate))
 	}
 	p, err := proxy.New(ups, "", content, kv, append(popts, c.proxyOpts...)...)
@@ -148,16 +150,16 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	return &env{up: up, proxy: p, srv: srv, content: content, kv: kv, metrics: metrics, reg: reg, seen: seen, gate: gate}
 }
 
-// newGate compiles a policy and builds the admission gate the way cmd/portcullis does.
+// newGate compiles a policy and builds the admission gate the way cmd/portcullis does, without an artifact store.
 func newGate(t testing.TB, doc string, files map[string][]byte, endpoints map[string]admission.Endpoint, kv cache.KV, m *admission.Metrics, scanning *admission.Scanning, o ...admission.Option) *admission.Gate {
 	t.Helper()
-	return newGateWith(t, doc, files, endpoints, kv, m, scanning, nil, o...)
+	return newGateWith(t, doc, files, endpoints, kv, m, scanning, nil, nil, o...)
 }
 
-// newGateWith is newGate that also reads Docker Content Trust, with a dct client built with notary, when notary is
-// not nil.
-func newGateWith(t testing.TB, doc string, files map[string][]byte, endpoints map[string]admission.Endpoint, kv cache.KV, m *admission.Metrics, scanning *admission.Scanning,
-	notary []dct.Option, o ...admission.Option) *admission.Gate {
+// newGateWith is newGate with evidence options (the artifact store, the missing-evidence TTL) and, when notary is not
+// nil, Docker Content Trust read with a dct client built with notary.
+func newGateWith(t testing.TB, doc string, files map[string][]byte, endpoints map[string]admission.Endpoint, kv cache.KV, m *admission.Metrics,
+	scanning *admission.Scanning, notary []dct.Option, evOpts []admission.EvidenceOption, o ...admission.Option) *admission.Gate {
 	t.Helper()
 	engine, err := rego.New() // the Rego engine, as cmd/portcullis plugs it in
 	if err != nil {
@@ -176,7 +178,7 @@ func newGateWith(t testing.TB, doc string, files map[string][]byte, endpoints ma
 	if err != nil {
 		t.Fatalf("verifier: %v", err)
 	}
-	var evOpts []admission.EvidenceOption
+	evOpts = slices.Clone(evOpts)
 	if notary != nil {
 		n, err := dct.New(pol.TrustRoots(), notary...)
 		if err != nil {

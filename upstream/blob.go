@@ -17,7 +17,7 @@ import (
 // lives. The caller must close the body and is responsible for verifying the digest as it reads.
 func (c *Client) Blob(ctx context.Context, repo string, dgst digest.Digest) (io.ReadCloser, int64, error) {
 	op := "blob " + repo + "@" + dgst.String()
-	if err := checkRepo(repo); err != nil {
+	if err := c.checkRepo(repo); err != nil {
 		return nil, 0, err
 	}
 	if err := dgst.Validate(); err != nil {
@@ -78,7 +78,7 @@ func (b *blobBody) Close() error {
 // credentials, as for Blob. The timeout bounds the whole call.
 func (c *Client) StatBlob(ctx context.Context, repo string, dgst digest.Digest) (int64, error) {
 	op := "stat blob " + repo + "@" + dgst.String()
-	if err := checkRepo(repo); err != nil {
+	if err := c.checkRepo(repo); err != nil {
 		return 0, err
 	}
 	if err := dgst.Validate(); err != nil {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -25,6 +26,9 @@ type Client struct {
 	http     *http.Client
 	guard    *dialGuard
 	auth     *authTransport
+
+	reposMu sync.Mutex
+	repos   map[string]struct{} // names checkRepo passed
 }
 
 // New returns a client for the registry at endpoint (scheme and host, e.g. https://registry-1.docker.io,
@@ -69,6 +73,9 @@ func New(name string, endpoint *url.URL, opts ...Option) (*Client, error) {
 		if o.tlsConfig != nil {
 			tr.TLSClientConfig = o.tlsConfig
 		}
+		// http.DefaultTransport keeps 2 idle connections per host: concurrent requests beyond that would dial anew.
+		tr.MaxIdleConnsPerHost = o.maxIdleConns
+		tr.MaxIdleConns = 4 * o.maxIdleConns
 		// Every connection, to the registry, a redirect target or a token realm, is dialled through the
 		// guard, so the address checked is the address connected to.
 		tr.DialContext = guard.dialContext(&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Resolver: o.resolver})
@@ -99,7 +106,7 @@ func New(name string, endpoint *url.URL, opts ...Option) (*Client, error) {
 	}
 	auth.tokenClient = &http.Client{Transport: stack(base), CheckRedirect: auth.checkRedirect}
 
-	c := &Client{name: name, endpoint: &ep, opts: o, guard: guard, auth: auth}
+	c := &Client{name: name, endpoint: &ep, opts: o, guard: guard, auth: auth, repos: map[string]struct{}{}}
 	c.http = &http.Client{Transport: stack(auth), CheckRedirect: c.checkRedirect}
 	return c, nil
 }
@@ -189,12 +196,30 @@ func (c *Client) checkRedirect(req *http.Request, via []*http.Request) error {
 	return nil
 }
 
-func checkRepo(repo string) error {
+// checkRepo refuses a repository name that is not one. The grammar's regular expression costs more than a
+// request's other work on loopback, and the proxy and the verifier ask about one repository many times in a row, so
+// the names that passed are remembered (at most maxKnownRepos; all are forgotten when that is reached).
+func (c *Client) checkRepo(repo string) error {
+	c.reposMu.Lock()
+	_, ok := c.repos[repo]
+	c.reposMu.Unlock()
+	if ok {
+		return nil
+	}
 	if !imageref.IsRepository(repo) {
 		return fmt.Errorf("upstream: invalid repository name %q", repo)
 	}
+	c.reposMu.Lock()
+	if len(c.repos) >= maxKnownRepos {
+		clear(c.repos)
+	}
+	c.repos[repo] = struct{}{}
+	c.reposMu.Unlock()
 	return nil
 }
+
+// maxKnownRepos bounds the repository names a Client remembers as valid.
+const maxKnownRepos = 1024
 
 // parseRef splits a manifest reference into a tag or a digest.
 func parseRef(ref string) (tag string, dgst digest.Digest, err error) {

@@ -31,6 +31,7 @@ type options struct {
 	allowPrivate       bool
 	maxManifestSize    int64
 	maxTokens          int
+	maxIdleConns       int
 	observer           Observer
 
 	// resolver, classify and now are seams for tests: the resolver the dialer uses (nil: the default),
@@ -47,6 +48,7 @@ const (
 	defaultUserAgent       = "portcullis"
 	defaultMaxManifestSize = 4 << 20
 	defaultMaxTokens       = 10000
+	defaultMaxIdleConns    = 64
 )
 
 func defaultOptions() options {
@@ -57,6 +59,7 @@ func defaultOptions() options {
 		userAgent:       defaultUserAgent,
 		maxManifestSize: defaultMaxManifestSize,
 		maxTokens:       defaultMaxTokens,
+		maxIdleConns:    defaultMaxIdleConns,
 		classify:        classify,
 		now:             time.Now,
 	}
@@ -181,6 +184,21 @@ func WithMaxTokens(n int) Option {
 			return fmt.Errorf("upstream: max tokens %d must be positive", n)
 		}
 		o.maxTokens = n
+		return nil
+	}
+}
+
+// WithMaxIdleConns sets how many idle connections to the registry (and as many to each other host it sends the
+// client to: a token realm, a blob redirect target) the default transport keeps open for reuse. Concurrent pulls and
+// admission decisions (up to 32 at once by default, each with a few lookups in parallel) share them; a connection
+// that does not fit is closed after its request, and the next request pays a new TCP (and TLS) handshake. It is
+// ignored with WithTransport. Default: 64.
+func WithMaxIdleConns(n int) Option {
+	return func(o *options) error {
+		if n <= 0 {
+			return fmt.Errorf("upstream: max idle connections %d must be positive", n)
+		}
+		o.maxIdleConns = n
 		return nil
 	}
 }

@@ -146,7 +146,10 @@ func build(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*app, er
 		for name, c := range a.clients {
 			endpoints[name] = c
 		}
-		gate, err := newGate(cfg, endpoints, a.kv, a.reports, creds, admission.NewMetrics(a.reg), log,
+		// Signature and attestation artifacts read by digest are kept in the content store, so a re-decision, a
+		// reloaded policy or a preview reads them locally.
+		evOpts := []admission.EvidenceOption{admission.WithArtifactStore(content)}
+		gate, err := newGate(cfg, endpoints, a.kv, a.reports, creds, admission.NewMetrics(a.reg), log, evOpts,
 			admission.WithLists(a.lists), admission.WithAudit(a.auditor), admission.WithPullLog(a.journal))
 		if err != nil {
 			return nil, err
@@ -158,7 +161,7 @@ func build(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*app, er
 		if err != nil {
 			return nil, err
 		}
-		if a.policyFile, err = admission.NewPolicyFile(cfg.Policy, gate, evidenceBuilder(cfg, endpoints, a.reports, creds, log), a.bus, popts...); err != nil {
+		if a.policyFile, err = admission.NewPolicyFile(cfg.Policy, gate, evidenceBuilder(cfg, endpoints, a.reports, creds, log, evOpts...), a.bus, popts...); err != nil {
 			return nil, err
 		}
 		opts = append(opts, proxy.WithAdmitter(gate), proxy.WithScanCredentials(creds))
@@ -173,7 +176,7 @@ func build(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*app, er
 
 // newGate loads and compiles the policy and builds the admission gate with its verifier and scanners.
 func newGate(cfg *configs.Config, endpoints map[string]admission.Endpoint, kv cache.KV, reports *admission.Reports, creds *admission.ScanCredentials,
-	m *admission.Metrics, log *slog.Logger, extra ...admission.Option) (*admission.Gate, error) {
+	m *admission.Metrics, log *slog.Logger, evOpts []admission.EvidenceOption, extra ...admission.Option) (*admission.Gate, error) {
 	path := cfg.Policy
 	popts, err := policyOptions(cfg)
 	if err != nil {
@@ -183,7 +186,7 @@ func newGate(cfg *configs.Config, endpoints map[string]admission.Endpoint, kv ca
 	if err != nil {
 		return nil, err
 	}
-	ev, err := evidenceBuilder(cfg, endpoints, reports, creds, log)(pol)
+	ev, err := evidenceBuilder(cfg, endpoints, reports, creds, log, evOpts...)(pol)
 	if err != nil {
 		return nil, fmt.Errorf("policy %s: %w", path, err)
 	}
@@ -205,7 +208,7 @@ func newGate(cfg *configs.Config, endpoints map[string]admission.Endpoint, kv ca
 // scanners, reaching the upstreams through endpoints and keeping reports in reports. The gate's first policy, each
 // reloaded one and each previewed candidate are built with it.
 func evidenceBuilder(cfg *configs.Config, endpoints map[string]admission.Endpoint, reports *admission.Reports, creds *admission.ScanCredentials,
-	log *slog.Logger) admission.EvidenceBuilder {
+	log *slog.Logger, evOpts ...admission.EvidenceOption) admission.EvidenceBuilder {
 	return func(pol *policy.Policy) (admission.Evidence, error) {
 		v, err := verifier.New(pol.TrustRoots())
 		if err != nil {
@@ -231,7 +234,7 @@ func evidenceBuilder(cfg *configs.Config, endpoints map[string]admission.Endpoin
 		if err != nil {
 			return nil, err
 		}
-		return admission.NewEvidence(v, endpoints, scanning, admission.WithNotary(notary))
+		return admission.NewEvidence(v, endpoints, scanning, append(evOpts, admission.WithNotary(notary))...)
 	}
 }
 
