@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -176,6 +177,66 @@ func TestBlobBodyStalls(t *testing.T) {
 			}
 			if el := time.Since(start); el > 2*time.Second {
 				t.Errorf("cut off after %v, want ~400ms", el)
+			}
+		})
+	}
+}
+
+// TestOnlyBlobsRedirectOffOrigin: a blob may be redirected to another host (object storage); a manifest, tag list
+// or referrers request redirected off the registry's origin is refused, and nothing is fetched there.
+func TestOnlyBlobsRedirectOffOrigin(t *testing.T) {
+	var otherHits atomic.Int64
+	var seedURL string
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		otherHits.Add(1)
+		http.Redirect(w, r, seedURL+r.URL.Path, http.StatusTemporaryRedirect) // back to the real registry
+	}))
+	t.Cleanup(other.Close)
+	reg := newTestRegistry(t, true, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/v2/" {
+				http.Redirect(w, r, other.URL+r.URL.Path, http.StatusTemporaryRedirect)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	})
+	seedURL = reg.seed.URL
+	img := reg.pushImage(t, "acme/app", "v1", 128)
+	c := newClient(t, reg.url(t), WithAllowPrivateAddresses(true))
+	ctx := context.Background()
+	ls, _ := img.Layers()
+	ld, _ := ls[0].Digest()
+	md := mustDigest(t, img)
+	for _, tc := range []struct {
+		name string
+		call func() error
+		ok   bool
+	}{
+		{"manifest", func() error { _, _, _, err := c.Manifest(ctx, "acme/app", md.String(), nil); return err }, false},
+		{"resolve", func() error { _, err := c.Resolve(ctx, "acme/app", "v1", nil); return err }, false},
+		{"tags", func() error { _, _, err := c.Tags(ctx, "acme/app", 0, ""); return err }, false},
+		{"referrers", func() error { _, _, err := c.Referrers(ctx, "acme/app", digest.Digest(md.String()), ""); return err }, false},
+		{"blob", func() error {
+			rc, _, err := c.Blob(ctx, "acme/app", digest.Digest(ld.String()))
+			if err == nil {
+				_, err = io.Copy(io.Discard, rc)
+				rc.Close()
+			}
+			return err
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			otherHits.Store(0)
+			err := tc.call()
+			if tc.ok {
+				if err != nil || otherHits.Load() != 1 {
+					t.Errorf("err %v, %d hits on the other host; want the redirect followed", err, otherHits.Load())
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), "only blobs") || otherHits.Load() != 0 {
+				t.Errorf("err %v, %d hits on the other host; want a refusal before any request there", err, otherHits.Load())
 			}
 		})
 	}

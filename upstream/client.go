@@ -177,10 +177,15 @@ func (c *Client) wrapErr(parent context.Context, op string, err error) error {
 
 // checkRedirect follows at most 10 redirects, never from https to http, never to an IP literal or
 // localhost the dial guard would refuse (names are checked when dialled), and never carries an
-// Authorization header off the registry's origin (the auth layer would not add one either).
+// Authorization header off the registry's origin (the auth layer would not add one either). Only blobs
+// may leave the registry's origin (to object storage): a manifest, tag list or referrers answer from
+// another host is refused, so the upstream cannot hand its API to a host nobody configured.
 func (c *Client) checkRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) >= 10 {
 		return errors.New("stopped after 10 redirects")
+	}
+	if k := kindOf(req.Context()); k != kindBlob && !sameOrigin(req.URL, c.endpoint) {
+		return fmt.Errorf("refusing redirect of a %s request to another host, %s: only blobs are fetched off the registry's origin", k, req.URL.Redacted())
 	}
 	if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
 		return fmt.Errorf("refusing redirect from https to %s", req.URL.Redacted())
