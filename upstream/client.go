@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -66,8 +67,11 @@ func New(name string, endpoint *url.URL, opts ...Option) (*Client, error) {
 	base := o.transport
 	if base == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 		if o.tlsConfig != nil {
 			tr.TLSClientConfig = o.tlsConfig
+			// Never below TLS 1.2, whatever the caller's config says.
+			tr.TLSClientConfig.MinVersion = max(tr.TLSClientConfig.MinVersion, tls.VersionTLS12)
 		}
 		// Every connection, to the registry, a redirect target or a token realm, is dialled through the
 		// guard, so the address checked is the address connected to.

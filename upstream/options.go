@@ -84,7 +84,8 @@ func WithBasicAuth(username, password string) Option {
 }
 
 // WithTLSConfig sets the TLS configuration of the default transport (custom roots, client
-// certificates). It conflicts with WithTransport. Default: the system roots.
+// certificates). A MinVersion below TLS 1.2 is raised to 1.2. It conflicts with WithTransport. Default: the
+// system roots, TLS 1.2 at least.
 func WithTLSConfig(c *tls.Config) Option {
 	return func(o *options) error {
 		if c == nil {
