@@ -7,13 +7,15 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
 )
 
 // TestFullContentStore: with the content store on a full filesystem (a 64 KiB tmpfs), a cold blob still streams
-// from the upstream whole and verified, uncached; once there is space again the next pull stores it. Needs root
+// from the upstream whole and verified, uncached, and the proxy reports itself degraded (/readyz); once there is
+// space again the next pull stores it and the degradation clears. Needs root
 // to mount the tmpfs; skipped otherwise.
 func TestFullContentStore(t *testing.T) {
 	if os.Geteuid() != 0 {
@@ -41,6 +43,9 @@ func TestFullContentStore(t *testing.T) {
 	if _, err := e.content.Stat(context.Background(), digest.Digest(ld.String())); err == nil {
 		t.Fatal("a 512 KiB blob stored on a 64 KiB filesystem")
 	}
+	if err := e.proxy.Healthy(); err == nil || !strings.Contains(err.Error(), "served uncached") {
+		t.Errorf("Healthy() = %v with the store full; want the degradation /readyz reports", err)
+	}
 	hits := e.up.Hits().Count(http.MethodGet, "blob")
 
 	if out, err := exec.Command("mount", "-o", "remount,size=16m", dir).CombinedOutput(); err != nil {
@@ -51,6 +56,9 @@ func TestFullContentStore(t *testing.T) {
 	}
 	if !eventually(func() bool { _, err := e.content.Stat(context.Background(), digest.Digest(ld.String())); return err == nil }) {
 		t.Fatal("the blob was not stored once there was space")
+	}
+	if err := e.proxy.Healthy(); err != nil {
+		t.Errorf("Healthy() = %v once the store takes writes again", err)
 	}
 	if resp, got := e.get(t, http.MethodGet, path); resp.StatusCode != http.StatusOK || !bytes.Equal(got, want) {
 		t.Fatalf("warm pull: status %d", resp.StatusCode)

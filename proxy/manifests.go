@@ -177,8 +177,10 @@ func (p *Proxy) manifestByDigest(ctx context.Context, r route, dgst digest.Diges
 		if err != nil {
 			return nil, fmt.Errorf("manifest %s from %s: %w", dgst, r.upstream.Name, err)
 		}
-		if _, err := p.store.Put(ctx, dgst, bytes.NewReader(body)); err != nil {
-			p.log.Warn("could not store manifest", "digest", dgst, "error", err)
+		_, perr := p.store.Put(ctx, dgst, bytes.NewReader(body))
+		p.storeHealth.record(perr)
+		if perr != nil {
+			p.log.Warn("could not store manifest", "digest", dgst, "error", perr)
 		}
 		return verifiedManifest{dgst: dgst, mediaType: mediaType, body: body}, nil
 	})

@@ -163,6 +163,7 @@ func build(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*app, er
 		return nil, err
 	}
 	a.proxy = p
+	a.health = append(a.health, p) // a content store that refuses writes degrades /readyz
 	return a, nil
 }
 
