@@ -6,7 +6,7 @@ PKGS      ?= ./...
 export PORTCULLIS_REQUIRE_REDIS      ?= $(if $(CI),1,)
 export PORTCULLIS_REQUIRE_CONTAINERD ?= $(if $(CI),1,)
 
-.PHONY: all build tools tools-cosign tools-cosign3 tools-helm test test-short deps run demo bench bench-micro vet fmt clean chart image fuzz soak test-s3
+.PHONY: all build tools tools-cosign tools-cosign3 tools-helm tools-notary tools-staticcheck lint test test-short deps run demo bench bench-micro vet fmt clean chart image fuzz soak test-s3
 
 all: build
 
@@ -22,7 +22,9 @@ deps:
 # build side by side (a sub-make with -j3), which fills the second core while another build links or waits on a
 # long package; each is also a target of its own.
 # notary-server (tools/notary) is what the Docker Content Trust tests start (about 2.5 CPU-minutes cold).
-TOOLS := tools-cosign tools-cosign3 tools-helm tools-notary
+# staticcheck (honnef.co/go/tools, pinned in go.mod's tool directive) runs in `make test`: ~125 CPU-seconds to build
+# cold, ~105 for its first run (50 warm).
+TOOLS := tools-cosign tools-cosign3 tools-helm tools-notary tools-staticcheck
 tools:
 	@$(MAKE) --no-print-directory -j3 $(TOOLS)
 tools-cosign:
@@ -33,6 +35,8 @@ tools-helm:
 	cd tools/helm && GOTOOLCHAIN=local $(GO) tool -n helm >/dev/null
 tools-notary:
 	cd tools/notary && GOTOOLCHAIN=local $(GO) tool -n notary-server >/dev/null
+tools-staticcheck:
+	GOTOOLCHAIN=local $(GO) tool -n staticcheck >/dev/null
 
 # The Helm chart: lint and render it (helm v3, pinned in tools/helm) with the default values and each values
 # file in ci/. deploy/chart_test.go renders the same files and decodes every object strictly into its API type.
@@ -66,6 +70,7 @@ image:
 test: export PORTCULLIS_IMAGE = $(CURDIR)/bin/portcullis-image.tar
 test: deps tools chart image
 	$(GO) vet $(PKGS)
+	$(GO) tool staticcheck $(PKGS)
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 test-short:
@@ -112,6 +117,11 @@ bench-micro:
 
 vet:
 	$(GO) vet $(PKGS)
+
+# staticcheck's default checks; a check turned off goes in staticcheck.conf with its reason, a single finding
+# left on purpose gets a //lint:ignore comment with its reason.
+lint:
+	$(GO) tool staticcheck $(PKGS)
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -18,7 +18,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/crane"
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/portcullis/portcullis/admission"
@@ -227,8 +226,6 @@ func (e *env) get(t testing.TB, method, path string, hdr ...string) (*http.Respo
 // pullOpts are crane options for pulling through the proxy (plain HTTP).
 func pullOpts() []crane.Option { return []crane.Option{crane.Insecure} }
 
-func remoteOpts() []remote.Option { return nil }
-
 func mustRef(t testing.TB, s string) name.Reference {
 	t.Helper()
 	r, err := name.ParseReference(s, name.Insecure)
@@ -267,6 +264,8 @@ func (l *requestLog) all() []string {
 }
 
 // withQuery returns path with a query parameter added.
+//
+//lint:ignore U1000 kept for tests that route by the ns= query parameter
 func withQuery(path, k, v string) string {
 	sep := "?"
 	if strings.Contains(path, "?") {

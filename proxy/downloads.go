@@ -34,8 +34,9 @@ type downloads struct {
 	spooled  int64 // bytes reserved by open spool files, under mu
 	// once, when set, takes the fleet-wide lease on a blob before it is fetched upstream (Proxy.fleetOnce).
 	once      func(ctx context.Context, name string, maxWait time.Duration, found func() bool) *cache.Lease
-	leaseWait time.Duration // how long once may wait for another replica's download
+	leaseWait time.Duration  // how long once may wait for another replica's download
 	running   sync.WaitGroup // downloads whose fetch or commit goes on in the background
+	health    *storeHealth   // the outcome of the last commit, for /readyz
 }
 
 func newDownloads(store Store, dir string, maxSize int64, log *slog.Logger, m *Metrics) *downloads {
@@ -165,7 +166,9 @@ func (ds *downloads) run(ctx context.Context, d *download, r route) {
 	d.mu.Unlock()
 	if err == nil {
 		start := time.Now()
-		if _, perr := ds.store.Put(ctx, d.dgst, io.NewSectionReader(d.file, 0, d.written)); perr != nil {
+		_, perr := ds.store.Put(ctx, d.dgst, io.NewSectionReader(d.file, 0, d.written))
+		ds.health.record(perr)
+		if perr != nil {
 			ds.log.Warn("could not store blob; it was served but not cached", "digest", d.dgst, "error", perr)
 		} else {
 			ds.log.Debug("blob stored", "digest", d.dgst, "bytes", d.written, "took", time.Since(start))

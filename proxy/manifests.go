@@ -205,11 +205,14 @@ func (p *Proxy) manifestByDigest(ctx context.Context, r route, dgst digest.Diges
 			p.metrics.mismatch.WithLabelValues(r.upstream.Name).Inc()
 			return nil, fmt.Errorf("manifest %s: upstream sent %s: %w", dgst, got, upstream.ErrDigestMismatch)
 		}
-		if _, err := p.store.Put(ctx, dgst, bytes.NewReader(body)); err != nil {
-			p.log.Warn("could not store manifest", "digest", dgst, "error", err)
+		mediaType, err = manifestMediaType(mediaType, body)
+		if err != nil {
+			return nil, fmt.Errorf("manifest %s from %s: %w", dgst, r.upstream.Name, err)
 		}
-		if mediaType == "" || strings.HasPrefix(mediaType, "text/plain") || mediaType == "application/json" {
-			mediaType = detectMediaType(body)
+		_, perr := p.store.Put(ctx, dgst, bytes.NewReader(body))
+		p.storeHealth.record(perr)
+		if perr != nil {
+			p.log.Warn("could not store manifest", "digest", dgst, "error", perr)
 		}
 		return verifiedManifest{dgst: dgst, mediaType: mediaType, body: body}, nil
 	})
@@ -233,6 +236,31 @@ func (p *Proxy) storedManifest(ctx context.Context, dgst digest.Digest) (verifie
 		p.log.Warn("content store read failed; fetching upstream", "digest", dgst, "error", err)
 	}
 	return verifiedManifest{}, false
+}
+
+// errContentType: the upstream labelled a manifest with a Content-Type its own bytes contradict.
+var errContentType = errors.New("manifest Content-Type contradicts its mediaType")
+
+// manifestMediaType is the media type to serve a fetched manifest with. A generic or missing Content-Type gives
+// way to what the bytes say (detectMediaType). A specific one must agree with the bytes: the gate and every
+// client read a manifest by its type, so a hostile upstream must not relabel an index as an image or a manifest
+// as something a client would not parse (text/html from a portal, say); that is errContentType. The two Docker
+// schema 1 types name one format.
+func manifestMediaType(contentType string, body []byte) (string, error) {
+	if contentType == "" || strings.HasPrefix(contentType, "text/plain") || contentType == "application/json" {
+		return detectMediaType(body), nil
+	}
+	own, err := manifest.MediaTypeOf(body)
+	if err != nil {
+		return "", fmt.Errorf("%w: labelled %q, but not JSON", errContentType, contentType)
+	}
+	schema1 := func(mt string) bool {
+		return mt == manifest.MediaTypeDockerSchema1 || mt == manifest.MediaTypeDockerSchema1JWS
+	}
+	if own != contentType && !(schema1(own) && schema1(contentType)) {
+		return "", fmt.Errorf("%w: labelled %q, its mediaType is %q", errContentType, contentType, own)
+	}
+	return contentType, nil
 }
 
 // detectMediaType reads a manifest's own mediaType field, or infers it from its shape (manifest.MediaTypeOf).

@@ -75,7 +75,9 @@ type Proxy struct {
 	tags      singleflight.Group
 	manifests singleflight.Group
 	blobs     *downloads
-	recent    *manifestCache
+	// storeHealth is the outcome of the last write to the content store (Healthy).
+	storeHealth storeHealth
+	recent      *manifestCache
 
 	manifestCacheSize int64
 	// leaseWait and blobLeaseWait bound waits for another replica's work (fleet.go); fields so tests can shorten them.
@@ -229,6 +231,7 @@ func New(upstreams []*Upstream, defaultName string, store Store, kv KV, opts ...
 	}
 	p.recent = newManifestCache(p.manifestCacheSize)
 	p.blobs = newDownloads(p.store, p.spoolDir, p.spoolMaxSize, p.log, p.metrics)
+	p.blobs.health = &p.storeHealth
 	p.blobs.once, p.blobs.leaseWait = p.fleetOnce, p.blobLeaseWait
 	return p, nil
 }

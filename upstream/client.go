@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -70,8 +71,11 @@ func New(name string, endpoint *url.URL, opts ...Option) (*Client, error) {
 	base := o.transport
 	if base == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 		if o.tlsConfig != nil {
 			tr.TLSClientConfig = o.tlsConfig
+			// Never below TLS 1.2, whatever the caller's config says.
+			tr.TLSClientConfig.MinVersion = max(tr.TLSClientConfig.MinVersion, tls.VersionTLS12)
 		}
 		// http.DefaultTransport keeps 2 idle connections per host: concurrent requests beyond that would dial anew.
 		tr.MaxIdleConnsPerHost = o.maxIdleConns
@@ -86,6 +90,11 @@ func New(name string, endpoint *url.URL, opts ...Option) (*Client, error) {
 	}
 	if o.observer != nil {
 		base = &observeTransport{observe: o.observer, inner: base}
+	}
+	if o.breakerThreshold > 0 {
+		// Above the observer (a refused request is no exchange) and below retries and auth (every attempt
+		// and token fetch counts, and an open breaker ends the retries at once).
+		base = &breaker{threshold: o.breakerThreshold, cooldown: o.breakerCooldown, inner: base, now: time.Now}
 	}
 	stack := func(inner http.RoundTripper) http.RoundTripper {
 		return &userAgentTransport{ua: o.userAgent, inner: &retryTransport{
@@ -179,10 +188,15 @@ func (c *Client) wrapErr(parent context.Context, op string, err error) error {
 
 // checkRedirect follows at most 10 redirects, never from https to http, never to an IP literal or
 // localhost the dial guard would refuse (names are checked when dialled), and never carries an
-// Authorization header off the registry's origin (the auth layer would not add one either).
+// Authorization header off the registry's origin (the auth layer would not add one either). Only blobs
+// may leave the registry's origin (to object storage): a manifest, tag list or referrers answer from
+// another host is refused, so the upstream cannot hand its API to a host nobody configured.
 func (c *Client) checkRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) >= 10 {
 		return errors.New("stopped after 10 redirects")
+	}
+	if k := kindOf(req.Context()); k != kindBlob && !sameOrigin(req.URL, c.endpoint) {
+		return fmt.Errorf("refusing redirect of a %s request to another host, %s: only blobs are fetched off the registry's origin", k, req.URL.Redacted())
 	}
 	if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
 		return fmt.Errorf("refusing redirect from https to %s", req.URL.Redacted())

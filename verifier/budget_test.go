@@ -79,11 +79,9 @@ func TestEvidenceBudget(t *testing.T) {
 		img := pushImage(t, reg, repo)
 		classic := pushBlob(t, reg, repo, filler(12<<20, 12), dsseType)
 		pushArtifact(t, reg, repo+":sha256-"+img.target.Digest.Encoded()+".att", repeat(classic, 4), nil)
-		var bundles []layer
 		for i := range 3 {
 			b := pushBlob(t, reg, repo, filler(12<<20, byte(13+i)), bundleType)
 			pushArtifact(t, reg, fmt.Sprintf("%s:bundle%d", repo, i), []layer{b}, subject(img))
-			bundles = append(bundles, b)
 		}
 		target, read := counted(img)
 

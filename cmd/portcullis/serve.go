@@ -171,6 +171,7 @@ func build(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*app, er
 		return nil, err
 	}
 	a.proxy = p
+	a.health = append(a.health, p) // a content store that refuses writes degrades /readyz
 	return a, nil
 }
 
@@ -217,7 +218,7 @@ func evidenceBuilder(cfg *configs.Config, endpoints map[string]admission.Endpoin
 		scanning := &admission.Scanning{Reports: reports, Credentials: creds, Scanners: map[string]admission.ScannerEndpoint{},
 			DefaultUpstream: cfg.DefaultUpstream().Name}
 		for name, sc := range pol.Scanners() {
-			client, err := harbor.New(sc.URL, harbor.WithHTTPClient(&http.Client{Timeout: sc.Timeout}))
+			client, err := harbor.New(sc.URL, harbor.WithHTTPClient(&http.Client{Timeout: sc.Timeout, Transport: tls12Transport()}))
 			if err != nil {
 				return nil, fmt.Errorf("scanner %s: %w", name, err)
 			}
@@ -318,6 +319,8 @@ func (a *app) Run(ctx context.Context) error {
 	servers := []*http.Server{regSrv}
 	errc := make(chan error, 3)
 	if cfg.TLS.Enabled() {
+		// TLS 1.2 at least, whatever a GODEBUG setting says the default is.
+		regSrv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 		go func() { errc <- regSrv.ServeTLS(regLn, cfg.TLS.Cert, cfg.TLS.Key) }()
 	} else {
 		go func() { errc <- regSrv.Serve(regLn) }()
@@ -529,4 +532,11 @@ func newLogger(c configs.Log, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// tls12Transport is http.DefaultTransport refusing TLS before 1.2, for the clients main builds itself (scanners).
+func tls12Transport() *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	return tr
 }
