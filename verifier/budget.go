@@ -30,9 +30,6 @@ func newBudget(kind string, limit int64) *budget {
 	return &budget{kind: kind, limit: limit}
 }
 
-// left returns how many bytes may still be read (at most limit, maybe 0).
-func (b *budget) left() int64 { return max(b.limit-b.used.Load(), 0) }
-
 // take counts n bytes of content that what declares or is (e.g. "attestation
 // artifact sha256-<hex>.att has 32 layers of 268435456 bytes in all"), or
 // refuses it, counting nothing, when it does not fit in what is left.
