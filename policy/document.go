@@ -16,13 +16,14 @@ type document struct {
 	Default   *ruleDoc               `yaml:"default"`
 }
 
-// trustDoc is one named trust root: exactly one of Key, KeyData and Keyless.
+// trustDoc is one named trust root: exactly one of its kinds (Key, KeyData, Keyless, Notation).
 type trustDoc struct {
-	Key        string      `yaml:"key"`
-	KeyData    string      `yaml:"keyData"`
-	Keyless    *keylessDoc `yaml:"keyless"`
-	IgnoreTlog *bool       `yaml:"ignoreTlog"`
-	IgnoreSCT  *bool       `yaml:"ignoreSCT"`
+	Key        string       `yaml:"key"`
+	KeyData    string       `yaml:"keyData"`
+	Keyless    *keylessDoc  `yaml:"keyless"`
+	Notation   *notationDoc `yaml:"notation"`
+	IgnoreTlog *bool        `yaml:"ignoreTlog"`
+	IgnoreSCT  *bool        `yaml:"ignoreSCT"`
 }
 
 // keylessDoc is a Fulcio certificate identity and the trusted root that vouches for it.
@@ -32,6 +33,14 @@ type keylessDoc struct {
 	IssuerRegExp  string `yaml:"issuerRegExp"`
 	Subject       string `yaml:"subject"`
 	SubjectRegExp string `yaml:"subjectRegExp"`
+}
+
+// notationDoc is a Notation (Notary Project) trust store with the identities it trusts.
+type notationDoc struct {
+	TrustStore       string   `yaml:"trustStore"`
+	SigningAuthority string   `yaml:"signingAuthority"`
+	TSA              string   `yaml:"tsa"`
+	Identities       []string `yaml:"identities"`
 }
 
 // scannerDoc is one Harbor Pluggable Scanner API adapter.

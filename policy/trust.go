@@ -19,21 +19,22 @@ func (c *compiler) trustRoot(path, name string, td *trustDoc) (TrustRoot, bool) 
 		c.p.add(path, "bad name %q: use letters, digits, '.', '_' and '-'", name)
 	}
 	if td == nil {
-		c.p.add(path, "empty trust root: give key, keyData or keyless")
+		c.p.add(path, "empty trust root: give one of "+trustKinds)
 		return t, false
 	}
 	n := 0
-	for _, set := range []bool{td.Key != "", td.KeyData != "", td.Keyless != nil} {
+	// One entry per kind of root; a new kind adds its field here and a case below.
+	for _, set := range []bool{td.Key != "", td.KeyData != "", td.Keyless != nil, td.Notation != nil} {
 		if set {
 			n++
 		}
 	}
 	switch {
 	case n == 0:
-		c.p.add(path, "needs one of key, keyData and keyless")
+		c.p.add(path, "needs one of "+trustKinds)
 		return t, false
 	case n > 1:
-		c.p.add(path, "give only one of key, keyData and keyless")
+		c.p.add(path, "give only one of "+trustKinds)
 		return t, false
 	}
 	ok := true
@@ -45,6 +46,13 @@ func (c *compiler) trustRoot(path, name string, td *trustDoc) (TrustRoot, bool) 
 	case td.KeyData != "":
 		t.KeyPEM = []byte(td.KeyData)
 		ok = c.checkPEM(join(path, "keyData"), t.KeyPEM)
+	case td.Notation != nil:
+		t.Notation, ok = c.notation(join(path, "notation"), td.Notation)
+		if td.IgnoreTlog != nil || td.IgnoreSCT != nil {
+			c.p.add(path, "ignoreTlog and ignoreSCT apply to cosign roots only")
+			ok = false
+		}
+		return t, ok
 	default:
 		t.Keyless, ok = c.keyless(join(path, "keyless"), td.Keyless)
 	}
@@ -63,6 +71,9 @@ func (c *compiler) trustRoot(path, name string, td *trustDoc) (TrustRoot, bool) 
 	}
 	return t, ok
 }
+
+// trustKinds lists the kinds of trust root, for messages.
+const trustKinds = "key, keyData, keyless, notation"
 
 // checkPEM checks that data holds a PEM public key (it is parsed by the verifier).
 func (c *compiler) checkPEM(path string, data []byte) bool {

@@ -107,8 +107,9 @@ func (s Severity) normalize() Severity {
 	return SeverityUnknown
 }
 
-// TrustRoot is a named root of trust for signatures: a public key, or a keyless (Fulcio)
-// identity with the trusted root that vouches for it. It carries the bytes from the policy
+// TrustRoot is a named root of trust for signatures: a public key, a keyless (Fulcio)
+// identity with the trusted root that vouches for it, or a Notation trust store with its
+// trusted identities. Exactly one of KeyPEM, Keyless and Notation is set. It carries the bytes from the policy
 // (and the files it names), not parsed crypto; the verifier parses them.
 type TrustRoot struct {
 	// Name is the root's name in the policy's trust section.
@@ -117,6 +118,8 @@ type TrustRoot struct {
 	KeyPEM []byte
 	// Keyless is the certificate identity for keyless roots; nil for key roots.
 	Keyless *Keyless
+	// Notation is the trust store and identities of a Notation root; nil for cosign roots.
+	Notation *Notation
 	// IgnoreTlog means no transparency-log proof is required. Default true for key roots
 	// (offline key signing has none), false for keyless roots.
 	IgnoreTlog bool
@@ -148,6 +151,14 @@ func (t TrustRoot) clone() TrustRoot {
 		k := *t.Keyless
 		k.TrustedRootJSON = slices.Clone(k.TrustedRootJSON)
 		t.Keyless = &k
+	}
+	if t.Notation != nil {
+		n := *t.Notation
+		n.CAPEM = slices.Clone(n.CAPEM)
+		n.SigningAuthorityPEM = slices.Clone(n.SigningAuthorityPEM)
+		n.TSAPEM = slices.Clone(n.TSAPEM)
+		n.Identities = slices.Clone(n.Identities)
+		t.Notation = &n
 	}
 	return t
 }

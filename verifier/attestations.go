@@ -46,6 +46,7 @@ func (v *Verifier) Attestations(ctx context.Context, t Target, roots []string) (
 	if err != nil {
 		return AttestationResult{}, err
 	}
+	rs, _ = notationRoots(rs) // Notation signs images, not in-toto attestations
 	if len(rs) == 0 {
 		return AttestationResult{}, nil
 	}

@@ -51,6 +51,12 @@ type session struct {
 	maxReferrers int
 	maxLayers    int
 	budget       *budget
+
+	// refs memoizes referrers: cosign bundles and Notation signatures are
+	// both found there, and one look reads the index once.
+	refs     []ocispec.Descriptor
+	refsErr  error
+	refsRead bool
 }
 
 // open prepares a session for t, looking for evidence of kind k (which names
@@ -255,6 +261,14 @@ type statement struct {
 // (none when neither has anything). An index too large or malformed is
 // invalid evidence: an error that is not ErrUnavailable.
 func (s *session) referrers() ([]ocispec.Descriptor, error) {
+	if !s.refsRead {
+		s.refs, s.refsErr = s.readReferrers()
+		s.refsRead = true
+	}
+	return s.refs, s.refsErr
+}
+
+func (s *session) readReferrers() ([]ocispec.Descriptor, error) {
 	idx, err := remote.Referrers(s.ref, s.ropts...)
 	if err != nil {
 		return nil, readFailure("referrers of "+s.ref.String(), err)
@@ -333,14 +347,9 @@ func maybeBundle(desc ocispec.Descriptor) bool {
 // k.largerIsOther, a larger bundle is not k's kind of evidence (a signature
 // bundle is small; an attestation may be large) and is skipped unread.
 func (s *session) bundle(desc ocispec.Descriptor, k evidenceKind) (bundleEvidence, error) {
-	ref := s.ref.Context().Digest(desc.Digest.String())
-	got, err := remote.Get(ref, s.ropts...)
+	got, c, err := s.referrerManifest(desc)
 	if err != nil {
-		return bundleEvidence{}, readFailure("referrer "+desc.Digest.String(), err)
-	}
-	c, err := manifest.Parse(got.Manifest)
-	if err != nil {
-		return bundleEvidence{}, fmt.Errorf("referrer %s: %w", desc.Digest, err)
+		return bundleEvidence{}, err
 	}
 	if c.IsIndex() || len(c.Layers) != 1 || !strings.HasPrefix(c.Layers[0].MediaType, bundleArtifactPrefix) {
 		return bundleEvidence{}, errNotBundle
@@ -356,9 +365,9 @@ func (s *session) bundle(desc ocispec.Descriptor, k evidenceKind) (bundleEvidenc
 	if err := s.budget.fit(layer.Size, fmt.Sprintf("%s layer %s is %d bytes", what, layer.Digest, layer.Size)); err != nil {
 		return bundleEvidence{}, err
 	}
-	img, err := got.Image()
+	img, err := layers(got, desc)
 	if err != nil {
-		return bundleEvidence{}, readFailure("referrer "+desc.Digest.String(), err)
+		return bundleEvidence{}, err
 	}
 	raw, err := readLayer(what, img, layer, k)
 	if err != nil {
@@ -376,6 +385,31 @@ func (s *session) bundle(desc ocispec.Descriptor, k evidenceKind) (bundleEvidenc
 		return bundleEvidence{}, fmt.Errorf("referrer %s: %w", desc.Digest, err)
 	}
 	return bundleEvidence{bundle: b, statement: st}, nil
+}
+
+// referrerManifest fetches the referrer manifest desc (bounded, like every
+// read of the session) and parses it. Nothing more is fetched until the
+// caller, having checked the layers, asks the result for one (layers).
+func (s *session) referrerManifest(desc ocispec.Descriptor) (*remote.Descriptor, manifest.Contents, error) {
+	ref := s.ref.Context().Digest(desc.Digest.String())
+	got, err := remote.Get(ref, s.ropts...)
+	if err != nil {
+		return nil, manifest.Contents{}, readFailure("referrer "+desc.Digest.String(), err)
+	}
+	c, err := manifest.Parse(got.Manifest)
+	if err != nil {
+		return nil, manifest.Contents{}, fmt.Errorf("referrer %s: %w", desc.Digest, err)
+	}
+	return got, c, nil
+}
+
+// layers returns the layer source of the referrer got.
+func layers(got *remote.Descriptor, desc ocispec.Descriptor) (layerSource, error) {
+	img, err := got.Image()
+	if err != nil {
+		return nil, readFailure("referrer "+desc.Digest.String(), err)
+	}
+	return img, nil
 }
 
 // bundleStatement returns the in-toto statement of a DSSE bundle.

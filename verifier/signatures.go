@@ -29,7 +29,9 @@ const ReasonNoSignatures = "no signatures found"
 const maxReasonLen = 300
 
 // Signatures checks the image's cosign signatures, classic (.sig tag) and
-// bundles (referrers or the fallback tag), against each named root and
+// bundles (referrers or the fallback tag), against each named cosign root,
+// and its Notation signatures (referrers or the fallback tag, JWS or COSE)
+// against each named Notation root, and
 // returns one result per root: Verified, and otherwise a Reason such as
 // "no signatures found", "no signature verifies with key release: ..." or
 // "certificate identity ... does not match keyless root ci ...". Evidence
@@ -50,6 +52,16 @@ func (v *Verifier) Signatures(ctx context.Context, t Target, roots []string) (ma
 		return nil, err
 	}
 	out := make(map[string]policy.SignatureResult, len(rs))
+	rs, nrs := notationRoots(rs)
+	if len(nrs) > 0 {
+		envs, invalid, err := s.notationSignatures(v.signatureKind())
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range nrs {
+			out[r.name] = s.verifyNotation(ctx, r, envs, invalid)
+		}
+	}
 	if len(rs) == 0 {
 		return out, nil
 	}
