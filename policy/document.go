@@ -43,8 +43,9 @@ type notationDoc struct {
 	Identities       []string `yaml:"identities"`
 }
 
-// scannerDoc is one Harbor Pluggable Scanner API adapter.
+// scannerDoc is one scanner: a Harbor Pluggable Scanner API adapter or a Clair v4.
 type scannerDoc struct {
+	Kind    string `yaml:"kind"`
 	URL     string `yaml:"url"`
 	Timeout string `yaml:"timeout"`
 	PullURL string `yaml:"pullURL"`

@@ -45,6 +45,7 @@ func TestParseErrors(t *testing.T) {
 		{"notation store is a key", "trust:\n  r:\n    notation: {trustStore: keys/release.pub, identities: ['*']}\n", `p.yaml:3: trust.r.notation.trustStore: PEM block is "PUBLIC KEY"; want CERTIFICATE`},
 		{"notation store missing", "trust:\n  r:\n    notation: {trustStore: nope.pem, identities: ['*']}\n", `p.yaml:3: trust.r.notation.trustStore: open nope.pem: file does not exist`},
 		{"notation with ignoreTlog", "trust:\n  r:\n    notation: {trustStore: cert.pem, identities: ['*']}\n    ignoreTlog: true\n", `p.yaml:2: trust.r: ignoreTlog and ignoreSCT apply to cosign roots only`},
+		{"unknown scanner kind", "scanners:\n  s: {kind: anchore, url: http://s}\n", `p.yaml:2: scanners.s.kind: must be harbor or clair, not "anchore"`},
 		{"key and keyless", "trust:\n  r:\n    key: keys/release.pub\n    keyless: {trustedRoot: trusted_root.json, issuer: i, subject: s}\n", `p.yaml:2: trust.r: give only one of key, keyData, keyless, notation`},
 		{"key and keyData", "trust:\n  r: {key: keys/release.pub, keyData: x}\n", `p.yaml:2: trust.r: give only one of key, keyData, keyless, notation`},
 		{"bad root name", "trust:\n  \"my root\": {key: keys/release.pub}\n", `p.yaml:2: trust.my root: bad name "my root": use letters, digits, '.', '_' and '-'`},

@@ -163,11 +163,24 @@ func (t TrustRoot) clone() TrustRoot {
 	return t
 }
 
-// Scanner is a Harbor Pluggable Scanner API adapter that scans on demand.
+// ScannerKind is the API a scanner speaks.
+type ScannerKind string
+
+const (
+	// ScannerHarbor is the Harbor Pluggable Scanner API (harbor-scanner-trivy and others). The
+	// default.
+	ScannerHarbor ScannerKind = "harbor"
+	// ScannerClair is Clair v4's indexer and matcher API, with its notifier's webhook.
+	ScannerClair ScannerKind = "clair"
+)
+
+// Scanner is a scanner that scans on demand: a Harbor Pluggable Scanner API adapter or a Clair v4.
 type Scanner struct {
 	// Name is the scanner's name in the policy's scanners section.
 	Name string
-	// URL is the adapter's base URL (http or https).
+	// Kind is the API it speaks. Default ScannerHarbor.
+	Kind ScannerKind
+	// URL is the adapter's (or Clair's) base URL (http or https).
 	URL string
 	// PullURL is the registry URL the scanner pulls the image from; "" means the proxy's own
 	// registry listener. Default "".
