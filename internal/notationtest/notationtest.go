@@ -17,6 +17,9 @@ import (
 	"github.com/notaryproject/notation-go"
 	"github.com/notaryproject/notation-go/registry"
 	"github.com/notaryproject/notation-go/signer"
+	"github.com/notaryproject/notation-go/verifier"
+	"github.com/notaryproject/notation-go/verifier/trustpolicy"
+	"github.com/notaryproject/notation-go/verifier/truststore"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/registry/remote"
@@ -205,4 +208,29 @@ func serial(t testing.TB) *big.Int {
 		t.Fatal(err)
 	}
 	return n.Add(n, big.NewInt(1))
+}
+
+// Verify runs `notation verify` on reference (host/repo@digest) as a client does, through repo:
+// it lists the signatures as referrers, fetches them, and verifies one with notation-go against
+// ca and identities, offline. It returns notation-go's error.
+func Verify(ctx context.Context, repo registry.Repository, ca *CA, reference string, identities ...string) error {
+	doc := &trustpolicy.Document{Version: "1.0", TrustPolicies: []trustpolicy.TrustPolicy{{
+		Name: "test", RegistryScopes: []string{"*"},
+		SignatureVerification: trustpolicy.SignatureVerification{VerificationLevel: trustpolicy.LevelStrict.Name,
+			Override: map[trustpolicy.ValidationType]trustpolicy.ValidationAction{trustpolicy.TypeRevocation: trustpolicy.ActionSkip}},
+		TrustStores: []string{"ca:test"}, TrustedIdentities: identities,
+	}}}
+	v, err := verifier.New(doc, caStore{ca.Cert}, nil)
+	if err != nil {
+		return err
+	}
+	_, _, err = notation.Verify(ctx, v, repo, notation.VerifyOptions{ArtifactReference: reference, MaxSignatureAttempts: 10})
+	return err
+}
+
+// caStore is a trust store of one CA certificate.
+type caStore []*x509.Certificate
+
+func (s caStore) GetCertificates(context.Context, truststore.Type, string) ([]*x509.Certificate, error) {
+	return s, nil
 }
