@@ -55,6 +55,7 @@ type Gate struct {
 	goodTTL  time.Duration
 	flight   singleflight.Group
 	hot      *hotSet
+	outage   *hotSet     // images decided while the facts epoch was unreadable, to decide again and share when it is back
 	pulls    *pullLog    // nil: no pull log
 	preview  atomic.Bool // a preview is running
 	parsed   parsedManifests
@@ -132,7 +133,7 @@ func NewGate(pol *policy.Policy, ev Evidence, kv KV, opts ...Option) (*Gate, err
 		return nil, errors.New("gate: policy, evidence and KV are required")
 	}
 	g := &Gate{kv: kv, log: slog.Default(), now: time.Now,
-		allowTTL: time.Hour, denyTTL: time.Minute, goodTTL: 30 * 24 * time.Hour, hot: newHotSet(1000),
+		allowTTL: time.Hour, denyTTL: time.Minute, goodTTL: 30 * 24 * time.Hour, hot: newHotSet(1000), outage: newHotSet(1000),
 		timeout: 30 * time.Second, slots: make(chan struct{}, 32), queueWait: 10 * time.Second}
 	for _, o := range opts {
 		if err := o(g); err != nil {
@@ -590,6 +591,9 @@ func (g *view) evaluate(ctx context.Context, s Subject, refreshMargin time.Durat
 		}
 		if !knownBefore || !knownAfter {
 			epoch, ttl = unknownEpoch, min(ttl, g.denyTTL)
+			if d.Allowed {
+				g.outage.touch(s, g.now())
+			}
 		}
 		if sr := rule.Requirements().Scan; sr != nil && sr.MaxAge > 0 && facts.Scan != nil {
 			// A decision on a report must not outlive the report's freshness.

@@ -65,7 +65,12 @@ type gateFixture struct {
 
 func newGateFixture(t *testing.T, kv cache.KV, opts ...Option) *gateFixture {
 	t.Helper()
-	pol, err := policy.Parse([]byte(grantsPolicy), "p.yaml", nil)
+	return newGateFixtureWith(t, grantsPolicy, kv, opts...)
+}
+
+func newGateFixtureWith(t *testing.T, doc string, kv cache.KV, opts ...Option) *gateFixture {
+	t.Helper()
+	pol, err := policy.Parse([]byte(doc), "p.yaml", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,5 +358,37 @@ func TestUnreadableEpochDecidesAfresh(t *testing.T) {
 	f.admit(t, img)
 	if !f.blob(t, layer) {
 		t.Error("layer refused after shared state came back and the manifest was pulled")
+	}
+}
+
+// An image decided while the shared state is down is decided again once it is back, so that its decision reaches the
+// shared state: another replica then serves it without gathering evidence. (The rule has no scan gate, so the
+// refresher's hot set, which decides again on admitted images with a scan gate, plays no part.)
+func TestDecidedDuringOutageSharedWhenBack(t *testing.T) {
+	kv := &failingEpochs{KV: cache.NewMemory(), down: true}
+	t.Cleanup(func() { _ = kv.Close() })
+	doc, _, _ := strings.Cut(grantsPolicy, "  scan:")
+	a := newGateFixtureWith(t, doc, kv)
+	img := image(t, "v1", digest.FromString("layer"))
+	a.ev.signed[img.Digest] = true
+	if d := a.admit(t, img); !d.Allowed {
+		t.Fatalf("denied with the epoch unreadable: %s", d.Reason)
+	}
+	if n := a.g.Refresh(context.Background(), 0); n != 0 {
+		t.Fatalf("decided %d again while the shared state is still down", n)
+	}
+	kv.down = false
+	if n := a.g.Refresh(context.Background(), 0); n != 1 {
+		t.Fatalf("decided %d again once the shared state was back, want 1", n)
+	}
+	b := newGateFixtureWith(t, doc, kv)
+	if d := b.admit(t, img); !d.Allowed {
+		t.Fatalf("replica B: %s", d.Reason)
+	}
+	if n := b.ev.n(img.Digest); n != 0 {
+		t.Errorf("replica B gathered evidence %d times: the decision made during the outage was not shared", n)
+	}
+	if n := a.g.Refresh(context.Background(), 0); n != 0 {
+		t.Errorf("decided %d again on a second pass", n)
 	}
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/crane"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/cache/cachetest"
@@ -317,6 +320,24 @@ func TestFleetRedisOutage(t *testing.T) {
 	}); !ok {
 		t.Error("/readyz still degraded after Redis came back")
 	}
+	// What was decided during the outage reaches Redis once it is back, without a pull asking for it: another
+	// replica then serves it with no verification of its own.
+	rdb := fleetRedisClient(t, f)
+	if _, ok := within(15*time.Second, func() bool {
+		keys, _ := rdb.Keys(context.Background(), "fleet:decision/*/out/new@"+newSigned.String()+"#0").Result()
+		return len(keys) > 0
+	}); !ok {
+		t.Error("the decision made during the outage is not in Redis 15s after it came back")
+	}
+	f.up.Hits().Reset()
+	for _, r := range []*app{f.a, f.b} {
+		if c, _ := get(t, r, "/v2/out/new/manifests/"+newSigned.String()); c != http.StatusOK {
+			t.Errorf("image decided during the outage, after Redis came back: %d", c)
+		}
+	}
+	if n := f.up.Hits().CountPath(http.MethodGet, "/v2/out/new/manifests/sha256-"+newSigned.Hex+".sig"); n != 0 {
+		t.Errorf("%d signature look-ups after Redis came back: the decision made during the outage was not shared", n)
+	}
 	for _, r := range []*app{f.a, f.b} {
 		if c, _ := get(t, r, "/v2/out/good/manifests/"+good.String()); c != http.StatusOK {
 			t.Errorf("after Redis came back: %d", c)
@@ -325,4 +346,23 @@ func TestFleetRedisOutage(t *testing.T) {
 			t.Errorf("denied digest after Redis came back: %d", c)
 		}
 	}
+}
+
+// fleetRedisClient is a plain client of the fleet's Redis, to look at what the replicas stored.
+func fleetRedisClient(t *testing.T, f *fleet) *redis.Client {
+	t.Helper()
+	ca, err := os.ReadFile(f.redis.TLS.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	cert, err := tls.LoadX509KeyPair(f.redis.TLS.ClientCert, f.redis.TLS.ClientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: f.redis.Addr, Username: "portcullis", Password: "fleet-pass",
+		TLSConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}})
+	t.Cleanup(func() { _ = rdb.Close() })
+	return rdb
 }
