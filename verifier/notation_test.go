@@ -34,9 +34,9 @@ func TestSignaturesNotation(t *testing.T) {
 	acme := ca.Leaf(t, notationtest.Subject("acme"), time.Time{}, time.Time{})
 	mallory := ca.Leaf(t, notationtest.Subject("mallory"), time.Time{}, time.Time{})
 	impostor := rogue.Leaf(t, notationtest.Subject("acme"), time.Time{}, time.Time{})
-	// A certificate that expires seconds after it signs (notation-go refuses to sign with
-	// an expired one); the checks below run once it has expired.
-	shortLived := ca.Leaf(t, notationtest.Subject("acme"), time.Now().Add(-time.Hour), time.Now().Add(2*time.Second))
+	// Certificates that expire seconds after they sign (notation-go refuses to sign with an
+	// expired one); the checks below run once they have expired.
+	var expiry time.Time
 
 	registries := []struct {
 		name      string
@@ -84,7 +84,9 @@ func TestSignaturesNotation(t *testing.T) {
 		add("identity not trusted", img, failed(`signing identity "CN=mallory,O=Acme,ST=WA,C=US" is not a trusted identity`))
 
 		img, d = push()
-		notationtest.Sign(t, repo, shortLived, d, notationtest.JWS)
+		if l := ca.SignExpiring(t, repo, notationtest.Subject("acme"), d, notationtest.JWS); l.Cert.NotAfter.After(expiry) {
+			expiry = l.Cert.NotAfter
+		}
 		add("expired certificate", img, failed("certificate expired or not yet valid"))
 
 		// A valid signature of another image, pushed as a referrer of this one.
@@ -102,7 +104,7 @@ func TestSignaturesNotation(t *testing.T) {
 
 		cases = append(cases, cs)
 	}
-	time.Sleep(time.Until(shortLived.Cert.NotAfter.Add(1100 * time.Millisecond)))
+	time.Sleep(time.Until(expiry.Add(1100 * time.Millisecond)))
 
 	v := newVerifier(t, notationRoot("acme", ca, acmeIdentity))
 	for _, cs := range cases {

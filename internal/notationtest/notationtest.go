@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"testing"
 	"time"
@@ -128,15 +129,42 @@ func Repo(t testing.TB, host, repo string, referrers bool) registry.Repository {
 // mediaType does, and pushes the signature as a referrer of d.
 func Sign(t testing.TB, repo registry.Repository, leaf *Leaf, d digest.Digest, mediaType string) {
 	t.Helper()
+	if err := TrySign(repo, leaf, d, mediaType); err != nil {
+		t.Fatalf("notationtest: %v", err)
+	}
+}
+
+// TrySign is Sign returning its error: notation-go refuses to sign with a certificate that is
+// not valid at signing time.
+func TrySign(repo registry.Repository, leaf *Leaf, d digest.Digest, mediaType string) error {
 	s, err := signer.NewGenericSigner(leaf.Key, leaf.Chain)
 	if err != nil {
-		t.Fatalf("notationtest: signer: %v", err)
+		return fmt.Errorf("signer: %w", err)
 	}
 	if _, err := notation.Sign(context.Background(), s, repo, notation.SignOptions{
 		SignerSignOptions: notation.SignerSignOptions{SignatureMediaType: mediaType},
 		ArtifactReference: d.String(),
 	}); err != nil {
-		t.Fatalf("notationtest: sign %s: %v", d, err)
+		return fmt.Errorf("sign %s: %w", d, err)
+	}
+	return nil
+}
+
+// SignExpiring signs d with a new leaf of ca for subject that expires moments after it signs,
+// and returns the leaf: a signature whose certificate has expired once the caller waits past
+// leaf.Cert.NotAfter. The validity window starts at 2s and doubles while a loaded machine
+// makes the signing miss it.
+func (ca *CA) SignExpiring(t testing.TB, repo registry.Repository, subject pkix.Name, d digest.Digest, mediaType string) *Leaf {
+	t.Helper()
+	for window := 2 * time.Second; ; window *= 2 {
+		leaf := ca.Leaf(t, subject, time.Now().Add(-time.Hour), time.Now().Add(window))
+		err := TrySign(repo, leaf, d, mediaType)
+		if err == nil {
+			return leaf
+		}
+		if window > time.Minute {
+			t.Fatalf("notationtest: %v", err)
+		}
 	}
 }
 
