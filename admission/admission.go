@@ -22,6 +22,11 @@ type Subject struct {
 	Manifest []byte
 }
 
+// ref names s field by field for the policy (a Rego module's input.image).
+func (s Subject) ref() policy.ImageRef {
+	return policy.ImageRef{Upstream: s.Upstream, Repository: s.Repository, Tag: s.Tag, Digest: s.Digest, MediaType: s.MediaType}
+}
+
 // Verdict is what the proxy acts on: serve the manifest or refuse it, and the line a person reads. It is made
 // from a policy.Decision (the rule's pure evaluation of the facts) or from an admission through an admitted image
 // (a parent index, a subject), and is what the decision cache stores. A denial always carries a reason a person

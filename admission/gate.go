@@ -411,7 +411,7 @@ func (g *view) decideChildScan(ctx context.Context, s Subject, rule *policy.Rule
 	if err != nil {
 		pd = rule.ErrorDecision(image, err)
 	} else {
-		facts.Image = image
+		facts.Image, facts.Ref = image, s.ref()
 		if facts.Now.IsZero() {
 			facts.Now = g.now()
 		}
@@ -501,7 +501,7 @@ func (g *view) explain(ctx context.Context, s Subject, opts GatherOptions) (poli
 	if err != nil {
 		return rule.ErrorDecision(image, err), facts, err
 	}
-	facts.Image = image
+	facts.Image, facts.Ref = image, s.ref()
 	if facts.Now.IsZero() {
 		facts.Now = g.now()
 	}

@@ -48,6 +48,7 @@ type PolicyFile struct {
 	gate  *Gate
 	build EvidenceBuilder
 	bus   Bus
+	opts  []policy.Option // how each load and candidate compiles (its Rego engine)
 
 	retryEvery, retryFor time.Duration
 
@@ -57,12 +58,15 @@ type PolicyFile struct {
 
 // NewPolicyFile returns the reloadable policy file at path, whose policy gate enforces now (loaded now, as far as
 // Status says), with build making each new policy's evidence gatherer. A reload is announced on bus, and Run
-// follows other replicas' announcements; a nil bus is a single replica.
-func NewPolicyFile(path string, gate *Gate, build EvidenceBuilder, bus Bus) (*PolicyFile, error) {
+// follows other replicas' announcements; a nil bus is a single replica. Each reload and candidate is compiled with
+// opts (policy.WithModuleCompiler: the Rego engine its modules compile with; without one a policy with a Rego
+// module is refused).
+func NewPolicyFile(path string, gate *Gate, build EvidenceBuilder, bus Bus, opts ...policy.Option) (*PolicyFile, error) {
 	if path == "" || gate == nil || build == nil {
 		return nil, errors.New("policy file: a path, a gate and an evidence builder are required")
 	}
-	return &PolicyFile{path: path, gate: gate, build: build, bus: bus, retryEvery: policyRetryEvery, retryFor: policyRetryFor, loaded: gate.now()}, nil
+	return &PolicyFile{path: path, gate: gate, build: build, bus: bus, opts: opts, retryEvery: policyRetryEvery, retryFor: policyRetryFor,
+		loaded: gate.now()}, nil
 }
 
 // PolicyStatus describes the policy in force.
@@ -100,7 +104,7 @@ type PolicyChange struct {
 // Changed reports whether the reload put another policy in force.
 func (c PolicyChange) Changed() bool { return c.Old != c.New }
 
-// Reload loads the policy file again and puts it in force, here at once and on every other replica through the
+// Reload loads the policy file again (compiling its Rego modules anew) and puts it in force, here at once and on every other replica through the
 // bus (each reloads from its own file). actor (an admin principal, "SIGHUP") and reason go to the audit record,
 // which holds the old and new hash. A file that does not load, compile or yield a verifier is refused with the
 // error (each problem "FILE:LINE: field: message"), logged and counted, and the running policy stays. A file
@@ -133,7 +137,7 @@ func (p *PolicyFile) reload(ctx context.Context, by string) (PolicyChange, error
 			"hash", short(old.Hash()), "error", err)
 		return PolicyChange{Old: old.Hash(), New: old.Hash()}, err
 	}
-	pol, err := policy.Load(p.path)
+	pol, err := policy.Load(p.path, p.opts...)
 	if err != nil {
 		return fail(err)
 	}
@@ -237,9 +241,9 @@ func (p *PolicyFile) Run(ctx context.Context) {
 const candidateName = "candidate.yaml"
 
 // Candidate compiles a candidate policy document, never put in force, and builds its evidence gatherer, for a
-// preview. The key and trusted-root files it names are read relative to the policy file's directory and only from
-// under it (an absolute path or one that leaves it is refused), so a candidate cannot read other files on the
-// host. Problems are reported as "candidate.yaml:LINE: field: message".
+// preview. The key, trusted-root and regoFile files it names are read relative to the policy file's directory and
+// only from under it (an absolute path or one that leaves it is refused), so a candidate cannot read other files
+// on the host. Problems are reported as "candidate.yaml:LINE: field: message".
 func (p *PolicyFile) Candidate(doc []byte) (Candidate, error) {
 	root, err := os.OpenRoot(filepath.Dir(p.path))
 	if err != nil {
@@ -251,7 +255,7 @@ func (p *PolicyFile) Candidate(doc []byte) (Candidate, error) {
 			return nil, fmt.Errorf("%s: a candidate names files relative to the policy's directory, %s", name, filepath.Dir(p.path))
 		}
 		return root.ReadFile(name)
-	})
+	}, p.opts...)
 	if err != nil {
 		return Candidate{}, err
 	}

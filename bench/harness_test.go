@@ -97,6 +97,7 @@ func TestBench(t *testing.T) {
 		{"s3", benchS3},
 		{"redis", benchRedis},
 		{"fleet", benchFleet},
+		{"rego", benchRego},
 	}
 	for _, s := range sections {
 		if len(only) > 0 && !only[s.name] {

@@ -259,6 +259,9 @@ type Admission struct {
 	// QueueWait is how long a decision waits for a free slot before the client gets 429 TOOMANYREQUESTS with
 	// Retry-After. Default 10s.
 	QueueWait Duration `yaml:"queueWait"`
+	// RegoTimeout bounds one evaluation of a rule's Rego module; an overrun is an error, which the rule's onError
+	// decides (deny by default). Default 100ms.
+	RegoTimeout Duration `yaml:"regoTimeout"`
 }
 
 // Shutdown configures graceful shutdown.
@@ -306,6 +309,7 @@ func base() *Config {
 			DecisionTimeout:        Duration(30 * time.Second),
 			MaxConcurrentDecisions: 32,
 			QueueWait:              Duration(10 * time.Second),
+			RegoTimeout:            Duration(100 * time.Millisecond),
 		},
 	}
 }

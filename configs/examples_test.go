@@ -116,6 +116,7 @@ func TestClientExamples(t *testing.T) {
 			Registry                    []struct {
 				Prefix   string `toml:"prefix"`
 				Location string `toml:"location"`
+				Blocked  bool   `toml:"blocked"`
 				Mirror   []struct {
 					Location string `toml:"location"`
 					Insecure bool   `toml:"insecure"`
@@ -131,6 +132,10 @@ func TestClientExamples(t *testing.T) {
 		for _, reg := range r.Registry {
 			if len(reg.Mirror) != 1 || reg.Mirror[0].Location != "127.0.0.1:5000/"+reg.Prefix || !reg.Mirror[0].Insecure {
 				t.Errorf("registry %s: mirrors %+v, want 127.0.0.1:5000/%s over plain HTTP", reg.Prefix, reg.Mirror, reg.Prefix)
+			}
+			// containers/image falls back to the location after a mirror's 403 unless it is blocked.
+			if !reg.Blocked || reg.Location != reg.Prefix {
+				t.Errorf("registry %s: blocked %v, location %q: a denial would be pulled from the registry itself", reg.Prefix, reg.Blocked, reg.Location)
 			}
 		}
 	})

@@ -185,7 +185,7 @@ func TestDefault(t *testing.T) {
 		Shutdown: Shutdown{DrainDelay: Duration(5 * time.Second), GracePeriod: Duration(30 * time.Second)},
 		Admin:    Admin{Listen: "127.0.0.1:5002"},
 		Admission: Admission{DecisionTimeout: Duration(30 * time.Second), MaxConcurrentDecisions: 32,
-			QueueWait: Duration(10 * time.Second)},
+			QueueWait: Duration(10 * time.Second), RegoTimeout: Duration(100 * time.Millisecond)},
 	}
 	if diff := cmp.Diff(want, Default(), ignoreSource); diff != "" {
 		t.Errorf("Default() (-want +got):\n%s", diff)

@@ -80,6 +80,7 @@ func (c *Config) Validate() error {
 	if c.Admission.QueueWait < 0 {
 		p.Add("admission.queueWait", "must not be negative")
 	}
+	positive(p, "admission.regoTimeout", c.Admission.RegoTimeout)
 	return p.Err()
 }
 

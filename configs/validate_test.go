@@ -73,11 +73,12 @@ func TestValidate(t *testing.T) {
 		},
 		{
 			name: "admission limits",
-			yaml: "admission:\n  decisionTimeout: 0s\n  maxConcurrentDecisions: 0\n  queueWait: -1s\n",
+			yaml: "admission:\n  decisionTimeout: 0s\n  maxConcurrentDecisions: 0\n  queueWait: -1s\n  regoTimeout: 0s\n",
 			want: []string{
 				"p.yaml:2: admission.decisionTimeout: must be a positive duration, not 0s",
 				"p.yaml:3: admission.maxConcurrentDecisions: must be positive",
 				"p.yaml:4: admission.queueWait: must not be negative",
+				"p.yaml:5: admission.regoTimeout: must be a positive duration, not 0s",
 			},
 		},
 		{

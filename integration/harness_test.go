@@ -24,6 +24,7 @@ import (
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/internal/registrytest"
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/policy/rego"
 	"github.com/portcullis/portcullis/proxy"
 	"github.com/portcullis/portcullis/upstream"
 	"github.com/portcullis/portcullis/verifier"
@@ -141,12 +142,16 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 // newGate compiles a policy and builds the admission gate the way cmd/portcullis does.
 func newGate(t testing.TB, doc string, files map[string][]byte, endpoints map[string]admission.Endpoint, kv cache.KV, m *admission.Metrics, scanning *admission.Scanning, o ...admission.Option) *admission.Gate {
 	t.Helper()
+	engine, err := rego.New() // the Rego engine, as cmd/portcullis plugs it in
+	if err != nil {
+		t.Fatal(err)
+	}
 	pol, err := policy.Parse([]byte(doc), "policy.yaml", func(name string) ([]byte, error) {
 		if b, ok := files[filepath.Base(name)]; ok {
 			return b, nil
 		}
 		return nil, fmt.Errorf("%s: %w", name, os.ErrNotExist)
-	})
+	}, policy.WithModuleCompiler(engine))
 	if err != nil {
 		t.Fatalf("policy: %v", err)
 	}

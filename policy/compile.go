@@ -21,14 +21,17 @@ type compiler struct {
 	dir      string
 	readFile func(string) ([]byte, error)
 	global   []allowEntry
+	modules  ModuleCompiler      // nil: a rule with a Rego module is an error
+	idents   map[string]Identity // each trust root's identity, for the modules' input
 }
 
-func compile(doc *document, src *source, readFile func(string) ([]byte, error)) (*Policy, error) {
+func compile(doc *document, src *source, readFile func(string) ([]byte, error), o options) (*Policy, error) {
 	c := &compiler{
 		p:        &problems{src: src},
 		doc:      doc,
 		dir:      filepath.Dir(src.file),
 		readFile: readFile,
+		modules:  o.modules,
 	}
 	pol := &Policy{roots: map[string]TrustRoot{}, scanners: map[string]Scanner{}}
 	for _, name := range sortedKeys(doc.Trust) {
@@ -42,6 +45,7 @@ func compile(doc *document, src *source, readFile func(string) ([]byte, error)) 
 		}
 	}
 	c.global = c.allowlist("allowlist", doc.Allowlist)
+	c.idents = identities(pol.roots)
 
 	first := map[string]string{} // rule name -> path where it was first defined
 	for i, rd := range doc.Rules {
@@ -130,6 +134,9 @@ func (c *compiler) rule(path string, rd *ruleDoc, isDefault bool) *Rule {
 	}
 	if rd.Scan != nil {
 		r.scan = c.scan(join(path, "scan"), rd.Scan, r.signedBy)
+	}
+	if r.module = c.module(path, r.name, rd); r.module != nil {
+		r.identities = c.idents
 	}
 	return r
 }

@@ -68,6 +68,8 @@ type ruleDoc struct {
 	OnError      string            `yaml:"onError"`
 	Attestations []*attestationDoc `yaml:"attestations"`
 	Scan         *scanDoc          `yaml:"scan"`
+	Rego         *regoDoc          `yaml:"rego"`
+	RegoFile     string            `yaml:"regoFile"`
 }
 
 // matchDoc selects the repositories a rule applies to.

@@ -12,6 +12,9 @@ type Facts struct {
 	Now time.Time
 	// Image names the image in messages: "upstream/repository@digest".
 	Image string
+	// Ref names the image field by field, for a Rego module's input.image; the admission gate fills it. Zero in
+	// facts built elsewhere, leaving input.image empty.
+	Ref ImageRef
 	// Signatures holds the image signature check per trust root name; a root the rule
 	// needs that is missing here counts as "not checked".
 	Signatures map[string]SignatureResult
@@ -98,7 +101,7 @@ type Decision struct {
 	// signatures found)`.
 	Message string
 	// Checks lists each requirement of the rule, in the order Evaluate checks them (signature,
-	// attestations in policy order, scan gate), with whether it held and the evidence that
+	// attestations in policy order, scan gate, Rego module), with whether it held and the evidence that
 	// decided it: what `portcullis check` and the admin API's explain and preview show. Failures
 	// and Notes say the same in one line each. Empty when the rule requires nothing.
 	Checks []Check
@@ -106,9 +109,10 @@ type Decision struct {
 
 // Check is one requirement of a rule and how the image fared against it.
 type Check struct {
-	// Requirement names it: "signature", "attestation <predicate type>", "scan", "evidence" (the
-	// facts could not be gathered: ErrorDecision) or "rule" (no rule matches and the policy has
-	// no default).
+	// Requirement names it: "signature", "attestation <predicate type>", "scan", "rego" (the
+	// rule's Rego module: its deny messages, or why it could not decide), "evidence" (the facts
+	// could not be gathered: ErrorDecision) or "rule" (no rule matches and the policy has no
+	// default).
 	Requirement string
 	// Passed is true when the requirement held. A scan gate with no report passes under
 	// onMissing: allow; an "evidence" check never passes (onError: allow admits despite it).

@@ -34,6 +34,9 @@ type canonRule struct {
 	Attestations []canonAttestation `json:"attestations"`
 	Scan         *canonScan         `json:"scan"`
 	Unmatched    bool               `json:"unmatched,omitempty"`
+	// Rego is the module's text (whether inline or a regoFile): a changed module is a changed policy, whose
+	// decisions are made afresh. Left out when there is none, so that policies without one keep their hash.
+	Rego string `json:"rego,omitempty"`
 }
 
 type canonAttestation struct {
@@ -105,6 +108,9 @@ func canonicalRule(r *Rule) canonRule {
 	}
 	if r.scan != nil {
 		c.Scan = &canonScan{Requirement: r.scan.req, Allow: canonAllowlist(r.scan.allow)}
+	}
+	if r.module != nil {
+		c.Rego = r.module.Source
 	}
 	return c
 }

@@ -22,13 +22,13 @@ type Policy struct {
 // Load reads the policy file at path and the key, trusted-root and certificate files it names
 // (relative to the policy file's directory), and compiles it. A name that is a directory (a
 // Notation trust store) reads as its *.pem, *.crt and *.cer files joined in name order. This
-// is the package's only I/O.
-func Load(path string) (*Policy, error) {
+// is the package's only I/O. A policy with Rego modules needs WithModuleCompiler.
+func Load(path string, opts ...Option) (*Policy, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read policy: %w", err)
 	}
-	return Parse(data, path, readFileOrDir)
+	return Parse(data, path, readFileOrDir, opts...)
 }
 
 // readFileOrDir reads a file, or joins the certificate files of a directory (not recursive).
@@ -65,14 +65,19 @@ func readFileOrDir(name string) ([]byte, error) {
 // field, a duplicate key or a value of the wrong type is an error. Compiling checks every
 // cross-reference, pattern, regexp, duration and date. Problems are *Error values, joined,
 // each "FILE:LINE: field.path: message". An empty document is a policy that admits every
-// image.
-func Parse(data []byte, filename string, readFile func(string) ([]byte, error)) (*Policy, error) {
+// image. Rego modules (rego:, regoFile:) are compiled with the WithModuleCompiler option's
+// compiler, and their problems reported at their lines too; without one they are an error.
+func Parse(data []byte, filename string, readFile func(string) ([]byte, error), opts ...Option) (*Policy, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	src := &source{file: filename, lines: map[string]int{}}
 	var doc document
 	if err := decodeDocument(data, src, &doc); err != nil {
 		return nil, err
 	}
-	return compile(&doc, src, readFile)
+	return compile(&doc, src, readFile, o)
 }
 
 // Hash is the policy's content hash: lower-case hex SHA-256 of its canonical compiled form,

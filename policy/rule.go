@@ -19,7 +19,9 @@ type Rule struct {
 	onError      OnError
 	attestations []*attestationRule
 	scan         *scanRule
-	global       []allowEntry // the policy-wide CVE allowlist
+	global       []allowEntry        // the policy-wide CVE allowlist
+	module       *ruleModule         // nil: no Rego module
+	identities   map[string]Identity // trust root identities for the module's input; shared, read only
 	// unmatched marks the stand-in default rule of a policy without a default section: it denies.
 	unmatched bool
 }
@@ -71,8 +73,11 @@ func (r *Rule) Requirements() Requirements {
 	return req
 }
 
-// Evaluate decides on an image from the facts the verifier gathered. It is a pure function
-// of the rule and f: it reads no clock (f.Now is the time) and does no I/O.
+// Evaluate decides on an image from the facts the verifier gathered: the signature, each
+// attestation and the scan gate, then the rule's Rego module over the same facts (Input). It is
+// a pure function of the rule and f: it reads no clock (f.Now is the time) and does no I/O; a
+// module's evaluator is held to the same (package policy/rego disables every builtin that does
+// I/O or reads the clock), and bounded in time, an overrun being the rule's onError.
 func (r *Rule) Evaluate(f Facts) Decision {
 	e := &evaluation{}
 	if r.unmatched {
@@ -90,12 +95,24 @@ func (r *Rule) Evaluate(f Facts) Decision {
 	if r.scan != nil {
 		r.checkScan(e, f)
 	}
+	if r.module != nil {
+		r.checkModule(e, f)
+	}
 	return r.decide(f.Image, e)
+}
+
+// Module returns the rule's Rego module (rego: or regoFile:), and false when it has none.
+func (r *Rule) Module() (Module, bool) {
+	if r.module == nil {
+		return Module{}, false
+	}
+	return r.module.Module, true
 }
 
 // EvaluateScan decides on an image from its scan facts alone: the rule's scan gate, for a manifest whose
 // signatures and attestations were established through the index that lists it (a platform child with reports of
-// its own). A rule without a scan gate admits. Like Evaluate it is pure.
+// its own). A rule without a scan gate admits. The rule's Rego module is not run: it decided on the index, with the
+// signatures and attestations this manifest has only through it. Like Evaluate it is pure.
 func (r *Rule) EvaluateScan(f Facts) Decision {
 	e := &evaluation{}
 	if r.scan != nil {

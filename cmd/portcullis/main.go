@@ -5,8 +5,11 @@
 //	portcullis serve [--config FILE] [--listen ADDR] [--upstream NAME=URL]... [--data-dir DIR]
 //	portcullis validate [--config FILE | FILE] [--policy FILE]
 //	portcullis check [--config FILE] [--policy FILE] [--upstream NAME=URL]... IMAGE
+//	portcullis policy test [-v] [--run REGEX] DIR|FILE...
 //	portcullis demo
 //	portcullis admin deny|allow add|rm|ls, admin audit, admin report, admin vex, admin explain IMAGE, admin policy preview FILE
+//	portcullis nodeconfig --dir DIR --portcullis URL [--ca FILE] REGISTRY...
+//	portcullis nodecheck --portcullis URL [--containerd DIR] [--docker daemon.json] [--registries registries.conf]
 //	portcullis version
 //	portcullis help
 package main
@@ -31,8 +34,11 @@ Usage:
   portcullis serve [flags]        run the proxy (see 'portcullis serve -h')
   portcullis validate [flags]     check a config file (and its policy) without serving
   portcullis check [flags] IMAGE  run admission for IMAGE against the upstreams; print the decision and evidence
+  portcullis policy test DIR      run the Rego unit tests (test_ rules) beside a policy's modules, as opa test does
   portcullis demo                 the whole story offline: a signed and an unsigned image through a policy
   portcullis admin VERB ...       deny/allow lists, audit log, explain, policy preview via the admin API (see 'portcullis admin help')
+  portcullis nodeconfig [flags] REGISTRY...  write a node's containerd hosts.toml files that pull only through Portcullis
+  portcullis nodecheck [flags]    name every registry whose pulls can go around Portcullis on this node
   portcullis version              print the version
 
 Quick start, no config file, no other service:
@@ -62,8 +68,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = check(ctx, args[1:], stdout, stderr)
 	case "validate":
 		err = validate(args[1:], stdout, stderr)
+	case "policy":
+		err = policyCmd(ctx, args[1:], stdout, stderr)
 	case "admin":
 		err = adminCmd(ctx, args[1:], stdout, stderr)
+	case "nodeconfig":
+		err = nodeconfig(ctx, args[1:], stdout, stderr)
+	case "nodecheck":
+		err = nodecheck(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "portcullis", version)
 	case "help", "-h", "--help":

@@ -33,12 +33,23 @@ func TestValidate(t *testing.T) {
 	if err := os.WriteFile(noDefault, []byte("rules:\n  - {name: apps, match: {repository: \"apps/**\"}}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	regoPolicy := filepath.Join(dir, "rego-policy.yaml")
+	if err := os.WriteFile(regoPolicy, []byte("default:\n  rego: |\n    package p\n\n    deny contains msg if {\n      input.scan.count.medium > 3\n      msg := \"x\"\n    }\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	httpPolicy := filepath.Join(dir, "http-policy.yaml")
+	if err := os.WriteFile(httpPolicy, []byte("default:\n  rego: |\n    package p\n\n    deny contains msg if {\n      r := http.send({\"method\": \"GET\", \"url\": \"http://x\"})\n      msg := r.body\n    }\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name     string
 		args     []string
 		wantCode int
 		wantOut  string
 	}{
+		{"rego type error at the policy file's line", []string{"validate", "--policy", regoPolicy}, 1, "rego-policy.yaml:6: default.rego: rego_type_error: undefined ref: input.scan.count.medium"},
+		{"rego http.send refused", []string{"validate", "--policy", httpPolicy}, 1, "http-policy.yaml:6: default.rego: rego_type_error: http.send is not available"},
+		{"rego timeout from the config", []string{"validate", "--config", regoConfig(t, dir, "0s")}, 1, "admission.regoTimeout: must be a positive duration"},
 		{"policy without default says what that means", []string{"validate", "--policy", noDefault}, 0, "no default: section, so images that no rule matches are denied"},
 		{"quickstart", []string{"validate", "--config", "../../configs/quickstart.yaml"}, 0, "ok"},
 		{"positional", []string{"validate", "../../configs/quickstart.yaml"}, 0, "ok"},
@@ -130,6 +141,7 @@ func TestExamplePoliciesValidate(t *testing.T) {
 	if len(paths) == 0 {
 		t.Fatal("no example policies")
 	}
+	paths = append(paths, "../../configs/policies/rego/policy.yaml") // Rego modules: policy's own tests load no engine
 	for _, p := range paths {
 		t.Run(filepath.Base(p), func(t *testing.T) {
 			var out, errb bytes.Buffer
@@ -221,4 +233,59 @@ func rawGet(t *testing.T, addr, path string, n int) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// regoConfig writes a config whose admission.regoTimeout is timeout.
+func regoConfig(t *testing.T, dir, timeout string) string {
+	t.Helper()
+	p := filepath.Join(dir, "rego-config.yaml")
+	if err := os.WriteFile(p, []byte("admission:\n  regoTimeout: "+timeout+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestPolicyTest runs `portcullis policy test` over the example's Rego tests, and over a test that fails, a test
+// that calls a builtin the gate refuses, and a directory without tests.
+func TestPolicyTest(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, src string) string {
+		d := filepath.Join(dir, strings.TrimSuffix(name, ".rego"))
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, name), []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	failing := write("failing.rego", "package f\n\ndeny contains \"no\" if input.x\n\ntest_admits if count(deny) == 0 with input as {\"x\": true}\n")
+	network := write("network.rego", "package n\n\ntest_fetch if http.send({\"method\": \"GET\", \"url\": \"http://127.0.0.1:1\"})\n")
+	none := write("none.rego", "package z\n\ndeny contains \"no\" if input.x\n")
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantOut  string
+	}{
+		{"example passes", []string{"policy", "test", "-v", "../../configs/policies/rego"}, 0, "PASS: 4/4"},
+		{"run filter", []string{"policy", "test", "--run", "old_base", "../../configs/policies/rego"}, 0, "PASS: 1/1"},
+		{"a failing test", []string{"policy", "test", failing}, 1, "data.f.test_admits: FAIL"},
+		{"http.send refused", []string{"policy", "test", network}, 1, "http.send is not available"},
+		{"no tests", []string{"policy", "test", none}, 1, "no tests"},
+		{"no directory", []string{"policy", "test"}, 2, "needs a directory"},
+		{"no verb", []string{"policy"}, 2, "portcullis policy test"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := run(context.Background(), tc.args, &out, &errb)
+			if code != tc.wantCode {
+				t.Fatalf("exit %d, want %d; stdout %q stderr %q", code, tc.wantCode, out.String(), errb.String())
+			}
+			if all := out.String() + errb.String(); !strings.Contains(all, tc.wantOut) {
+				t.Errorf("output %q does not mention %q", all, tc.wantOut)
+			}
+		})
+	}
 }

@@ -152,7 +152,11 @@ func build(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*app, er
 		a.gate = gate
 		a.closers = append(a.closers, gate.Close)
 		// A reload on any replica is announced on the bus; every replica reloads its own copy of the file.
-		if a.policyFile, err = admission.NewPolicyFile(cfg.Policy, gate, evidenceBuilder(cfg, endpoints, a.reports, creds, log), a.bus); err != nil {
+		popts, err := policyOptions(cfg)
+		if err != nil {
+			return nil, err
+		}
+		if a.policyFile, err = admission.NewPolicyFile(cfg.Policy, gate, evidenceBuilder(cfg, endpoints, a.reports, creds, log), a.bus, popts...); err != nil {
 			return nil, err
 		}
 		opts = append(opts, proxy.WithAdmitter(gate), proxy.WithScanCredentials(creds))
@@ -169,7 +173,11 @@ func build(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*app, er
 func newGate(cfg *configs.Config, endpoints map[string]admission.Endpoint, kv cache.KV, reports *admission.Reports, creds *admission.ScanCredentials,
 	m *admission.Metrics, log *slog.Logger, extra ...admission.Option) (*admission.Gate, error) {
 	path := cfg.Policy
-	pol, err := policy.Load(path)
+	popts, err := policyOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	pol, err := policy.Load(path, popts...)
 	if err != nil {
 		return nil, err
 	}

@@ -34,7 +34,11 @@ func validate(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "no policy: every image would be served")
 		return nil
 	}
-	pol, err := policy.Load(cfg.Policy)
+	popts, err := policyOptions(cfg)
+	if err != nil {
+		return err
+	}
+	pol, err := policy.Load(cfg.Policy, popts...)
 	if err != nil {
 		return err
 	}

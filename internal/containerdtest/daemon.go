@@ -49,8 +49,14 @@ type Daemon struct {
 // directory, in t.Cleanup. It skips the test when containerd or ctr is missing or the test does not run as
 // root, unless the environment has PORTCULLIS_REQUIRE_CONTAINERD=1, in which case it fails the test.
 // The daemon's log is printed when the test failed.
-func Start(t testing.TB) *Daemon {
+//
+// Options turn on more of containerd than pulls need: WithTasks for `ctr run`, WithCRI for kubelet's CRI API.
+func Start(t testing.TB, opts ...Option) *Daemon {
 	t.Helper()
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	containerdPath, err := exec.LookPath("containerd")
 	if err != nil {
 		unavailable(t, "containerd not found in PATH (run scripts/install-test-deps.sh)")
@@ -76,7 +82,7 @@ func Start(t testing.TB) *Daemon {
 		exited:  make(chan struct{}),
 	}
 	configPath := filepath.Join(dir, "config.toml")
-	if err := os.WriteFile(configPath, []byte(daemonConfig(dir, d.socket)), 0o600); err != nil {
+	if err := os.WriteFile(configPath, []byte(daemonConfig(dir, d.socket, o)), 0o600); err != nil {
 		_ = os.RemoveAll(dir)
 		t.Fatalf("containerdtest: %v", err)
 	}
@@ -232,8 +238,8 @@ func (d *Daemon) stop(t testing.TB) {
 // daemonConfig is a version 2 config (containerd 1.x; 2.x migrates it) with everything a pull does not
 // need disabled: CRI (needs CNI and network), task runtimes and cgroup monitoring (need privileges and
 // shims), snapshotters that probe kernel modules or special file systems, and the /opt plugin.
-func daemonConfig(dir, socket string) string {
-	disabled := []string{
+func daemonConfig(dir, socket string, o options) string {
+	all := []string{
 		"io.containerd.grpc.v1.cri",
 		"io.containerd.cri.v1.images",
 		"io.containerd.cri.v1.runtime",
@@ -249,6 +255,12 @@ func daemonConfig(dir, socket string) string {
 		"io.containerd.runtime.v2.task",
 		"io.containerd.service.v1.tasks-service",
 		"io.containerd.grpc.v1.tasks",
+	}
+	var disabled []string
+	for _, p := range all {
+		if !o.enables(p) {
+			disabled = append(disabled, p)
+		}
 	}
 	quoted := make([]string, len(disabled))
 	for i, p := range disabled {
@@ -266,7 +278,7 @@ disabled_plugins = [
 
 [debug]
   level = "info"
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), strings.Join(quoted, "\n"), socket)
+%s`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), strings.Join(quoted, "\n"), socket, o.pluginConfig(dir))
 }
 
 // ctrEnv is the test's environment without CONTAINERD_* variables, so nothing redirects ctr elsewhere.

@@ -24,7 +24,12 @@ var rules = []struct {
 	{pkg: "verifier/report", deps: []string{"proxy", "admission", "admin", "upstream"}},
 	{pkg: "verifier/clair", deps: []string{"proxy", "admission", "admin"}},
 	{pkg: "upstream", deps: []string{"proxy", "admission", "admin", "verifier", "policy"}},
-	{pkg: "policy", deps: []string{"proxy", "admission", "admin", "verifier", "upstream", "cache"}},
+	{pkg: "policy", deps: []string{"proxy", "admission", "admin", "verifier", "upstream", "cache", "policy/rego"}},
+	// The Rego engine is plugged into policy by main; it reads facts, never gathers them.
+	{pkg: "policy/rego", deps: []string{"proxy", "admission", "admin", "verifier", "upstream", "cache"}},
+	// Only main chooses the engine: deciding and operating compile policies with the engine they are given.
+	{pkg: "admission", deps: []string{"policy/rego"}},
+	{pkg: "admin", deps: []string{"policy/rego"}},
 	{pkg: "cache", deps: []string{"proxy", "admission", "admin", "verifier", "upstream", "policy"}},
 }
 
