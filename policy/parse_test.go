@@ -108,7 +108,7 @@ func TestParseFull(t *testing.T) {
 		t.Errorf("TrustRoots (-want +got):\n%s", diff)
 	}
 	wantScanners := map[string]Scanner{
-		"trivy": {Name: "trivy", Kind: ScannerHarbor, URL: "http://harbor-scanner-trivy:8080", PullURL: "https://portcullis:5000", Timeout: 2 * time.Minute},
+		"trivy": {Name: "trivy", URL: "http://harbor-scanner-trivy:8080", PullURL: "https://portcullis:5000", Timeout: 2 * time.Minute},
 	}
 	if diff := cmp.Diff(wantScanners, p.Scanners()); diff != "" {
 		t.Errorf("Scanners (-want +got):\n%s", diff)

@@ -130,7 +130,7 @@ func (c *compiler) identity(path, field, exact, re string) {
 
 // scanner compiles one scanner.
 func (c *compiler) scanner(path, name string, sd *scannerDoc) (Scanner, bool) {
-	s := Scanner{Name: name, Kind: ScannerHarbor, Timeout: defaultScannerTimeout}
+	s := Scanner{Name: name, Timeout: defaultScannerTimeout}
 	before := len(c.p.errs)
 	if !nameRE.MatchString(name) {
 		c.p.add(path, "bad name %q: use letters, digits, '.', '_' and '-'", name)
@@ -140,9 +140,9 @@ func (c *compiler) scanner(path, name string, sd *scannerDoc) (Scanner, bool) {
 		return s, false
 	}
 	s.URL, s.PullURL = sd.URL, sd.PullURL
-	switch ScannerKind(sd.Kind) {
-	case "", ScannerHarbor:
-	case ScannerClair:
+	switch sd.Kind {
+	case "", "harbor":
+	case string(ScannerClair):
 		s.Kind = ScannerClair
 	default:
 		c.p.add(join(path, "kind"), "must be harbor or clair, not %q", sd.Kind)

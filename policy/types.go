@@ -118,8 +118,9 @@ type TrustRoot struct {
 	KeyPEM []byte
 	// Keyless is the certificate identity for keyless roots; nil for key roots.
 	Keyless *Keyless
-	// Notation is the trust store and identities of a Notation root; nil for cosign roots.
-	Notation *Notation
+	// Notation is the trust store and identities of a Notation root; nil for cosign roots. Left
+	// out of the policy hash when nil, so that policies without one keep their hash.
+	Notation *Notation `json:",omitempty"`
 	// IgnoreTlog means no transparency-log proof is required. Default true for key roots
 	// (offline key signing has none), false for keyless roots.
 	IgnoreTlog bool
@@ -168,8 +169,8 @@ type ScannerKind string
 
 const (
 	// ScannerHarbor is the Harbor Pluggable Scanner API (harbor-scanner-trivy and others). The
-	// default.
-	ScannerHarbor ScannerKind = "harbor"
+	// default, which Scanner.Kind holds as "" (a policy without kind: keeps its hash).
+	ScannerHarbor ScannerKind = ""
 	// ScannerClair is Clair v4's indexer and matcher API, with its notifier's webhook.
 	ScannerClair ScannerKind = "clair"
 )
@@ -178,8 +179,8 @@ const (
 type Scanner struct {
 	// Name is the scanner's name in the policy's scanners section.
 	Name string
-	// Kind is the API it speaks. Default ScannerHarbor.
-	Kind ScannerKind
+	// Kind is the API it speaks. Default ScannerHarbor ("").
+	Kind ScannerKind `json:",omitempty"`
 	// URL is the adapter's (or Clair's) base URL (http or https).
 	URL string
 	// PullURL is the registry URL the scanner pulls the image from; "" means the proxy's own
