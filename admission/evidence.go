@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"slices"
 	"time"
@@ -16,26 +15,78 @@ import (
 	"github.com/portcullis/portcullis/verifier/report"
 )
 
-// SignatureVerifier checks cosign signatures and attestations. *verifier.Verifier implements it.
+// SignatureVerifier checks cosign signatures and attestations: one Verify per decision reads the image's evidence
+// once for both. *verifier.Verifier implements it.
 type SignatureVerifier interface {
-	Signatures(ctx context.Context, t verifier.Target, roots []string) (map[string]policy.SignatureResult, error)
-	Attestations(ctx context.Context, t verifier.Target, roots []string) (verifier.AttestationResult, error)
+	Verify(ctx context.Context, t verifier.Target, q verifier.Query) (verifier.Findings, error)
 }
 
-// Endpoint is the part of an upstream client that other registry clients (cosign's) need to reach the same
-// upstream with the same credentials. *upstream.Client implements it.
+// Endpoint is the upstream client the verifier reads an upstream's evidence through: its token cache and connection
+// pool, its scheme (nothing is probed), its credentials (sent to that upstream only). *upstream.Client implements it.
 type Endpoint interface {
 	Endpoint() *url.URL
-	Transport() http.RoundTripper
+	verifier.Source
 }
 
-// VerifierEvidence gathers facts with a SignatureVerifier, reaching each upstream through its own client's
-// transport, and, for rules with a scan gate, vulnerability reports from attestations, CI and scanners.
+// VerifierEvidence gathers facts with a SignatureVerifier, reaching each upstream through its own client (the
+// artifacts it reads by digest kept in the ArtifactStore, if any), and, for rules with a scan gate, vulnerability
+// reports from attestations, CI and scanners.
 type VerifierEvidence struct {
 	verifier  SignatureVerifier
-	upstreams map[string]Endpoint
+	upstreams map[string]upstreamEvidence
 	scan      *Scanning
+	notary    NotaryTrust // nil: no notary roots
 	now       func() time.Time
+}
+
+// upstreamEvidence is one upstream as the verifier reaches it.
+type upstreamEvidence struct {
+	endpoint *url.URL
+	source   verifier.Source
+}
+
+// EvidenceOption configures a VerifierEvidence built by NewEvidence.
+type EvidenceOption func(*evidenceOptions) error
+
+type evidenceOptions struct {
+	notary     NotaryTrust
+	store      ArtifactStore
+	missingTTL time.Duration
+	now        func() time.Time
+}
+
+// WithArtifactStore keeps the signature and attestation artifacts the verifier reads by digest (referrer manifests,
+// signature and attestation layers, bundles) in s, verified, so that a re-decision, the refresher or a second policy
+// reads them locally; only the cosign tags and the referrers list, which move, are asked of the upstream again.
+// Default: none (every decision reads everything upstream).
+func WithArtifactStore(s ArtifactStore) EvidenceOption {
+	return func(o *evidenceOptions) error {
+		if s == nil {
+			return errors.New("admission: nil artifact store")
+		}
+		o.store = s
+		return nil
+	}
+}
+
+// WithMissingEvidenceTTL sets how long the upstream's answer that an image has no evidence of a kind (a 404 for its
+// .sig or .att tag or its referrers fallback tag, an empty referrers list) is remembered, per upstream, repository and
+// digest, so that a burst of pulls of an unsigned image asks the upstream once. An image signed meanwhile is seen
+// once the answer lapses (its denial is cached for the deny TTL anyway). 0 turns it off. Default:
+// DefaultMissingEvidenceTTL (10s).
+func WithMissingEvidenceTTL(d time.Duration) EvidenceOption {
+	return func(o *evidenceOptions) error {
+		if d < 0 {
+			return fmt.Errorf("admission: negative missing-evidence TTL %v", d)
+		}
+		o.missingTTL = d
+		return nil
+	}
+}
+
+// withEvidenceClock sets the clock the missing-evidence answers lapse by, for tests. Default: time.Now.
+func withEvidenceClock(now func() time.Time) EvidenceOption {
+	return func(o *evidenceOptions) error { o.now = now; return nil }
 }
 
 // Scanner scans one image on demand: the Harbor Pluggable Scanner API. *harbor.Client implements it.
@@ -66,16 +117,25 @@ var _ Evidence = (*VerifierEvidence)(nil)
 
 // NewEvidence returns the Evidence that checks signatures and attestations on the given upstreams (by the name
 // clients use for them), and scan reports when scan is not nil.
-func NewEvidence(v SignatureVerifier, upstreams map[string]Endpoint, scan *Scanning) (*VerifierEvidence, error) {
+func NewEvidence(v SignatureVerifier, upstreams map[string]Endpoint, scan *Scanning, opts ...EvidenceOption) (*VerifierEvidence, error) {
 	if v == nil {
 		return nil, errors.New("admission: a signature verifier is required")
 	}
-	e := &VerifierEvidence{verifier: v, upstreams: map[string]Endpoint{}, scan: scan, now: time.Now}
+	o := evidenceOptions{missingTTL: DefaultMissingEvidenceTTL, now: time.Now}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	e := &VerifierEvidence{verifier: v, upstreams: map[string]upstreamEvidence{}, scan: scan, notary: o.notary, now: time.Now}
 	for name, ep := range upstreams {
 		if ep == nil {
 			return nil, fmt.Errorf("admission: upstream %s has no endpoint", name)
 		}
-		e.upstreams[name] = ep
+		e.upstreams[name] = upstreamEvidence{
+			endpoint: ep.Endpoint(),
+			source:   &artifactSource{next: ep, store: o.store, missing: newMissing(o.missingTTL, o.now)},
+		}
 	}
 	return e, nil
 }
@@ -83,18 +143,15 @@ func NewEvidence(v SignatureVerifier, upstreams map[string]Endpoint, scan *Scann
 // Gather collects what req asks for: image signatures by the named roots and verified attestations.
 func (e *VerifierEvidence) Gather(ctx context.Context, s Subject, req policy.Requirements, opts GatherOptions) (policy.Facts, error) {
 	var f policy.Facts
-	ep, ok := e.upstreams[s.Upstream]
+	up, ok := e.upstreams[s.Upstream]
 	if !ok {
 		return f, fmt.Errorf("upstream %s is not known to the verifier", s.Upstream)
 	}
-	u := ep.Endpoint()
-	t := verifier.Target{Registry: u.Host, Insecure: u.Scheme == "http", Repository: s.Repository, Digest: s.Digest, Transport: ep.Transport()}
+	q := verifier.Query{}
+	var notaryRoots []string
 	if roots := req.SignedBy.Roots(); len(roots) > 0 {
-		sigs, err := e.verifier.Signatures(ctx, t, roots)
-		if err != nil {
-			return f, fmt.Errorf("signatures: %w", err)
-		}
-		f.Signatures = sigs
+		q.Signatures, notaryRoots = e.splitRoots(roots)
+		f.Signatures = map[string]policy.SignatureResult{}
 	}
 	var attRoots []string
 	for _, a := range req.Attestations {
@@ -104,13 +161,24 @@ func (e *VerifierEvidence) Gather(ctx context.Context, s Subject, req policy.Req
 		attRoots = append(attRoots, req.Scan.SignedBy.Roots()...)
 	}
 	slices.Sort(attRoots)
-	attRoots = slices.Compact(attRoots)
-	if len(attRoots) > 0 {
-		atts, err := e.verifier.Attestations(ctx, t, attRoots)
+	q.Attestations = slices.Compact(attRoots)
+	if len(q.Signatures) > 0 || len(q.Attestations) > 0 {
+		// One look for both: the signature, attestation and referrers lookups at once, the referrers read once.
+		t := verifier.Target{Registry: up.endpoint.Host, Insecure: up.endpoint.Scheme == "http", Repository: s.Repository, Digest: s.Digest,
+			Source: up.source}
+		found, err := e.verifier.Verify(ctx, t, q)
 		if err != nil {
-			return f, fmt.Errorf("attestations: %w", err)
+			return f, err // "signatures: ..." or "attestations: ..."
 		}
-		f.Attestations, f.InvalidAttestations = atts.Verified, atts.Invalid
+		if len(q.Signatures) > 0 && found.Signatures != nil {
+			f.Signatures = found.Signatures
+		}
+		if len(q.Attestations) > 0 {
+			f.Attestations, f.InvalidAttestations = found.Attestations.Verified, found.Attestations.Invalid
+		}
+	}
+	if err := e.gatherNotary(ctx, s, notaryRoots, f.Signatures); err != nil {
+		return f, err
 	}
 	if req.Scan != nil {
 		if err := e.gatherScan(ctx, s, req.Scan, opts, &f); err != nil {

@@ -30,12 +30,11 @@ func (k *writeCountingKV) Set(ctx context.Context, key string, val []byte, ttl t
 // explainFixture is a gate with lists, an audit log, a pull log and metrics, each of which Explain must leave alone.
 type explainFixture struct {
 	*gateFixture
-	kv      *writeCountingKV
-	lists   *Lists
-	audit   *memJournal
-	pulls   *memJournal
-	reg     *prometheus.Registry
-	journal int // audit and pull records before Explain
+	kv    *writeCountingKV
+	lists *Lists
+	audit *memJournal
+	pulls *memJournal
+	reg   *prometheus.Registry
 }
 
 func newExplainFixture(t *testing.T) *explainFixture {

@@ -88,6 +88,13 @@ func (b *memBus) Subscribe(topic string, fn func([]byte)) func() {
 	return func() {}
 }
 
+// subscribers is how many subscriptions topic has.
+func (b *memBus) subscribers(topic string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.subs[topic])
+}
+
 func slicesClone[T any](s []T) []T { return append([]T(nil), s...) }
 
 func TestNewListEntryValidation(t *testing.T) {
@@ -167,7 +174,11 @@ func TestListsAcrossReplicas(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go b.Run(ctx, time.Hour) // notices only
-	time.Sleep(10 * time.Millisecond)
+	for start := time.Now(); bus.subscribers(listsTopic) == 0; time.Sleep(time.Millisecond) {
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("replica b never subscribed")
+		}
+	}
 	d := digest.FromString("bad")
 	e, err := a.Add(ctx, ListDeny, "ghcr.io/acme/app@"+d.String(), "CVE-2024-3094", time.Time{}, "alice")
 	if err != nil {

@@ -75,7 +75,7 @@ const (
 var systemOrder = []string{sysDirect, sysDistribution, sysPortcullis, sysGated}
 
 // TestBench runs every row and writes the table and results.json. PORTCULLIS_BENCH_ONLY, a comma-separated list
-// of section names (rows, herd, memory, s3, redis, fleet), runs only those.
+// of section names (rows, admission, herd, memory, s3, redis, fleet), runs only those.
 func TestBench(t *testing.T) {
 	if os.Getenv(EnvBench) == "" {
 		t.Skipf("the performance harness runs with %s=1 (make bench)", EnvBench)
@@ -92,6 +92,7 @@ func TestBench(t *testing.T) {
 		run  func(t *testing.T, rep *report)
 	}{
 		{"rows", benchRows},
+		{"admission", benchAdmission},
 		{"herd", benchHerd},
 		{"memory", benchMemory},
 		{"s3", benchS3},

@@ -69,8 +69,9 @@ func newLab(t *testing.T, gated bool) *lab {
 			t.Fatal(err)
 		}
 		l.policyDoc, l.policyFiles = benchPolicy, map[string][]byte{"release.pub": pubPEM}
-		l.urls[sysGated] = l.startPortcullis(t, func(client *upstream.Client, kv cache.KV) proxy.Admitter {
-			l.gate = newGate(t, l.policyDoc, l.policyFiles, map[string]admission.Endpoint{l.up.Host(): client}, kv)
+		l.urls[sysGated] = l.startPortcullis(t, func(client *upstream.Client, kv cache.KV, content *cache.Content) proxy.Admitter {
+			l.gate = newGateWith(t, l.policyDoc, l.policyFiles, map[string]admission.Endpoint{l.up.Host(): client}, kv,
+				[]admission.EvidenceOption{admission.WithArtifactStore(content)})
 			return l.gate
 		})
 	}
@@ -89,7 +90,7 @@ func (l *lab) upstreamClient(t testing.TB) *upstream.Client {
 
 // startPortcullis serves a Portcullis over a filesystem content store and an in-process KV, gated when gate is
 // not nil, and returns its URL.
-func (l *lab) startPortcullis(t *testing.T, gate func(*upstream.Client, cache.KV) proxy.Admitter, opts ...proxy.Option) string {
+func (l *lab) startPortcullis(t *testing.T, gate func(*upstream.Client, cache.KV, *cache.Content) proxy.Admitter, opts ...proxy.Option) string {
 	t.Helper()
 	client := l.upstreamClient(t)
 	content := newFilesystemContent(t)
@@ -98,7 +99,7 @@ func (l *lab) startPortcullis(t *testing.T, gate func(*upstream.Client, cache.KV
 	popts := []proxy.Option{proxy.WithLogger(slog.New(slog.DiscardHandler)), proxy.WithSpoolDir(t.TempDir())}
 	name := sysPortcullis
 	if gate != nil {
-		popts = append(popts, proxy.WithAdmitter(gate(client, kv)))
+		popts = append(popts, proxy.WithAdmitter(gate(client, kv, content)))
 		name = sysGated
 	}
 	p, err := proxy.New([]*proxy.Upstream{{Name: l.up.Host(), Registry: client}}, "", content, kv, append(popts, opts...)...)
@@ -124,8 +125,23 @@ func newFilesystemContent(t testing.TB) *cache.Content {
 	return content
 }
 
+// newColdGate is a gate over l's policy that remembers no decision (every Admit decides), reading evidence through
+// client and keeping artifacts in a content store of its own, as cmd/portcullis does.
+func newColdGate(t testing.TB, l *lab, client *upstream.Client) *admission.Gate {
+	t.Helper()
+	return newGateWith(t, l.policyDoc, l.policyFiles, map[string]admission.Endpoint{l.up.Host(): client}, forgetful{},
+		[]admission.EvidenceOption{admission.WithArtifactStore(newFilesystemContent(t))})
+}
+
 // newGate compiles a policy and builds the admission gate the way cmd/portcullis does.
 func newGate(t testing.TB, doc string, files map[string][]byte, endpoints map[string]admission.Endpoint, kv cache.KV, o ...admission.Option) *admission.Gate {
+	t.Helper()
+	return newGateWith(t, doc, files, endpoints, kv, nil, o...)
+}
+
+// newGateWith is newGate with evidence options (cmd/portcullis keeps artifacts in the content store).
+func newGateWith(t testing.TB, doc string, files map[string][]byte, endpoints map[string]admission.Endpoint, kv cache.KV,
+	evOpts []admission.EvidenceOption, o ...admission.Option) *admission.Gate {
 	t.Helper()
 	pol, err := policy.Parse([]byte(doc), "policy.yaml", func(name string) ([]byte, error) {
 		if b, ok := files[filepath.Base(name)]; ok {
@@ -140,7 +156,7 @@ func newGate(t testing.TB, doc string, files map[string][]byte, endpoints map[st
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev, err := admission.NewEvidence(v, endpoints, nil)
+	ev, err := admission.NewEvidence(v, endpoints, nil, evOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}

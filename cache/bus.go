@@ -135,17 +135,6 @@ func (f *fanout) gapAll() {
 	}
 }
 
-// topics lists the topics that have subscriptions.
-func (f *fanout) topics() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := make([]string, 0, len(f.subs))
-	for t := range f.subs {
-		out = append(out, t)
-	}
-	return out
-}
-
 func (f *fanout) close() {
 	f.mu.Lock()
 	subs := f.subs

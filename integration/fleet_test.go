@@ -36,6 +36,7 @@ func replica(t *testing.T, first *env, kv cache.KV, contentDir string, pol strin
 	if err != nil {
 		t.Fatal(err)
 	}
+	waitDownloads(t, p)
 	e.srv.Config.Handler = e.seen.wrap(p)
 	e.up = first.up
 	return e

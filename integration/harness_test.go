@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -17,7 +18,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/crane"
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/portcullis/portcullis/admission"
@@ -28,6 +28,7 @@ import (
 	"github.com/portcullis/portcullis/proxy"
 	"github.com/portcullis/portcullis/upstream"
 	"github.com/portcullis/portcullis/verifier"
+	"github.com/portcullis/portcullis/verifier/dct"
 )
 
 // env is one Portcullis in front of one real upstream registry.
@@ -58,6 +59,8 @@ type envConfig struct {
 	gateOpts    []admission.Option
 	// scanning builds the scan gate's report store, credentials and scanners.
 	scanning func(kv cache.KV, proxyURL, defaultUpstream string) *admission.Scanning
+	// notary, when not nil, lets the gate read Docker Content Trust for the policy's notary roots.
+	notary []dct.Option
 }
 
 // withPolicy puts a policy gate in front of the proxy. files are the keys and trusted roots the policy names.
@@ -66,6 +69,11 @@ func withPolicy(doc string, files map[string][]byte, o ...admission.Option) envO
 }
 
 type envOption func(*envConfig)
+
+// withNotary lets the gate read Docker Content Trust (notary roots) with a dct client built with o.
+func withNotary(o ...dct.Option) envOption {
+	return func(c *envConfig) { c.notary = append([]dct.Option{}, o...) }
+}
 
 func withUpstream(o ...registrytest.Option) envOption {
 	return func(c *envConfig) { c.upstreamOpts = append(c.upstreamOpts, o...) }
@@ -128,19 +136,29 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 				endpoints[u.Name] = ep
 			}
 		}
-		gate = newGate(t, c.policy, c.policyFiles, endpoints, kv, admission.NewMetrics(reg), scanning, c.gateOpts...)
+		gate = newGateWith(t, c.policy, c.policyFiles, endpoints, kv, admission.NewMetrics(reg), scanning, c.notary,
+			[]admission.EvidenceOption{admission.WithArtifactStore(content)}, c.gateOpts...)
 		popts = append(popts, proxy.WithAdmitter(gate))
 	}
 	p, err := proxy.New(ups, "", content, kv, append(popts, c.proxyOpts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	waitDownloads(t, p)
 	srv.Config.Handler = seen.wrap(p)
 	return &env{up: up, proxy: p, srv: srv, content: content, kv: kv, metrics: metrics, reg: reg, seen: seen, gate: gate}
 }
 
-// newGate compiles a policy and builds the admission gate the way cmd/portcullis does.
+// newGate compiles a policy and builds the admission gate the way cmd/portcullis does, without an artifact store.
 func newGate(t testing.TB, doc string, files map[string][]byte, endpoints map[string]admission.Endpoint, kv cache.KV, m *admission.Metrics, scanning *admission.Scanning, o ...admission.Option) *admission.Gate {
+	t.Helper()
+	return newGateWith(t, doc, files, endpoints, kv, m, scanning, nil, nil, o...)
+}
+
+// newGateWith is newGate with evidence options (the artifact store, the missing-evidence TTL) and, when notary is not
+// nil, Docker Content Trust read with a dct client built with notary.
+func newGateWith(t testing.TB, doc string, files map[string][]byte, endpoints map[string]admission.Endpoint, kv cache.KV, m *admission.Metrics,
+	scanning *admission.Scanning, notary []dct.Option, evOpts []admission.EvidenceOption, o ...admission.Option) *admission.Gate {
 	t.Helper()
 	engine, err := rego.New() // the Rego engine, as cmd/portcullis plugs it in
 	if err != nil {
@@ -159,7 +177,15 @@ func newGate(t testing.TB, doc string, files map[string][]byte, endpoints map[st
 	if err != nil {
 		t.Fatalf("verifier: %v", err)
 	}
-	ev, err := admission.NewEvidence(v, endpoints, scanning)
+	evOpts = slices.Clone(evOpts)
+	if notary != nil {
+		n, err := dct.New(pol.TrustRoots(), notary...)
+		if err != nil {
+			t.Fatalf("dct: %v", err)
+		}
+		evOpts = append(evOpts, admission.WithNotary(n))
+	}
+	ev, err := admission.NewEvidence(v, endpoints, scanning, evOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,8 +226,6 @@ func (e *env) get(t testing.TB, method, path string, hdr ...string) (*http.Respo
 // pullOpts are crane options for pulling through the proxy (plain HTTP).
 func pullOpts() []crane.Option { return []crane.Option{crane.Insecure} }
 
-func remoteOpts() []remote.Option { return nil }
-
 func mustRef(t testing.TB, s string) name.Reference {
 	t.Helper()
 	r, err := name.ParseReference(s, name.Insecure)
@@ -240,6 +264,8 @@ func (l *requestLog) all() []string {
 }
 
 // withQuery returns path with a query parameter added.
+//
+//lint:ignore U1000 kept for tests that route by the ns= query parameter
 func withQuery(path, k, v string) string {
 	sep := "?"
 	if strings.Contains(path, "?") {
@@ -289,4 +315,16 @@ func gatherMetric(t testing.TB, e *env, name string) []metricSample {
 		}
 	}
 	return out
+}
+
+// waitDownloads has the test wait, at its end, for p's blob commits that outlive their requests, so that nothing
+// writes to a temporary directory while it is removed.
+func waitDownloads(t testing.TB, p *proxy.Proxy) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := p.Wait(ctx); err != nil {
+			t.Error(err)
+		}
+	})
 }

@@ -209,6 +209,7 @@ func (c *compiler) attestation(path string, ad *attestationDoc, ruleSigners Sign
 	case ruleSigners.IsZero():
 		c.p.add(join(path, "signedBy"), "required (the rule has no signedBy to fall back on)")
 	}
+	c.cosignOnly(join(path, "signedBy"), a.signedBy, "attestations")
 	for i, cd := range ad.Conditions {
 		if cond := compileCondition(c.p, fmt.Sprintf("%s.conditions[%d]", path, i), cd); cond != nil {
 			a.conditions = append(a.conditions, cond)

@@ -16,12 +16,13 @@ type document struct {
 	Default   *ruleDoc               `yaml:"default"`
 }
 
-// trustDoc is one named trust root: exactly one of its kinds (Key, KeyData, Keyless, Notation).
+// trustDoc is one named trust root: exactly one of its kinds (Key, KeyData, Keyless, Notation, Notary).
 type trustDoc struct {
 	Key        string       `yaml:"key"`
 	KeyData    string       `yaml:"keyData"`
 	Keyless    *keylessDoc  `yaml:"keyless"`
 	Notation   *notationDoc `yaml:"notation"`
+	Notary     *notaryDoc   `yaml:"notary"`
 	IgnoreTlog *bool        `yaml:"ignoreTlog"`
 	IgnoreSCT  *bool        `yaml:"ignoreSCT"`
 }

@@ -36,9 +36,9 @@ func TestParseErrors(t *testing.T) {
 		{"empty rule", "rules:\n  - null\n", `p.yaml:2: rules[0]: empty rule`},
 
 		// Trust roots.
-		{"empty trust root", "trust:\n  r:\n", `p.yaml:2: trust.r: empty trust root: give one of key, keyData, keyless, notation`},
-		{"no key material", "trust:\n  r: {ignoreTlog: true}\n", `p.yaml:2: trust.r: needs one of key, keyData, keyless, notation`},
-		{"key and notation", "trust:\n  r:\n    key: keys/release.pub\n    notation: {trustStore: cert.pem, identities: ['*']}\n", `p.yaml:2: trust.r: give only one of key, keyData, keyless, notation`},
+		{"empty trust root", "trust:\n  r:\n", `p.yaml:2: trust.r: empty trust root: give one of key, keyData, keyless, notation, notary`},
+		{"no key material", "trust:\n  r: {ignoreTlog: true}\n", `p.yaml:2: trust.r: needs one of key, keyData, keyless, notation, notary`},
+		{"key and notation", "trust:\n  r:\n    key: keys/release.pub\n    notation: {trustStore: cert.pem, identities: ['*']}\n", `p.yaml:2: trust.r: give only one of key, keyData, keyless, notation, notary`},
 		{"notation without store", "trust:\n  r:\n    notation: {identities: ['*']}\n", `p.yaml:3: trust.r.notation: needs trustStore (CA certificates) or signingAuthority`},
 		{"notation without identities", "trust:\n  r:\n    notation: {trustStore: cert.pem}\n", `p.yaml:3: trust.r.notation.identities: required: "x509.subject: ..." entries, or "*" for any`},
 		{"notation bad identity", "trust:\n  r:\n    notation: {trustStore: cert.pem, identities: ['CN=acme']}\n", `p.yaml:3: trust.r.notation.identities: entry 0 "CN=acme": want "x509.subject: <DN>" or "*"`},
@@ -46,8 +46,9 @@ func TestParseErrors(t *testing.T) {
 		{"notation store missing", "trust:\n  r:\n    notation: {trustStore: nope.pem, identities: ['*']}\n", `p.yaml:3: trust.r.notation.trustStore: open nope.pem: file does not exist`},
 		{"notation with ignoreTlog", "trust:\n  r:\n    notation: {trustStore: cert.pem, identities: ['*']}\n    ignoreTlog: true\n", `p.yaml:2: trust.r: ignoreTlog and ignoreSCT apply to cosign roots only`},
 		{"unknown scanner kind", "scanners:\n  s: {kind: anchore, url: http://s}\n", `p.yaml:2: scanners.s.kind: must be harbor or clair, not "anchore"`},
-		{"key and keyless", "trust:\n  r:\n    key: keys/release.pub\n    keyless: {trustedRoot: trusted_root.json, issuer: i, subject: s}\n", `p.yaml:2: trust.r: give only one of key, keyData, keyless, notation`},
-		{"key and keyData", "trust:\n  r: {key: keys/release.pub, keyData: x}\n", `p.yaml:2: trust.r: give only one of key, keyData, keyless, notation`},
+		{"key and keyless", "trust:\n  r:\n    key: keys/release.pub\n    keyless: {trustedRoot: trusted_root.json, issuer: i, subject: s}\n", `p.yaml:2: trust.r: give only one of key, keyData, keyless, notation, notary`},
+		{"key and keyData", "trust:\n  r: {key: keys/release.pub, keyData: x}\n", `p.yaml:2: trust.r: give only one of key, keyData, keyless, notation, notary`},
+		{"notation and notary", "trust:\n  r:\n    notary: {server: https://n, rootKeys: [keys/release.pub]}\n    notation: {trustStore: cert.pem, identities: ['*']}\n", `p.yaml:2: trust.r: give only one of key, keyData, keyless, notation, notary`},
 		{"bad root name", "trust:\n  \"my root\": {key: keys/release.pub}\n", `p.yaml:2: trust.my root: bad name "my root": use letters, digits, '.', '_' and '-'`},
 		{"missing key file", "trust:\n  r:\n    key: keys/nope.pub\n", `p.yaml:3: trust.r.key: open keys/nope.pub: file does not exist`},
 		{"private key", "trust:\n  r: {key: private.pem}\n", `p.yaml:2: trust.r.key: is a private key (EC PRIVATE KEY); give the public key`},
@@ -61,6 +62,17 @@ func TestParseErrors(t *testing.T) {
 		{"bad subjectRegExp", "trust:\n  r:\n    keyless:\n      trustedRoot: trusted_root.json\n      issuer: i\n      subjectRegExp: '(acme'\n", "p.yaml:6: trust.r.keyless.subjectRegExp: bad regexp: missing closing ): `(acme`"},
 		{"trustedRoot not JSON", "trust:\n  r:\n    keyless:\n      trustedRoot: keys/release.pub\n      issuer: i\n      subject: s\n", `p.yaml:4: trust.r.keyless.trustedRoot: keys/release.pub is not a JSON object: invalid character '-' in numeric literal`},
 		{"missing trustedRoot file", "trust:\n  r:\n    keyless: {trustedRoot: /etc/tr.json, issuer: i, subject: s}\n", `p.yaml:3: trust.r.keyless.trustedRoot: open /etc/tr.json: file does not exist`},
+
+		{"notary and key", "trust:\n  r:\n    key: keys/release.pub\n    notary: {server: https://n, rootKeys: [keys/release.pub]}\n", `p.yaml:2: trust.r: give only one of key, keyData, keyless, notation, notary`},
+		{"notary without server", "trust:\n  r:\n    notary: {rootKeys: [keys/release.pub]}\n", `p.yaml:3: trust.r.notary.server: required: the notary server's URL, e.g. https://notary.docker.io`},
+		{"notary bad server", "trust:\n  r:\n    notary: {server: notary:4443, rootKeys: [keys/release.pub]}\n", `p.yaml:3: trust.r.notary.server: bad URL "notary:4443": want http:// or https://`},
+		{"notary without root keys", "trust:\n  r:\n    notary: {server: https://n}\n", `p.yaml:3: trust.r.notary: needs rootKeys (or rootKeyData): the collection's root public keys or certificates to pin`},
+		{"notary private root key", "trust:\n  r:\n    notary: {server: https://n, rootKeys: [private.pem]}\n", `p.yaml:3: trust.r.notary.rootKeys[0]: is a private key (EC PRIVATE KEY); give the public key`},
+		{"notary missing root key", "trust:\n  r:\n    notary: {server: https://n, rootKeys: [keys/release.pub, nope.pub]}\n", `p.yaml:3: trust.r.notary.rootKeys[1]: open nope.pub: file does not exist`},
+		{"notary bad delegation", "trust:\n  r:\n    notary: {server: https://n, rootKeys: [cert.pem], delegations: [releases]}\n", `p.yaml:3: trust.r.notary.delegations[0]: bad role "releases": want targets or targets/<name>`},
+		{"notary with ignoreTlog", "trust:\n  r:\n    notary: {server: https://n, rootKeys: [cert.pem]}\n    ignoreTlog: true\n", `p.yaml:3: trust.r.notary: ignoreTlog and ignoreSCT apply to cosign roots only`},
+
+		{"notary root signing attestations", "trust:\n  dct: {notary: {server: https://n, rootKeys: [cert.pem]}}\ndefault:\n  signedBy: {anyOf: [dct]}\n  attestations:\n    - predicateType: p\n", `p.yaml:6: default.attestations[0].signedBy: dct is a notary root: Docker Content Trust signs tags, not attestations`},
 
 		// Scanners.
 		{"scanner without url", "scanners:\n  trivy: {timeout: 1m}\n", `p.yaml:2: scanners.trivy.url: required`},

@@ -50,6 +50,7 @@ func (c *compiler) scan(path string, sd *scanDoc, ruleSigners Signers) *scanRule
 	}
 	if sd.SignedBy != nil {
 		s.req.SignedBy = c.signers(join(path, "signedBy"), sd.SignedBy)
+		c.cosignOnly(join(path, "signedBy"), s.req.SignedBy, "vulnerability attestations")
 	}
 	s.req.Sources = c.sources(path, sd.Sources, !s.req.SignedBy.IsZero())
 

@@ -24,7 +24,7 @@ func (c *compiler) trustRoot(path, name string, td *trustDoc) (TrustRoot, bool) 
 	}
 	n := 0
 	// One entry per kind of root; a new kind adds its field here and a case below.
-	for _, set := range []bool{td.Key != "", td.KeyData != "", td.Keyless != nil, td.Notation != nil} {
+	for _, set := range []bool{td.Key != "", td.KeyData != "", td.Keyless != nil, td.Notation != nil, td.Notary != nil} {
 		if set {
 			n++
 		}
@@ -36,6 +36,8 @@ func (c *compiler) trustRoot(path, name string, td *trustDoc) (TrustRoot, bool) 
 	case n > 1:
 		c.p.add(path, "give only one of "+trustKinds)
 		return t, false
+	case td.Notary != nil:
+		return c.notaryRoot(path, t, td)
 	}
 	ok := true
 	switch {
@@ -73,7 +75,7 @@ func (c *compiler) trustRoot(path, name string, td *trustDoc) (TrustRoot, bool) 
 }
 
 // trustKinds lists the kinds of trust root, for messages.
-const trustKinds = "key, keyData, keyless, notation"
+const trustKinds = "key, keyData, keyless, notation, notary"
 
 // checkPEM checks that data holds a PEM public key (it is parsed by the verifier).
 func (c *compiler) checkPEM(path string, data []byte) bool {

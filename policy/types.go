@@ -108,8 +108,9 @@ func (s Severity) normalize() Severity {
 }
 
 // TrustRoot is a named root of trust for signatures: a public key, a keyless (Fulcio)
-// identity with the trusted root that vouches for it, or a Notation trust store with its
-// trusted identities. Exactly one of KeyPEM, Keyless and Notation is set. It carries the bytes from the policy
+// identity with the trusted root that vouches for it, a Notation trust store with its
+// trusted identities, or a Docker Content Trust collection. Exactly one of KeyPEM, Keyless, Notation and Notary
+// is set. It carries the bytes from the policy
 // (and the files it names), not parsed crypto; the verifier parses them.
 type TrustRoot struct {
 	// Name is the root's name in the policy's trust section.
@@ -127,6 +128,9 @@ type TrustRoot struct {
 	// IgnoreSCT means the certificate need not carry a signed certificate timestamp (keyless
 	// only). Default false.
 	IgnoreSCT bool
+	// Notary is the Docker Content Trust (Notary v1) collection for notary roots; nil for
+	// cosign roots. Left out of the policy hash when nil, so cosign-only hashes do not change.
+	Notary *Notary `json:",omitempty"`
 }
 
 // Keyless is a Fulcio certificate identity: exactly one of Issuer and IssuerRegExp, and
@@ -160,6 +164,15 @@ func (t TrustRoot) clone() TrustRoot {
 		n.TSAPEM = slices.Clone(n.TSAPEM)
 		n.Identities = slices.Clone(n.Identities)
 		t.Notation = &n
+	}
+	if t.Notary != nil {
+		n := *t.Notary
+		n.RootKeysPEM = make([][]byte, len(t.Notary.RootKeysPEM))
+		for i, k := range t.Notary.RootKeysPEM {
+			n.RootKeysPEM[i] = slices.Clone(k)
+		}
+		n.Delegations = slices.Clone(n.Delegations)
+		t.Notary = &n
 	}
 	return t
 }

@@ -44,7 +44,17 @@ type ScannerAccess interface {
 	AllowBlob(ctx context.Context, tok, upstream, repo string, dgst digest.Digest) bool
 }
 
+// TagTrust is an Admitter that takes some tags from signed trust data rather than from the registry: under a
+// Docker Content Trust rule a tag is the digest the notary collection signs for it, whatever the registry's tag
+// says (the registry is not trusted). *admission.Gate implements it.
+type TagTrust interface {
+	// TrustedTag says what trust data makes of the tag; Applies false leaves it to the registry. Its error
+	// means the trust data could not be read; the proxy then denies.
+	TrustedTag(ctx context.Context, upstream, repository, tag string) (admission.TrustedTag, error)
+}
+
 var (
+	_ TagTrust      = (*admission.Gate)(nil)
 	_ Admitter      = (*admission.Gate)(nil)
 	_ BlobGate      = (*admission.Gate)(nil)
 	_ LastGood      = (*admission.Gate)(nil)

@@ -30,6 +30,13 @@ func (p *Proxy) serveBlob(w http.ResponseWriter, req *http.Request, r route) err
 		p.log.Warn("content store stat failed; fetching upstream", "digest", r.dgst, "error", err)
 	}
 	p.metrics.cache.WithLabelValues("blob", "miss").Inc()
+	return p.serveColdBlob(w, req, r)
+}
+
+// serveColdBlob serves an admitted blob the content store cannot give: from a download in flight, or a new one from
+// the upstream, verified as it streams.
+func (p *Proxy) serveColdBlob(w http.ResponseWriter, req *http.Request, r route) error {
+	ctx := req.Context()
 	if req.Method == http.MethodHead {
 		if size, ok := p.blobs.size(r.dgst); ok {
 			// In flight, or verified and being committed: the download knows the size, no need to ask upstream.
@@ -109,10 +116,11 @@ func (p *Proxy) serveStoredBlob(w http.ResponseWriter, req *http.Request, r rout
 	}
 	rc, err := p.store.Open(req.Context(), r.dgst, start)
 	if err != nil {
-		if isNotFound(err) { // evicted between Stat and Open
-			return p.serveBlob(w, req, r)
+		if !isNotFound(err) { // evicted between Stat and Open is a plain miss
+			// The store knows the blob but cannot read it (an S3 outage): the upstream still has it.
+			p.log.Warn("content store read failed; fetching upstream", "digest", r.dgst, "error", err)
 		}
-		return err
+		return p.serveColdBlob(w, req, r)
 	}
 	defer rc.Close()
 	setBlobHeaders(w, r, start, length, size)

@@ -53,7 +53,15 @@ func newBlobEnv(t *testing.T, upOpts []registrytest.Option, opts ...Option) *blo
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(p)
-	t.Cleanup(srv.Close)
+	t.Cleanup(func() {
+		srv.Close()
+		// Commits outlive the requests: let them end before the store's directory goes.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := p.Wait(ctx); err != nil {
+			t.Error(err)
+		}
+	})
 	return &blobEnv{up: up, p: p, srv: srv, store: store}
 }
 

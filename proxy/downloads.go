@@ -34,7 +34,9 @@ type downloads struct {
 	spooled  int64 // bytes reserved by open spool files, under mu
 	// once, when set, takes the fleet-wide lease on a blob before it is fetched upstream (Proxy.fleetOnce).
 	once      func(ctx context.Context, name string, maxWait time.Duration, found func() bool) *cache.Lease
-	leaseWait time.Duration // how long once may wait for another replica's download
+	leaseWait time.Duration  // how long once may wait for another replica's download
+	running   sync.WaitGroup // downloads whose fetch or commit goes on in the background
+	health    *storeHealth   // the outcome of the last commit, for /readyz
 }
 
 func newDownloads(store Store, dir string, maxSize int64, log *slog.Logger, m *Metrics) *downloads {
@@ -128,10 +130,10 @@ func (ds *downloads) attach(ctx context.Context, r route) (*download, error) {
 	ds.inflight[r.dgst] = d
 	// The download outlives the request that started it: its other readers and the store still want it.
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), blobTimeout)
-	go func() {
+	ds.running.Go(func() {
 		defer cancel()
 		ds.run(dctx, d, r)
-	}()
+	})
 	return d, nil
 }
 
@@ -164,7 +166,9 @@ func (ds *downloads) run(ctx context.Context, d *download, r route) {
 	d.mu.Unlock()
 	if err == nil {
 		start := time.Now()
-		if _, perr := ds.store.Put(ctx, d.dgst, io.NewSectionReader(d.file, 0, d.written)); perr != nil {
+		_, perr := ds.store.Put(ctx, d.dgst, io.NewSectionReader(d.file, 0, d.written))
+		ds.health.record(perr)
+		if perr != nil {
 			ds.log.Warn("could not store blob; it was served but not cached", "digest", d.dgst, "error", perr)
 		} else {
 			ds.log.Debug("blob stored", "digest", d.dgst, "bytes", d.written, "took", time.Since(start))
@@ -228,11 +232,15 @@ func (ds *downloads) open(ctx context.Context, d *download, r route) (io.ReadClo
 		})
 		if lease == nil {
 			size, err := ds.store.Stat(ctx, d.dgst)
-			if err != nil {
-				return nil, 0, err
+			if err == nil {
+				var rc io.ReadCloser
+				if rc, err = ds.store.Open(ctx, d.dgst, 0); err == nil {
+					return rc, size, nil
+				}
 			}
-			rc, err := ds.store.Open(ctx, d.dgst, 0)
-			return rc, size, err
+			// Stored by another replica, yet the store cannot give it now (an S3 outage): the upstream still has
+			// it, and what it sends is verified like any download.
+			ds.log.Warn("content store read failed; fetching upstream", "digest", d.dgst, "error", err)
 		}
 		d.lease, d.stopLease = lease, keepLease(ctx, lease)
 	}

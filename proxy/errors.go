@@ -79,6 +79,9 @@ func toAPIError(err error, k kind, r route) *apiError {
 			message: fmt.Sprintf("upstream %s refused access to %s (the repository does not exist or needs credentials): %v", up, r.repo, err)}
 	case errors.Is(err, upstream.ErrDigestMismatch), errors.Is(err, errBlobMismatch):
 		return &apiError{status: http.StatusBadGateway, code: codeUnknown, message: fmt.Sprintf("upstream %s sent content that does not match its digest; nothing was served or stored", up)}
+	case errors.Is(err, errContentType):
+		return &apiError{status: http.StatusBadGateway, code: codeManifestInvalid,
+			message: fmt.Sprintf("upstream %s sent a manifest whose Content-Type contradicts its bytes; nothing was served or stored: %v", up, err)}
 	case errors.Is(err, upstream.ErrTooLarge):
 		return &apiError{status: http.StatusBadGateway, code: codeManifestInvalid, message: fmt.Sprintf("upstream %s sent a manifest over the size limit: %v", up, err)}
 	case errors.Is(err, errSpoolFull):

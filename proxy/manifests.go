@@ -29,7 +29,13 @@ func (p *Proxy) serveManifest(w http.ResponseWriter, req *http.Request, r route)
 	ctx := req.Context()
 	accept := parseAccept(req.Header)
 	dgst := r.dgst
-	if r.tag() {
+	trusted, err := p.trustedTag(ctx, w.Header(), r)
+	if err != nil {
+		return err
+	}
+	if trusted != "" {
+		dgst = trusted
+	} else if r.tag() {
 		res, err := p.resolveTag(ctx, r)
 		if err != nil {
 			return err
@@ -72,6 +78,32 @@ func (p *Proxy) serveManifest(w http.ResponseWriter, req *http.Request, r route)
 		p.metrics.bytes.WithLabelValues("manifest").Add(float64(len(m.body)))
 	}
 	return nil
+}
+
+// trustedTag returns the digest trust data signs for the route's tag, when a Docker Content Trust rule decides
+// the tag ("" otherwise: a digest reference, or a rule that leaves tags to the registry). A tag the trust data
+// does not sign as the rule requires is denied here, before anything is fetched; trust data that cannot be read
+// is a denial too (fail closed).
+func (p *Proxy) trustedTag(ctx context.Context, h http.Header, r route) (digest.Digest, error) {
+	tt, ok := p.admitter.(TagTrust)
+	if !ok || !r.tag() {
+		return "", nil
+	}
+	t, err := tt.TrustedTag(ctx, r.upstream.Name, r.repo, r.ref)
+	switch {
+	case err != nil:
+		p.log.Error("trust data could not be read; denying", "upstream", r.upstream.Name, "repository", r.repo, "tag", r.ref, "error", err)
+		msg := fmt.Sprintf("portcullis: %s/%s:%s denied: could not decide (%v)", r.upstream.Name, r.repo, r.ref, err)
+		h.Add("Warning", warning(msg))
+		return "", &apiError{status: http.StatusForbidden, code: codeDenied, message: msg, reasonPhrase: true}
+	case !t.Applies:
+		return "", nil
+	case t.Denied != "":
+		p.log.Info("tag denied by its trust data", "upstream", r.upstream.Name, "repository", r.repo, "tag", r.ref, "reason", t.Denied)
+		h.Add("Warning", warning(t.Denied)) // a HEAD has no body: see serveManifest
+		return "", &apiError{status: http.StatusForbidden, code: codeDenied, message: t.Denied, reasonPhrase: true}
+	}
+	return t.Digest, nil
 }
 
 // admitted is a manifest with its decision.
@@ -173,11 +205,14 @@ func (p *Proxy) manifestByDigest(ctx context.Context, r route, dgst digest.Diges
 			p.metrics.mismatch.WithLabelValues(r.upstream.Name).Inc()
 			return nil, fmt.Errorf("manifest %s: upstream sent %s: %w", dgst, got, upstream.ErrDigestMismatch)
 		}
-		if _, err := p.store.Put(ctx, dgst, bytes.NewReader(body)); err != nil {
-			p.log.Warn("could not store manifest", "digest", dgst, "error", err)
+		mediaType, err = manifestMediaType(mediaType, body)
+		if err != nil {
+			return nil, fmt.Errorf("manifest %s from %s: %w", dgst, r.upstream.Name, err)
 		}
-		if mediaType == "" || strings.HasPrefix(mediaType, "text/plain") || mediaType == "application/json" {
-			mediaType = detectMediaType(body)
+		_, perr := p.store.Put(ctx, dgst, bytes.NewReader(body))
+		p.storeHealth.record(perr)
+		if perr != nil {
+			p.log.Warn("could not store manifest", "digest", dgst, "error", perr)
 		}
 		return verifiedManifest{dgst: dgst, mediaType: mediaType, body: body}, nil
 	})
@@ -201,6 +236,31 @@ func (p *Proxy) storedManifest(ctx context.Context, dgst digest.Digest) (verifie
 		p.log.Warn("content store read failed; fetching upstream", "digest", dgst, "error", err)
 	}
 	return verifiedManifest{}, false
+}
+
+// errContentType: the upstream labelled a manifest with a Content-Type its own bytes contradict.
+var errContentType = errors.New("manifest Content-Type contradicts its mediaType")
+
+// manifestMediaType is the media type to serve a fetched manifest with. A generic or missing Content-Type gives
+// way to what the bytes say (detectMediaType). A specific one must agree with the bytes: the gate and every
+// client read a manifest by its type, so a hostile upstream must not relabel an index as an image or a manifest
+// as something a client would not parse (text/html from a portal, say); that is errContentType. The two Docker
+// schema 1 types name one format.
+func manifestMediaType(contentType string, body []byte) (string, error) {
+	if contentType == "" || strings.HasPrefix(contentType, "text/plain") || contentType == "application/json" {
+		return detectMediaType(body), nil
+	}
+	own, err := manifest.MediaTypeOf(body)
+	if err != nil {
+		return "", fmt.Errorf("%w: labelled %q, but not JSON", errContentType, contentType)
+	}
+	schema1 := func(mt string) bool {
+		return mt == manifest.MediaTypeDockerSchema1 || mt == manifest.MediaTypeDockerSchema1JWS
+	}
+	if own != contentType && !(schema1(own) && schema1(contentType)) {
+		return "", fmt.Errorf("%w: labelled %q, its mediaType is %q", errContentType, contentType, own)
+	}
+	return contentType, nil
 }
 
 // detectMediaType reads a manifest's own mediaType field, or infers it from its shape (manifest.MediaTypeOf).

@@ -75,7 +75,9 @@ type Proxy struct {
 	tags      singleflight.Group
 	manifests singleflight.Group
 	blobs     *downloads
-	recent    *manifestCache
+	// storeHealth is the outcome of the last write to the content store (Healthy).
+	storeHealth storeHealth
+	recent      *manifestCache
 
 	manifestCacheSize int64
 	// leaseWait and blobLeaseWait bound waits for another replica's work (fleet.go); fields so tests can shorten them.
@@ -229,6 +231,24 @@ func New(upstreams []*Upstream, defaultName string, store Store, kv KV, opts ...
 	}
 	p.recent = newManifestCache(p.manifestCacheSize)
 	p.blobs = newDownloads(p.store, p.spoolDir, p.spoolMaxSize, p.log, p.metrics)
+	p.blobs.health = &p.storeHealth
 	p.blobs.once, p.blobs.leaseWait = p.fleetOnce, p.blobLeaseWait
 	return p, nil
+}
+
+// Wait blocks until the blob downloads in flight are over, their commits to the content store included (a commit
+// goes on after the clients have their last byte), or until ctx ends. Call it after the servers stopped, before the
+// content store goes away, so that no half-done upload is cut off and nothing writes to the store afterwards.
+func (p *Proxy) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		p.blobs.running.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("blob downloads still running: %w", context.Cause(ctx))
+	}
 }

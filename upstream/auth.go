@@ -244,22 +244,32 @@ func (t *authTransport) fetch(ctx context.Context, scope string, ch challenge) (
 	if len(body) > maxTokenBody {
 		return token{}, fmt.Errorf("token from %s: %w", u.Host, ErrTooLarge)
 	}
+	value, expiresIn, err := parseTokenResponse(body)
+	if err != nil {
+		return token{}, fmt.Errorf("%w: token from %s: %v", ErrUnauthorized, u.Host, err)
+	}
+	return token{value: value, expires: t.now().Add(tokenLifetime(expiresIn))}, nil
+}
+
+// parseTokenResponse reads a token server's answer (Docker's token spec: "token", or OAuth2's "access_token", and
+// "expires_in" seconds, 0 when absent). The error says why there is no token: the body is not JSON, or names none.
+func parseTokenResponse(body []byte) (value string, expiresIn int64, err error) {
 	var tr struct {
 		Token       string `json:"token"`
 		AccessToken string `json:"access_token"`
 		ExpiresIn   int64  `json:"expires_in"`
 	}
 	if err := json.Unmarshal(body, &tr); err != nil {
-		return token{}, fmt.Errorf("%w: token from %s: bad JSON: %v", ErrUnauthorized, u.Host, err)
+		return "", 0, fmt.Errorf("bad JSON: %v", err)
 	}
-	value := tr.Token
+	value = tr.Token
 	if value == "" {
 		value = tr.AccessToken
 	}
 	if value == "" {
-		return token{}, fmt.Errorf("%w: token from %s: response has no token", ErrUnauthorized, u.Host)
+		return "", 0, errors.New("response has no token")
 	}
-	return token{value: value, expires: t.now().Add(tokenLifetime(tr.ExpiresIn))}, nil
+	return value, tr.ExpiresIn, nil
 }
 
 // tokenLifetime is how long a token is reused: expires_in (default 60s) less a slack of a quarter of

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -17,7 +18,7 @@ import (
 // lives. The caller must close the body and is responsible for verifying the digest as it reads.
 func (c *Client) Blob(ctx context.Context, repo string, dgst digest.Digest) (io.ReadCloser, int64, error) {
 	op := "blob " + repo + "@" + dgst.String()
-	if err := checkRepo(repo); err != nil {
+	if err := c.checkRepo(repo); err != nil {
 		return nil, 0, err
 	}
 	if err := dgst.Validate(); err != nil {
@@ -47,26 +48,39 @@ func (c *Client) Blob(ctx context.Context, repo string, dgst digest.Digest) (io.
 		defer resp.Body.Close()
 		return nil, 0, c.newError(op, resp)
 	}
-	return &blobBody{ReadCloser: resp.Body, ctx: ctx, cancel: cancel}, resp.ContentLength, nil
+	body := &blobBody{ReadCloser: resp.Body, ctx: ctx, cancel: cancel, idleTimeout: c.opts.bodyIdleTimeout}
+	body.idle = time.AfterFunc(body.idleTimeout, func() { body.stalled.Store(true); cancel() })
+	return body, resp.ContentLength, nil
 }
 
-// blobBody releases the request context when the body is closed, and reports a broken stream as
-// ErrUnavailable (unless the caller cancelled).
+// blobBody releases the request context when the body is closed, cuts the body off when no byte came for
+// idleTimeout, and reports a broken or stalled stream as ErrUnavailable (unless the caller cancelled).
 type blobBody struct {
 	io.ReadCloser
-	ctx    context.Context
-	cancel context.CancelFunc
+	ctx         context.Context
+	cancel      context.CancelFunc
+	idleTimeout time.Duration
+	idle        *time.Timer
+	stalled     atomic.Bool
 }
 
 func (b *blobBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
+	if n > 0 && err == nil {
+		b.idle.Reset(b.idleTimeout)
+	}
 	if err != nil && err != io.EOF && b.ctx.Err() == nil && !errors.Is(err, ErrUnavailable) {
-		err = fmt.Errorf("upstream blob body: %w: %w", ErrUnavailable, err)
+		if b.stalled.Load() {
+			err = fmt.Errorf("upstream blob body: %w: no data for %v: %w", ErrUnavailable, b.idleTimeout, context.DeadlineExceeded)
+		} else {
+			err = fmt.Errorf("upstream blob body: %w: %w", ErrUnavailable, err)
+		}
 	}
 	return n, err
 }
 
 func (b *blobBody) Close() error {
+	b.idle.Stop()
 	err := b.ReadCloser.Close()
 	b.cancel()
 	return err
@@ -78,7 +92,7 @@ func (b *blobBody) Close() error {
 // credentials, as for Blob. The timeout bounds the whole call.
 func (c *Client) StatBlob(ctx context.Context, repo string, dgst digest.Digest) (int64, error) {
 	op := "stat blob " + repo + "@" + dgst.String()
-	if err := checkRepo(repo); err != nil {
+	if err := c.checkRepo(repo); err != nil {
 		return 0, err
 	}
 	if err := dgst.Validate(); err != nil {

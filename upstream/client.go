@@ -2,12 +2,14 @@ package upstream
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -25,6 +27,9 @@ type Client struct {
 	http     *http.Client
 	guard    *dialGuard
 	auth     *authTransport
+
+	reposMu sync.Mutex
+	repos   map[string]struct{} // names checkRepo passed
 }
 
 // New returns a client for the registry at endpoint (scheme and host, e.g. https://registry-1.docker.io,
@@ -66,9 +71,15 @@ func New(name string, endpoint *url.URL, opts ...Option) (*Client, error) {
 	base := o.transport
 	if base == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 		if o.tlsConfig != nil {
 			tr.TLSClientConfig = o.tlsConfig
+			// Never below TLS 1.2, whatever the caller's config says.
+			tr.TLSClientConfig.MinVersion = max(tr.TLSClientConfig.MinVersion, tls.VersionTLS12)
 		}
+		// http.DefaultTransport keeps 2 idle connections per host: concurrent requests beyond that would dial anew.
+		tr.MaxIdleConnsPerHost = o.maxIdleConns
+		tr.MaxIdleConns = 4 * o.maxIdleConns
 		// Every connection, to the registry, a redirect target or a token realm, is dialled through the
 		// guard, so the address checked is the address connected to.
 		tr.DialContext = guard.dialContext(&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Resolver: o.resolver})
@@ -79,6 +90,11 @@ func New(name string, endpoint *url.URL, opts ...Option) (*Client, error) {
 	}
 	if o.observer != nil {
 		base = &observeTransport{observe: o.observer, inner: base}
+	}
+	if o.breakerThreshold > 0 {
+		// Above the observer (a refused request is no exchange) and below retries and auth (every attempt
+		// and token fetch counts, and an open breaker ends the retries at once).
+		base = &breaker{threshold: o.breakerThreshold, cooldown: o.breakerCooldown, inner: base, now: time.Now}
 	}
 	stack := func(inner http.RoundTripper) http.RoundTripper {
 		return &userAgentTransport{ua: o.userAgent, inner: &retryTransport{
@@ -99,7 +115,7 @@ func New(name string, endpoint *url.URL, opts ...Option) (*Client, error) {
 	}
 	auth.tokenClient = &http.Client{Transport: stack(base), CheckRedirect: auth.checkRedirect}
 
-	c := &Client{name: name, endpoint: &ep, opts: o, guard: guard, auth: auth}
+	c := &Client{name: name, endpoint: &ep, opts: o, guard: guard, auth: auth, repos: map[string]struct{}{}}
 	c.http = &http.Client{Transport: stack(auth), CheckRedirect: c.checkRedirect}
 	return c, nil
 }
@@ -172,10 +188,15 @@ func (c *Client) wrapErr(parent context.Context, op string, err error) error {
 
 // checkRedirect follows at most 10 redirects, never from https to http, never to an IP literal or
 // localhost the dial guard would refuse (names are checked when dialled), and never carries an
-// Authorization header off the registry's origin (the auth layer would not add one either).
+// Authorization header off the registry's origin (the auth layer would not add one either). Only blobs
+// may leave the registry's origin (to object storage): a manifest, tag list or referrers answer from
+// another host is refused, so the upstream cannot hand its API to a host nobody configured.
 func (c *Client) checkRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) >= 10 {
 		return errors.New("stopped after 10 redirects")
+	}
+	if k := kindOf(req.Context()); k != kindBlob && !sameOrigin(req.URL, c.endpoint) {
+		return fmt.Errorf("refusing redirect of a %s request to another host, %s: only blobs are fetched off the registry's origin", k, req.URL.Redacted())
 	}
 	if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
 		return fmt.Errorf("refusing redirect from https to %s", req.URL.Redacted())
@@ -189,12 +210,30 @@ func (c *Client) checkRedirect(req *http.Request, via []*http.Request) error {
 	return nil
 }
 
-func checkRepo(repo string) error {
+// checkRepo refuses a repository name that is not one. The grammar's regular expression costs more than a
+// request's other work on loopback, and the proxy and the verifier ask about one repository many times in a row, so
+// the names that passed are remembered (at most maxKnownRepos; all are forgotten when that is reached).
+func (c *Client) checkRepo(repo string) error {
+	c.reposMu.Lock()
+	_, ok := c.repos[repo]
+	c.reposMu.Unlock()
+	if ok {
+		return nil
+	}
 	if !imageref.IsRepository(repo) {
 		return fmt.Errorf("upstream: invalid repository name %q", repo)
 	}
+	c.reposMu.Lock()
+	if len(c.repos) >= maxKnownRepos {
+		clear(c.repos)
+	}
+	c.repos[repo] = struct{}{}
+	c.reposMu.Unlock()
 	return nil
 }
+
+// maxKnownRepos bounds the repository names a Client remembers as valid.
+const maxKnownRepos = 1024
 
 // parseRef splits a manifest reference into a tag or a digest.
 func parseRef(ref string) (tag string, dgst digest.Digest, err error) {

@@ -10,10 +10,12 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -349,6 +351,26 @@ func TestInvalidArguments(t *testing.T) {
 	}
 }
 
+// TestKnownRepos: remembering the repository names that passed never lets a bad one through, and stays bounded.
+func TestKnownRepos(t *testing.T) {
+	c := newClient(t, &url.URL{Scheme: "http", Host: "127.0.0.1:1"})
+	for i := range 3 * maxKnownRepos {
+		if err := c.checkRepo(fmt.Sprintf("team/app%d", i)); err != nil {
+			t.Fatal(err)
+		}
+		if i%maxKnownRepos == 7 {
+			for _, bad := range []string{"../etc", "Team/app", "a//b", ""} {
+				if c.checkRepo(bad) == nil {
+					t.Fatalf("%q passed", bad)
+				}
+			}
+		}
+	}
+	if n := len(c.repos); n > maxKnownRepos {
+		t.Errorf("%d names remembered, want at most %d", n, maxKnownRepos)
+	}
+}
+
 func TestNewOptions(t *testing.T) {
 	u := &url.URL{Scheme: "https", Host: "registry.example"}
 	for _, tc := range []struct {
@@ -369,9 +391,10 @@ func TestNewOptions(t *testing.T) {
 		{"zero timeout", "x", u, []Option{WithTimeout(0)}, true},
 		{"zero cap", "x", u, []Option{WithMaxManifestSize(0)}, true},
 		{"zero tokens", "x", u, []Option{WithMaxTokens(0)}, true},
+		{"zero idle connections", "x", u, []Option{WithMaxIdleConns(0)}, true},
 		{"all good", "x", u, []Option{WithBasicAuth("u", "p"), WithTLSConfig(tlsConfig()), WithRetries(0, time.Second),
 			WithTimeout(time.Second), WithUserAgent("ua"), WithAllowPrivateAddresses(true), WithMaxManifestSize(1), WithMaxTokens(1),
-			WithObserver(nil)}, false},
+			WithMaxIdleConns(1), WithObserver(nil)}, false},
 		{"old name of allow private", "x", u, []Option{WithAllowPrivateRealm(true)}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -380,6 +403,41 @@ func TestNewOptions(t *testing.T) {
 				t.Errorf("err = %v, wantErr %v", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestConnectionReuse: concurrent requests (a burst of admission lookups, say) keep their connections for the next
+// burst, rather than closing all but two and dialling again.
+func TestConnectionReuse(t *testing.T) {
+	t.Parallel()
+	const burst = 16
+	var dialled atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(20 * time.Millisecond) // so that the burst overlaps
+		http.Error(w, `{"errors":[{"code":"MANIFEST_UNKNOWN"}]}`, http.StatusNotFound)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			dialled.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	u, _ := url.Parse(srv.URL)
+	c := newClient(t, u)
+	for range 3 {
+		var wg sync.WaitGroup
+		for range burst {
+			wg.Go(func() {
+				if _, _, _, err := c.Manifest(t.Context(), "a/b", "v1", nil); !errors.Is(err, ErrNotFound) {
+					t.Errorf("Manifest: %v, want ErrNotFound", err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	if n := dialled.Load(); n > burst {
+		t.Errorf("%d connections for 3 bursts of %d requests, want at most %d", n, burst, burst)
 	}
 }
 

@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -81,28 +80,6 @@ func newClient(t *testing.T, u *url.URL, opts ...Option) *Client {
 		t.Fatal(err)
 	}
 	return c
-}
-
-// counter counts requests per key, safely.
-type counter struct {
-	mu sync.Mutex
-	m  map[string]int
-}
-
-func (c *counter) inc(k string) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil {
-		c.m = map[string]int{}
-	}
-	c.m[k]++
-	return c.m[k]
-}
-
-func (c *counter) get(k string) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.m[k]
 }
 
 func mustDigest(t *testing.T, img v1.Image) v1.Hash {

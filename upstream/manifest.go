@@ -18,7 +18,7 @@ import (
 // manifest and index types (manifest.AcceptTypes).
 func (c *Client) Resolve(ctx context.Context, repo, ref string, accept []string) (ocispec.Descriptor, error) {
 	op := refOp("resolve", repo, ref)
-	if err := checkRepo(repo); err != nil {
+	if err := c.checkRepo(repo); err != nil {
 		return ocispec.Descriptor{}, err
 	}
 	_, want, err := parseRef(ref)
@@ -57,7 +57,7 @@ func (c *Client) Resolve(ctx context.Context, repo, ref string, accept []string)
 // header (ErrDigestMismatch). It returns the bytes, their media type (Content-Type) and their digest:
 // ref itself when ref is a digest, else the sha256 of the bytes. accept defaults as for Resolve.
 func (c *Client) Manifest(ctx context.Context, repo, ref string, accept []string) (body []byte, mediaType string, dgst digest.Digest, err error) {
-	if err := checkRepo(repo); err != nil {
+	if err := c.checkRepo(repo); err != nil {
 		return nil, "", "", err
 	}
 	_, want, err := parseRef(ref)

@@ -31,7 +31,11 @@ type options struct {
 	allowPrivate       bool
 	maxManifestSize    int64
 	maxTokens          int
+	maxIdleConns       int
 	observer           Observer
+	breakerThreshold   int
+	breakerCooldown    time.Duration
+	bodyIdleTimeout    time.Duration
 
 	// resolver, classify and now are seams for tests: the resolver the dialer uses (nil: the default),
 	// what counts as a public address, and the token cache's clock.
@@ -47,18 +51,26 @@ const (
 	defaultUserAgent       = "portcullis"
 	defaultMaxManifestSize = 4 << 20
 	defaultMaxTokens       = 10000
+	defaultMaxIdleConns    = 64
+	defaultBreakerFailures = 10
+	defaultBreakerCooldown = 30 * time.Second
+	defaultBodyIdleTimeout = 30 * time.Second
 )
 
 func defaultOptions() options {
 	return options{
-		retries:         defaultRetries,
-		retryBase:       defaultRetryBase,
-		timeout:         defaultTimeout,
-		userAgent:       defaultUserAgent,
-		maxManifestSize: defaultMaxManifestSize,
-		maxTokens:       defaultMaxTokens,
-		classify:        classify,
-		now:             time.Now,
+		retries:          defaultRetries,
+		retryBase:        defaultRetryBase,
+		timeout:          defaultTimeout,
+		userAgent:        defaultUserAgent,
+		maxManifestSize:  defaultMaxManifestSize,
+		maxTokens:        defaultMaxTokens,
+		maxIdleConns:     defaultMaxIdleConns,
+		breakerThreshold: defaultBreakerFailures,
+		breakerCooldown:  defaultBreakerCooldown,
+		bodyIdleTimeout:  defaultBodyIdleTimeout,
+		classify:         classify,
+		now:              time.Now,
 	}
 }
 
@@ -75,7 +87,8 @@ func WithBasicAuth(username, password string) Option {
 }
 
 // WithTLSConfig sets the TLS configuration of the default transport (custom roots, client
-// certificates). It conflicts with WithTransport. Default: the system roots.
+// certificates). A MinVersion below TLS 1.2 is raised to 1.2. It conflicts with WithTransport. Default: the
+// system roots, TLS 1.2 at least.
 func WithTLSConfig(c *tls.Config) Option {
 	return func(o *options) error {
 		if c == nil {
@@ -185,11 +198,58 @@ func WithMaxTokens(n int) Option {
 	}
 }
 
+// WithMaxIdleConns sets how many idle connections to the registry (and as many to each other host it sends the
+// client to: a token realm, a blob redirect target) the default transport keeps open for reuse. Concurrent pulls and
+// admission decisions (up to 32 at once by default, each with a few lookups in parallel) share them; a connection
+// that does not fit is closed after its request, and the next request pays a new TCP (and TLS) handshake. It is
+// ignored with WithTransport. Default: 64.
+func WithMaxIdleConns(n int) Option {
+	return func(o *options) error {
+		if n <= 0 {
+			return fmt.Errorf("upstream: max idle connections %d must be positive", n)
+		}
+		o.maxIdleConns = n
+		return nil
+	}
+}
+
 // WithObserver sets a hook called after every HTTP exchange with the upstream, for metrics. Default:
 // none.
 func WithObserver(f func(method, kind string, status int, d time.Duration)) Option {
 	return func(o *options) error {
 		o.observer = f
+		return nil
+	}
+}
+
+// WithCircuitBreaker sets when the upstream is taken for down: after failures failed HTTP exchanges in a row
+// (network errors, 5xx but 501 and 505, 429; every retry attempt, token fetch and redirect hop counts) every
+// call fails at once with ErrUnavailable for cooldown, without a connection, so a failing upstream is not
+// hammered and the proxy serves what it has (stale tags, stored content) without waiting for retries. Then one
+// request at a time probes it; a success closes the breaker. failures = 0 disables the breaker. Default: 10
+// failures, 30s.
+func WithCircuitBreaker(failures int, cooldown time.Duration) Option {
+	return func(o *options) error {
+		if failures < 0 {
+			return fmt.Errorf("upstream: negative circuit breaker threshold %d", failures)
+		}
+		if failures > 0 && cooldown <= 0 {
+			return fmt.Errorf("upstream: circuit breaker cooldown %v must be positive", cooldown)
+		}
+		o.breakerThreshold, o.breakerCooldown = failures, cooldown
+		return nil
+	}
+}
+
+// WithBodyIdleTimeout bounds how long a blob body may go without a byte: a body that stalls (halfway, or
+// before its first byte once the headers came) fails with ErrUnavailable after d, so the download it feeds
+// is abandoned and the next request starts afresh. Default: 30s.
+func WithBodyIdleTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("upstream: body idle timeout %v must be positive", d)
+		}
+		o.bodyIdleTimeout = d
 		return nil
 	}
 }

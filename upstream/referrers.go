@@ -18,7 +18,7 @@ import (
 // not an OCI index); the caller then falls back to the sha256-<hex> tag schema.
 func (c *Client) Referrers(ctx context.Context, repo string, dgst digest.Digest, artifactType string) (index []byte, supported bool, err error) {
 	op := "referrers " + repo + "@" + dgst.String()
-	if err := checkRepo(repo); err != nil {
+	if err := c.checkRepo(repo); err != nil {
 		return nil, false, err
 	}
 	if err := dgst.Validate(); err != nil {

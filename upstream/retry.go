@@ -66,7 +66,7 @@ func retryable(ctx context.Context, resp *http.Response, err error) bool {
 		// will not heal.
 		var ae *authError
 		var ce *tls.CertificateVerificationError
-		return !errors.As(err, &ae) && !errors.As(err, &ce) && !errors.Is(err, ErrForbiddenAddress)
+		return !errors.As(err, &ae) && !errors.As(err, &ce) && !errors.Is(err, ErrForbiddenAddress) && !errors.Is(err, errCircuitOpen)
 	}
 	switch s := resp.StatusCode; {
 	case s == http.StatusTooManyRequests:

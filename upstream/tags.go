@@ -19,7 +19,7 @@ const maxListBody = 4 << 20
 // upstream's Link header, or "" when there is no next page.
 func (c *Client) Tags(ctx context.Context, repo string, n int, last string) (tags []string, next string, err error) {
 	op := "tags " + repo
-	if err := checkRepo(repo); err != nil {
+	if err := c.checkRepo(repo); err != nil {
 		return nil, "", err
 	}
 	ctx2, cancel := context.WithTimeout(ctx, c.opts.timeout)

@@ -36,21 +36,22 @@ type AttestationResult struct {
 // (referrers or the fallback tag) are read; a bundle with cosign's signature
 // predicate type is a signature, not an attestation. Attestations that verify
 // with no root are left out. The error is non-nil only when the evidence
-// could not be read (ErrUnavailable) or a root is unknown.
+// could not be read (ErrUnavailable) or a root is unknown. It is Verify asking
+// for attestations only.
 func (v *Verifier) Attestations(ctx context.Context, t Target, roots []string) (AttestationResult, error) {
-	rs, err := v.lookup(roots)
-	if err != nil {
-		return AttestationResult{}, err
-	}
-	s, err := v.open(ctx, t, v.attestationKind())
-	if err != nil {
-		return AttestationResult{}, err
-	}
+	f, err := v.Verify(ctx, t, Query{Attestations: roots})
+	return f.Attestations, err
+}
+
+// attestations is the attestations part of a Verify: the classic tag, then
+// the bundles.
+func (v *Verifier) attestations(s *session, rs []*trustRoot) (AttestationResult, error) {
+	k, b := v.attestationKind(), newBudget("attestations", v.budget)
 	rs, _ = notationRoots(rs) // Notation signs images, not in-toto attestations
 	if len(rs) == 0 {
 		return AttestationResult{}, nil
 	}
-	atts, invalid, err := s.classic(v.attestationKind())
+	atts, invalid, err := s.classic(k, b)
 	if err != nil {
 		return AttestationResult{}, err
 	}
@@ -60,12 +61,12 @@ func (v *Verifier) Attestations(ctx context.Context, t Target, roots []string) (
 		if err != nil {
 			// Not an in-toto DSSE envelope: it cannot be any attestation.
 			d, _ := att.Digest()
-			invalid = append(invalid, fmt.Errorf("attestation artifact %s layer %s: %w", s.tag("att").TagStr(), d, err))
+			invalid = append(invalid, fmt.Errorf("attestation artifact %s layer %s: %w", s.tag("att"), d, err))
 			continue
 		}
 		var signedBy []string
 		for _, r := range rs {
-			if _, err := cosign.VerifyBlobAttestation(ctx, att, s.hash, r.attestations); err == nil {
+			if _, err := cosign.VerifyBlobAttestation(s.ctx, att, s.hash, r.attestations); err == nil {
 				signedBy = append(signedBy, r.name)
 			}
 		}
@@ -73,9 +74,8 @@ func (v *Verifier) Attestations(ctx context.Context, t Target, roots []string) (
 			out = append(out, attestation(st, signedBy))
 		}
 	}
-	atts = nil // the payloads are verified: what the bundles read need not share memory with them
 
-	bundles, binvalid, err := s.bundles(v.attestationKind())
+	bundles, binvalid, err := s.bundles(k, b)
 	if err != nil {
 		return AttestationResult{}, err
 	}
@@ -86,7 +86,7 @@ func (v *Verifier) Attestations(ctx context.Context, t Target, roots []string) (
 		}
 		var signedBy []string
 		for _, r := range rs {
-			if err := verifyBundle(ctx, r.attestations, b, s.hash); err == nil {
+			if err := verifyBundle(s.ctx, r.attestations, b, s.hash); err == nil {
 				signedBy = append(signedBy, r.name)
 			}
 		}

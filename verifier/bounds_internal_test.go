@@ -2,65 +2,120 @@ package verifier
 
 import (
 	"bytes"
-	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+
+	"github.com/opencontainers/go-digest"
 )
 
-// TestCapped: every body read through the session transport is bounded by
-// its kind, whether or not the server says how long it is.
-func TestCapped(t *testing.T) {
+// TestFetchBlob: a blob is read at most to the size its descriptor names,
+// refused unread when the registry announces another size, and refused when
+// its bytes are other than the descriptor's, whether or not the registry
+// says how long it is.
+func TestFetchBlob(t *testing.T) {
 	t.Parallel()
+	content := bytes.Repeat([]byte("x"), 1000)
+	var sent atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// /v2/a/blobs/<digest>?n=<bytes to send>&chunked=1
+		if !strings.HasPrefix(r.URL.Path, "/v2/a/blobs/") {
+			http.NotFound(w, r)
+			return
+		}
 		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		body := bytes.Repeat([]byte("x"), n)
+		if r.URL.Query().Get("flip") != "" {
+			body[0] = 'y'
+		}
 		if r.URL.Query().Get("chunked") == "" {
 			w.Header().Set("Content-Length", strconv.Itoa(n))
+		} else {
+			w.(http.Flusher).Flush() // or the server sets the length of a small body itself
 		}
-		if code, _ := strconv.Atoi(r.URL.Query().Get("code")); code != 0 {
-			w.WriteHeader(code)
-		}
-		_, _ = w.Write(bytes.Repeat([]byte("x"), n))
+		m, _ := w.Write(body)
+		sent.Add(int64(m))
 	}))
 	t.Cleanup(srv.Close)
-	const blob = 1000
-	client := &http.Client{Transport: capped{next: http.DefaultTransport, blob: blob}}
-
+	v, err := New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := blobKey{digest: digest.FromBytes(content), size: int64(len(content))}
 	tests := []struct {
-		name     string
-		path     string // path and query, n = body length
-		wantLen  int
-		tooLarge bool
+		name    string
+		key     blobKey
+		query   string
+		want    string // in the error; "" for the content
+		maxRead int    // bytes the verifier may take
 	}{
-		{name: "manifest at the bound", path: "/v2/a/manifests/x?n=" + strconv.Itoa(maxManifestSize), wantLen: maxManifestSize},
-		{name: "manifest past the bound", path: "/v2/a/manifests/x?n=" + strconv.Itoa(maxManifestSize+1), tooLarge: true},
-		{name: "manifest past the bound, chunked", path: "/v2/a/manifests/x?chunked=1&n=" + strconv.Itoa(maxManifestSize+1), tooLarge: true},
-		{name: "referrers past the bound", path: "/v2/a/referrers/sha256:x?n=" + strconv.Itoa(maxManifestSize+1), tooLarge: true},
-		{name: "blob at the bound", path: "/v2/a/blobs/x?n=1000", wantLen: blob},
-		{name: "blob past the bound", path: "/v2/a/blobs/x?n=1001", tooLarge: true},
-		{name: "blob past the bound, chunked", path: "/v2/a/blobs/x?chunked=1&n=1001", tooLarge: true},
-		{name: "redirected download past the bound", path: "/bucket/object?chunked=1&n=5000", tooLarge: true},
-		{name: "error body truncated", path: "/v2/a/blobs/x?code=500&chunked=1&n=" + strconv.Itoa(1<<20), wantLen: maxErrorBody},
+		{name: "as described", key: good, query: "n=1000"},
+		{name: "as described, chunked", key: good, query: "n=1000&chunked=1"},
+		{name: "announced larger", key: good, query: "n=1000000", want: "the registry sends 1000000 bytes"},
+		{name: "larger, chunked", key: good, query: "n=1000000&chunked=1", want: "1001 bytes read", maxRead: 1001},
+		{name: "shorter", key: good, query: "n=10&chunked=1", want: "10 bytes read"},
+		{name: "other bytes", key: good, query: "n=1000&flip=1", want: "the content is sha256:"},
+		{name: "missing", key: good, query: "n=0&missing=1", want: "404"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp, err := client.Get(srv.URL + tt.path)
+			target := Target{Registry: strings.TrimPrefix(srv.URL, "http://"), Insecure: true, Repository: "a", Digest: good.digest}
+			if strings.Contains(tt.query, "missing") {
+				target.Repository = "b"
+			}
+			read := new(atomic.Int64)
+			target.Transport = countingTransport{next: http.DefaultTransport, n: read, query: tt.query}
+			src, err := v.source(target)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer resp.Body.Close()
-			b, err := io.ReadAll(resp.Body)
-			var be *boundError
+			got, err := fetchBlob(t.Context(), src, target.Repository, tt.key)
 			switch {
-			case tt.tooLarge && !errors.As(err, &be):
-				t.Errorf("read %d bytes, err %v; want a bound error", len(b), err)
-			case !tt.tooLarge && (err != nil || len(b) != tt.wantLen):
-				t.Errorf("read %d bytes, err %v; want %d", len(b), err, tt.wantLen)
+			case tt.want == "" && (err != nil || !bytes.Equal(got, content)):
+				t.Errorf("fetchBlob = %d bytes, %v; want the content", len(got), err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("fetchBlob = %d bytes, %v; want an error with %q", len(got), err, tt.want)
+			}
+			if max := max(tt.maxRead, 1000); read.Load() > int64(max) {
+				t.Errorf("read %d bytes, want at most %d", read.Load(), max)
 			}
 		})
 	}
+}
+
+// countingTransport adds a query to every request and counts the response
+// body bytes read.
+type countingTransport struct {
+	next  http.RoundTripper
+	n     *atomic.Int64
+	query string
+}
+
+func (c countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.URL.RawQuery = c.query
+	resp, err := c.next.RoundTrip(r)
+	if err == nil {
+		resp.Body = &countedBody{ReadCloser: resp.Body, n: c.n}
+	}
+	return resp, err
+}
+
+type countedBody struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (b *countedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(n))
+	return n, err
 }
 
 func TestBytesString(t *testing.T) {
@@ -72,58 +127,49 @@ func TestBytesString(t *testing.T) {
 	}
 }
 
-// TestCappedBudget: the bodies read through one session transport draw on
-// one budget; a body that says it does not fit is refused unread, and one
-// that does not say is cut where the budget ends.
-func TestCappedBudget(t *testing.T) {
+// TestBudget: what one kind of evidence takes is counted; what does not fit
+// is refused with a reason and counts nothing; concurrent takes never go past
+// the limit.
+func TestBudget(t *testing.T) {
 	t.Parallel()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
-		if r.URL.Query().Get("chunked") == "" {
-			w.Header().Set("Content-Length", strconv.Itoa(n))
-		}
-		if code, _ := strconv.Atoi(r.URL.Query().Get("code")); code != 0 {
-			w.WriteHeader(code)
-		}
-		if r.URL.Query().Get("chunked") != "" {
-			w.(http.Flusher).Flush() // or the server sets the length of a small body itself
-		}
-		_, _ = w.Write(bytes.Repeat([]byte("x"), n))
-	}))
-	t.Cleanup(srv.Close)
-	const limit = 1000
-	b := newBudget("attestations", limit)
-	client := &http.Client{Transport: capped{next: srv.Client().Transport, blob: 10 * limit, budget: b}}
-
+	b := newBudget("attestations", 1000)
 	steps := []struct {
-		path     string
-		wantLen  int
-		overflow string // the budget's reason, when the read goes past it
+		n        int64
+		what     string
+		refused  string
 		wantUsed int64
 	}{
-		{path: "/v2/a/blobs/x?n=600", wantLen: 600, wantUsed: 600},
-		{path: "/v2/a/blobs/x?code=404&n=5000", wantLen: 5000, wantUsed: 600}, // error bodies are not counted
-		{path: "/v2/a/manifests/x?n=500", overflow: "attestations of this image need more than 1000 bytes of evidence: /v2/a/manifests/x is 500 bytes, after 600 bytes read", wantUsed: 600},
-		{path: "/v2/a/manifests/x?chunked=1&n=500", wantLen: 400, overflow: "attestations of this image need more than 1000 bytes of evidence: reading /v2/a/manifests/x went past it, after 1000 bytes read", wantUsed: 1000},
-		{path: "/v2/a/blobs/y?n=0", wantUsed: 1000},
+		{n: 600, what: "a layer", wantUsed: 600},
+		{n: 500, what: "a bundle", refused: "attestations of this image need more than 1000 bytes of evidence: a bundle, after 600 bytes read", wantUsed: 600},
+		{n: 400, what: "an index", wantUsed: 1000},
+		{n: 0, what: "nothing", wantUsed: 1000},
+		{n: 1, what: "a byte", refused: "attestations of this image need more than 1000 bytes of evidence: a byte, after 1000 bytes read", wantUsed: 1000},
 	}
 	for _, s := range steps {
-		resp, err := client.Get(srv.URL + s.path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		err := b.take(s.n, s.what)
 		switch {
-		case len(got) != s.wantLen:
-			t.Errorf("%s: read %d bytes, err %v; want %d", s.path, len(got), err, s.wantLen)
-		case s.overflow == "" && err != nil:
-			t.Errorf("%s: %v", s.path, err)
-		case s.overflow != "" && (err == nil || err.Error() != s.overflow || !isBudget(err)):
-			t.Errorf("%s: read %d bytes, err %v; want %q", s.path, len(got), err, s.overflow)
+		case s.refused == "" && err != nil:
+			t.Errorf("take(%d): %v", s.n, err)
+		case s.refused != "" && (err == nil || err.Error() != s.refused || !isBudget(err)):
+			t.Errorf("take(%d) = %v, want %q", s.n, err, s.refused)
 		}
 		if used := b.used.Load(); used != s.wantUsed {
-			t.Errorf("%s: %d bytes of the budget used, want %d", s.path, used, s.wantUsed)
+			t.Errorf("after take(%d): %d used, want %d", s.n, used, s.wantUsed)
 		}
+	}
+
+	c := newBudget("signatures", 1000)
+	var wg sync.WaitGroup
+	var took atomic.Int64
+	for i := range 64 {
+		wg.Go(func() {
+			if c.take(30, fmt.Sprint(i)) == nil {
+				took.Add(30)
+			}
+		})
+	}
+	wg.Wait()
+	if took.Load() != 990 || c.used.Load() != 990 {
+		t.Errorf("concurrent takes: %d taken, %d used; want 990", took.Load(), c.used.Load())
 	}
 }

@@ -8,40 +8,41 @@ import (
 // DefaultEvidenceBudget is the default of WithEvidenceBudget: 64 MiB.
 const DefaultEvidenceBudget = 64 << 20
 
-// budget is what one look at one image's evidence (one Signatures or
-// Attestations call) may read, in bytes, of every successful response body
-// together: manifests, referrers indexes, layers, bundles and tokens. The
-// per-artifact bounds alone still let an image pin 32 layers of 16 MiB under
-// .att and as much again in bundles; the budget bounds the whole.
+// budget is what one kind of evidence (signatures or attestations) of one
+// image may read in one look, in bytes: manifests, referrers indexes, layers
+// and bundles together. The per-artifact bounds alone still let an image pin
+// 32 layers of 16 MiB under .att and as much again in bundles; the budget
+// bounds the whole.
 //
-// The session's transport counts every byte read against it, whatever
-// library reads; before a layer or bundle is fetched its declared size is
-// checked against what is left, so that evidence that cannot fit is refused
-// unread. Going over is invalid evidence (a *boundError with budget set).
+// A layer or bundle is reserved at its declared size before it is fetched,
+// so that evidence that cannot fit is refused unread; a manifest or index,
+// read through its 4 MiB cap, is counted once read. What one kind uses of a
+// read the other kind shares (the referrers index, a bundle) counts against
+// each, as if each had read it alone. Going over is invalid evidence (a
+// *boundError with budget set).
 type budget struct {
 	kind  string // "signatures" or "attestations", for reasons
 	limit int64
-	used  atomic.Int64 // atomic: bodies may in principle be read concurrently
+	used  atomic.Int64 // atomic: the reads of one look run concurrently
 }
 
 func newBudget(kind string, limit int64) *budget {
 	return &budget{kind: kind, limit: limit}
 }
 
-// left returns how many bytes may still be read (at most limit, maybe 0).
-func (b *budget) left() int64 { return max(b.limit-b.used.Load(), 0) }
-
-// spend counts n bytes read.
-func (b *budget) spend(n int) { b.used.Add(int64(n)) }
-
-// fit refuses content of n bytes, which what declares (e.g. "attestation
-// artifact sha256-<hex>.att has 32 layers of 268435456 bytes in all"), when
-// it does not fit in what is left.
-func (b *budget) fit(n int64, what string) error {
-	if n <= b.left() {
-		return nil
+// take counts n bytes of content that what declares or is (e.g. "attestation
+// artifact sha256-<hex>.att has 32 layers of 268435456 bytes in all"), or
+// refuses it, counting nothing, when it does not fit in what is left.
+func (b *budget) take(n int64, what string) error {
+	for {
+		used := b.used.Load()
+		if n > b.limit-used {
+			return b.exceeded(what)
+		}
+		if b.used.CompareAndSwap(used, used+n) {
+			return nil
+		}
 	}
-	return b.exceeded(what)
 }
 
 // exceeded says that the evidence needs more than the budget, and why.

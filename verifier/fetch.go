@@ -6,17 +6,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
+	"sync"
 
-	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sigstore/cosign/v2/pkg/oci"
-	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
-	"github.com/sigstore/cosign/v2/pkg/oci/static"
+	"github.com/sigstore/cosign/v2/pkg/oci/signature"
 	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
 	sgbundle "github.com/sigstore/sigstore-go/pkg/bundle"
 
@@ -37,128 +36,117 @@ const (
 	emptyConfigType = "application/vnd.oci.empty.v1+json"
 )
 
-// session is one look at one image's evidence: the image reference, its hash,
-// remote options sharing one puller (one auth handshake per call), and the
-// budget everything the session reads draws on. A session serves one call:
-// the Signatures and Attestations calls of one decision each open their own,
-// so each reads the referrers and bundles and has a budget of its own.
-// Sharing one would need a per-decision handle in the API (see the proxy's
-// Gather), not a cache here.
+// session is one look at one image's evidence, for one decision: the
+// signatures and the attestations it asks about. Every read goes through the
+// Source once per session, whichever kind of evidence needs it first, and
+// later needs wait for it: the referrers index (listed as soon as the
+// session opens, beside the classic tags), referrer manifests, blobs and
+// parsed bundles. Each kind has a budget of its own (see budget).
 type session struct {
-	ref          name.Digest
+	ctx          context.Context
+	src          Source
+	ref          string // registry/repository@digest, in reasons
+	repo         string
+	dgst         digest.Digest
 	hash         v1.Hash
-	ropts        []remote.Option
 	maxReferrers int
 	maxLayers    int
-	budget       *budget
 
-	// refs memoizes referrers: cosign bundles and Notation signatures are
-	// both found there, and one look reads the index once.
-	refs     []ocispec.Descriptor
-	refsErr  error
-	refsRead bool
+	// The referrers listing runs from open until close or until it is read.
+	stopListing context.CancelFunc
+	listed      chan struct{}
+	listing     referrersList
+
+	manifests memo[digest.Digest, []byte] // referrer manifests by digest
+	blobs     memo[blobKey, []byte]       // layers and bundles, as their descriptors name them
+	parsed    memo[blobKey, parsedBundle] // bundles, parsed once
 }
 
-// open prepares a session for t, looking for evidence of kind k (which names
-// the budget in reasons).
-func (v *Verifier) open(ctx context.Context, t Target, k evidenceKind) (*session, error) {
+// referrersList is the image's referrers index, as listed.
+type referrersList struct {
+	descs []ocispec.Descriptor
+	size  int64 // bytes read: each kind's budget counts them
+	err   error // ErrUnavailable, or invalid evidence
+}
+
+// open prepares a session for t, read through t.Source or a client built for
+// it.
+func (v *Verifier) open(ctx context.Context, t Target) (*session, error) {
 	if err := t.validate(); err != nil {
 		return nil, err
-	}
-	var nameOpts []name.Option
-	if t.Insecure {
-		nameOpts = append(nameOpts, name.Insecure)
-	}
-	ref, err := name.NewDigest(t.Registry+"/"+t.Repository+"@"+t.Digest.String(), nameOpts...)
-	if err != nil {
-		return nil, fmt.Errorf("verifier: target reference: %w", err)
 	}
 	hash, err := v1.NewHash(t.Digest.String())
 	if err != nil {
 		return nil, fmt.Errorf("verifier: target digest: %w", err)
 	}
-	tr := t.Transport
-	if tr == nil {
-		tr = http.DefaultTransport
-	}
-	if !t.Insecure {
-		tr = httpsOnly{host: ref.RegistryStr(), next: tr}
-	}
-	// Under go-containerregistry's own transports, so that every body any
-	// library reads for this session is bounded, and counted.
-	b := newBudget(k.name+"s", v.budget)
-	tr = capped{next: tr, blob: max(v.maxSignatureSize, v.maxAttestationSize), budget: b}
-	ropts := []remote.Option{
-		remote.WithContext(ctx),
-		remote.WithTransport(tr),
-		remote.WithAuth(authn.Anonymous),
-		remote.WithUserAgent(v.userAgent),
-		// Retries are the transport's business; a failure here is reported
-		// at once so that the caller can fail closed.
-		remote.WithRetryBackoff(remote.Backoff{Steps: 1}),
-		remote.WithRetryStatusCodes(),
-	}
-	puller, err := remote.NewPuller(ropts...)
+	src, err := v.source(t)
 	if err != nil {
-		return nil, fmt.Errorf("verifier: %w", err)
+		return nil, err
 	}
 	return &session{
-		ref:          ref,
+		ctx:          ctx,
+		src:          src,
+		ref:          t.Registry + "/" + t.Repository + "@" + t.Digest.String(),
+		repo:         t.Repository,
+		dgst:         t.Digest,
 		hash:         hash,
-		ropts:        append(ropts, remote.Reuse(puller)),
 		maxReferrers: v.maxReferrers,
 		maxLayers:    v.maxLayers,
-		budget:       b,
 	}, nil
 }
 
-// httpsOnly sends every request for host over HTTPS. go-containerregistry
-// picks plain HTTP for loopback and private addresses, or falls back to it
-// when HTTPS fails there; a target that is not Insecure must never be read
-// in clear text.
-type httpsOnly struct {
-	host string
-	next http.RoundTripper
+// startListing lists the image's referrers in the background, beside the
+// classic tags: one kind or the other will most likely want them.
+func (s *session) startListing() {
+	ctx, cancel := context.WithCancel(s.ctx)
+	s.stopListing, s.listed = cancel, make(chan struct{})
+	go func() {
+		defer close(s.listed)
+		s.listing = s.list(ctx)
+	}()
 }
 
-func (h httpsOnly) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.URL.Scheme == "http" && r.URL.Host == h.host {
-		r = r.Clone(r.Context())
-		r.URL.Scheme = "https"
+// close stops what the session started and nobody waited for: a listing of
+// referrers that no kind needed after all.
+func (s *session) close() {
+	if s.stopListing != nil {
+		s.stopListing()
+		<-s.listed
 	}
-	return h.next.RoundTrip(r)
 }
 
 // tag returns the image's cosign tag with suffix: sha256-<hex>.sig for "sig",
 // sha256-<hex> (the referrers fallback tag) for "".
-func (s *session) tag(suffix string) name.Tag {
+func (s *session) tag(suffix string) string {
 	t := s.hash.Algorithm + "-" + s.hash.Hex
 	if suffix != "" {
 		t += "." + suffix
 	}
-	return s.ref.Context().Tag(t)
+	return t
 }
 
 // classic reads the signatures (k is signatureKind) or attestations
-// (attestationKind) stored under the image's cosign tag. The manifest's
-// descriptors are checked against the bounds and against what is left of the
-// budget before any layer is fetched, and each layer is read with a cap. An
-// artifact or a layer that breaks a bound, is malformed or does not match its
-// descriptor is returned as invalid; a registry failure is an error.
-func (s *session) classic(k evidenceKind) (sigs []oci.Signature, invalid []error, err error) {
+// (attestationKind) stored under the image's cosign tag, drawing on b. The
+// manifest's descriptors are checked against the bounds and against what is
+// left of the budget before any layer is fetched, and each layer is read with
+// a cap. An artifact or a layer that breaks a bound, is malformed or does not
+// match its descriptor is returned as invalid; a registry failure is an error.
+func (s *session) classic(k evidenceKind, b *budget) (sigs []oci.Signature, invalid []error, err error) {
 	tag := s.tag(k.suffix)
-	what := k.name + " artifact " + tag.TagStr()
-	found, err := ociremote.Signatures(tag, ociremote.WithRemoteOptions(s.ropts...))
-	if err != nil {
+	what := k.name + " artifact " + tag
+	raw, _, _, err := s.src.Manifest(s.ctx, s.repo, tag, nil)
+	switch {
+	case isNotFound(err):
+		return nil, nil, nil // no such tag: no evidence of this format
+	case err != nil:
 		err = readFailure(what, err)
 		if errors.Is(err, ErrUnavailable) {
 			return nil, nil, err
 		}
 		return nil, []error{err}, nil
 	}
-	raw, err := found.RawManifest()
-	if err != nil {
-		return nil, nil, unavailable("read "+tag.String(), err)
+	if err := s.fitManifest(b, what, raw); err != nil {
+		return nil, []error{err}, nil
 	}
 	c, err := manifest.Parse(raw)
 	if err != nil {
@@ -168,57 +156,59 @@ func (s *session) classic(k evidenceKind) (sigs []oci.Signature, invalid []error
 		return nil, []error{err}, nil
 	}
 	size := layersSize(c)
-	if err := s.budget.fit(size, fmt.Sprintf("%s has %d layers of %d bytes in all", what, len(c.Layers), size)); err != nil {
+	if err := b.take(size, fmt.Sprintf("%s has %d layers of %d bytes in all", what, len(c.Layers), size)); err != nil {
 		return nil, []error{err}, nil
 	}
-	layers, err := found.Get()
-	if err != nil {
-		// The manifest was read; what go-containerregistry or cosign refuse
-		// in it is the content's fault.
-		return nil, []error{fmt.Errorf("%s: %w", what, err)}, nil
-	}
-	if len(layers) != len(c.Layers) {
-		return nil, []error{fmt.Errorf("%s: %d layers read, %d listed", what, len(layers), len(c.Layers))}, nil
-	}
-	for i, l := range layers {
-		desc := c.Layers[i]
-		if d, err := l.Digest(); err != nil || d.String() != desc.Digest.String() {
-			return nil, []error{fmt.Errorf("%s: layer %d is not %s", what, i, desc.Digest)}, nil
-		}
-		payload, err := readCapped(what, l, desc, k) // the one blob fetch per layer
+	for _, desc := range c.Layers {
+		payload, err := s.layer(what, desc)
 		switch {
 		case errors.Is(err, ErrUnavailable):
 			return nil, nil, err
-		case isBudget(err):
-			return sigs, append(invalid, err), nil // nothing more can be read
 		case err != nil:
 			invalid = append(invalid, err)
 			continue
 		}
-		sig, err := static.Copy(prefetched{sigLayer: l, payload: payload})
-		if err != nil {
-			invalid = append(invalid, err)
-			continue
-		}
-		sigs = append(sigs, sig)
+		sigs = append(sigs, classicSignature(desc, payload))
 	}
 	return sigs, invalid, nil
 }
 
-// readFailure sorts an error met while reading the evidence what: the
-// connection's or the registry's fault (see isTransportFailure) is
-// ErrUnavailable; anything else is the content's fault (a bound broken, a
-// manifest go-containerregistry refuses, an index where an image manifest
-// belongs) and is returned as invalid evidence, so that what a pusher puts
-// in the upstream can never turn into "could not decide".
-func readFailure(what string, err error) error {
-	if be := asBound(err); be != nil {
-		return be
+// fitManifest counts a manifest or index of the evidence what, read through
+// its cap, against b; one larger than maxManifestSize (a registry client
+// with a larger cap) is refused.
+func (s *session) fitManifest(b *budget, what string, raw []byte) error {
+	if len(raw) > maxManifestSize {
+		return exceeded("%s is more than %s", what, bytesString(maxManifestSize))
 	}
-	if isTransportFailure(err) {
-		return unavailable("read "+what, err)
+	return b.take(int64(len(raw)), fmt.Sprintf("%s is %d bytes", what, len(raw)))
+}
+
+// layer returns the content of the layer desc of the artifact what (which
+// names it in reasons), once checkLayer passed it and the budget took it: a
+// blob other than desc says is invalid evidence, a failure to read it
+// ErrUnavailable.
+func (s *session) layer(what string, desc ocispec.Descriptor) ([]byte, error) {
+	key := blobKey{digest: desc.Digest, size: desc.Size}
+	b, err := s.blobs.do(key, func() ([]byte, error) { return fetchBlob(s.ctx, s.src, s.repo, key) })
+	if err != nil {
+		return nil, readFailure(what+" layer "+desc.Digest.String(), err)
 	}
-	return fmt.Errorf("%s: %w", what, err)
+	return b, nil
+}
+
+// classicSignature is the cosign signature in the layer desc of a .sig or
+// .att artifact, whose payload was read (bounded, and checked against desc).
+func classicSignature(desc ocispec.Descriptor, payload []byte) oci.Signature {
+	d := v1.Descriptor{
+		MediaType:   types.MediaType(desc.MediaType),
+		Size:        desc.Size,
+		Digest:      v1.Hash{Algorithm: desc.Digest.Algorithm().String(), Hex: desc.Digest.Encoded()},
+		Annotations: desc.Annotations,
+	}
+	return prefetched{
+		sigLayer: signature.New(static.NewLayer(payload, d.MediaType), d),
+		payload:  payload,
+	}
 }
 
 // asBound returns the bound err broke, or nil.
@@ -231,7 +221,7 @@ func asBound(err error) *boundError {
 }
 
 // prefetched is a signature layer whose payload was already read, so that
-// static.Copy does not fetch it again and its errors are about content only.
+// cosign does not copy it again.
 type prefetched struct {
 	sigLayer
 	payload []byte
@@ -256,40 +246,67 @@ type statement struct {
 	Predicate     json.RawMessage `json:"predicate"`
 }
 
-// referrers returns the descriptors in the image's referrers index, through
-// the referrers API or the sha256-<hex> fallback tag on registries without it
-// (none when neither has anything). An index too large or malformed is
-// invalid evidence: an error that is not ErrUnavailable.
-func (s *session) referrers() ([]ocispec.Descriptor, error) {
-	if !s.refsRead {
-		s.refs, s.refsErr = s.readReferrers()
-		s.refsRead = true
+// list reads the image's referrers index: through the referrers API and, on
+// registries without it (CNCF Distribution), the sha256-<hex> fallback tag,
+// both asked at once so that a registry without the API costs no extra round
+// trip (the fallback's answer is dropped when the API answers). None when
+// neither has anything. An index too large or malformed is invalid
+// evidence: an error that is not ErrUnavailable.
+func (s *session) list(ctx context.Context) referrersList {
+	what := "referrers of " + s.ref
+	var (
+		fallback    []byte
+		fallbackErr error
+		done        = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		fallback, _, _, fallbackErr = s.src.Manifest(ctx, s.repo, s.tag(""), manifest.AcceptTypes())
+	}()
+	idx, supported, err := s.src.Referrers(ctx, s.repo, s.dgst, "")
+	<-done
+	switch {
+	case err != nil:
+		return referrersList{err: readFailure(what, err)}
+	case !supported && isNotFound(fallbackErr):
+		return referrersList{}
+	case !supported && fallbackErr != nil:
+		return referrersList{err: readFailure(what, fallbackErr)}
+	case !supported:
+		idx = fallback
 	}
-	return s.refs, s.refsErr
+	if len(idx) > maxManifestSize {
+		return referrersList{err: exceeded("%s: the index is more than %s", what, bytesString(maxManifestSize))}
+	}
+	c, err := manifest.Parse(idx)
+	if err != nil {
+		return referrersList{err: fmt.Errorf("referrers index: %w", err)}
+	}
+	if !c.IsIndex() {
+		return referrersList{err: fmt.Errorf("referrers index: %s is a manifest, not an index", s.tag(""))}
+	}
+	return referrersList{descs: c.Manifests, size: int64(len(idx))}
 }
 
-func (s *session) readReferrers() ([]ocispec.Descriptor, error) {
-	idx, err := remote.Referrers(s.ref, s.ropts...)
-	if err != nil {
-		return nil, readFailure("referrers of "+s.ref.String(), err)
+// referrers waits for the listing and counts it against b.
+func (s *session) referrers(b *budget) ([]ocispec.Descriptor, error) {
+	<-s.listed
+	l := s.listing
+	if l.err != nil {
+		return nil, l.err
 	}
-	raw, err := idx.RawManifest()
-	if err != nil {
-		return nil, unavailable("list referrers of "+s.ref.String(), err)
+	if err := b.take(l.size, fmt.Sprintf("the referrers index of %s is %d bytes", s.ref, l.size)); err != nil {
+		return nil, err
 	}
-	c, err := manifest.Parse(raw)
-	if err != nil {
-		return nil, fmt.Errorf("referrers index: %w", err)
-	}
-	return c.Manifests, nil
+	return l.descs, nil
 }
 
 // bundles reads the sigstore bundles attached to the image, at most
-// maxReferrers of them, each layer bounded by k. Bundles that cannot be
-// parsed or break a bound are returned as invalid; a registry failure is an
-// error.
-func (s *session) bundles(k evidenceKind) (found []bundleEvidence, invalid []error, err error) {
-	descs, err := s.referrers()
+// maxReferrers of them, each layer bounded by k, drawing on b. Bundles that
+// cannot be parsed or break a bound are returned as invalid; a registry
+// failure is an error.
+func (s *session) bundles(k evidenceKind, b *budget) (found []bundleEvidence, invalid []error, err error) {
+	descs, err := s.referrers(b)
 	if errors.Is(err, ErrUnavailable) {
 		return nil, nil, err
 	}
@@ -305,7 +322,7 @@ func (s *session) bundles(k evidenceKind) (found []bundleEvidence, invalid []err
 			invalid = append(invalid, exceeded("more than %d referrers may hold a bundle; the rest were not read", s.maxReferrers))
 			break
 		}
-		b, err := s.bundle(desc, k)
+		be, err := s.bundle(desc, k, b)
 		switch {
 		case errors.Is(err, errNotBundle):
 			continue
@@ -317,7 +334,7 @@ func (s *session) bundles(k evidenceKind) (found []bundleEvidence, invalid []err
 			invalid = append(invalid, err)
 			continue
 		}
-		found = append(found, b)
+		found = append(found, be)
 	}
 	return found, invalid, nil
 }
@@ -343,11 +360,12 @@ func maybeBundle(desc ocispec.Descriptor) bool {
 
 // bundle fetches and parses the bundle in the referrer manifest desc. Its
 // one layer is checked against k's bound and the budget before it is
-// fetched; when
-// k.largerIsOther, a larger bundle is not k's kind of evidence (a signature
-// bundle is small; an attestation may be large) and is skipped unread.
-func (s *session) bundle(desc ocispec.Descriptor, k evidenceKind) (bundleEvidence, error) {
-	got, c, err := s.referrerManifest(desc)
+// fetched; when k.largerIsOther, a larger bundle is not k's kind of evidence
+// (a signature bundle is small; an attestation may be large) and is skipped
+// unread.
+func (s *session) bundle(desc ocispec.Descriptor, k evidenceKind, b *budget) (bundleEvidence, error) {
+	what := k.name + " referrer " + desc.Digest.String()
+	c, err := s.referrerManifest(desc, what, b)
 	if err != nil {
 		return bundleEvidence{}, err
 	}
@@ -355,61 +373,68 @@ func (s *session) bundle(desc ocispec.Descriptor, k evidenceKind) (bundleEvidenc
 		return bundleEvidence{}, errNotBundle
 	}
 	layer := c.Layers[0]
-	what := k.name + " referrer " + desc.Digest.String()
 	if err := checkLayer(what, layer, k); err != nil {
 		if k.largerIsOther && asBound(err) != nil {
 			return bundleEvidence{}, errNotBundle
 		}
 		return bundleEvidence{}, err
 	}
-	if err := s.budget.fit(layer.Size, fmt.Sprintf("%s layer %s is %d bytes", what, layer.Digest, layer.Size)); err != nil {
+	if err := b.take(layer.Size, fmt.Sprintf("%s layer %s is %d bytes", what, layer.Digest, layer.Size)); err != nil {
 		return bundleEvidence{}, err
 	}
-	img, err := layers(got, desc)
+	content, err := s.layer(what, layer)
 	if err != nil {
 		return bundleEvidence{}, err
 	}
-	raw, err := readLayer(what, img, layer, k)
-	if err != nil {
-		return bundleEvidence{}, err
+	p, _ := s.parsed.do(blobKey{digest: layer.Digest, size: layer.Size}, func() (parsedBundle, error) {
+		return parseBundle(content), nil
+	})
+	if p.err != nil {
+		return bundleEvidence{}, fmt.Errorf("referrer %s: %w", desc.Digest, p.err)
 	}
+	return p.evidence, nil
+}
+
+// referrerManifest reads the referrer manifest desc once per session (the
+// other kind of evidence, or the other format, may want it too), counts it
+// against b as the evidence what, and parses it.
+func (s *session) referrerManifest(desc ocispec.Descriptor, what string, b *budget) (manifest.Contents, error) {
+	raw, err := s.manifests.do(desc.Digest, func() ([]byte, error) {
+		body, _, _, err := s.src.Manifest(s.ctx, s.repo, desc.Digest.String(), nil)
+		return body, err
+	})
+	if err != nil {
+		return manifest.Contents{}, readFailure("referrer "+desc.Digest.String(), err)
+	}
+	if err := s.fitManifest(b, what, raw); err != nil {
+		return manifest.Contents{}, err
+	}
+	c, err := manifest.Parse(raw)
+	if err != nil {
+		return manifest.Contents{}, fmt.Errorf("referrer %s: %w", desc.Digest, err)
+	}
+	return c, nil
+}
+
+// parsedBundle is a bundle layer parsed, or why it could not be.
+type parsedBundle struct {
+	evidence bundleEvidence
+	err      error
+}
+
+func parseBundle(raw []byte) parsedBundle {
 	b := &sgbundle.Bundle{}
 	if err := b.UnmarshalJSON(raw); err != nil {
-		return bundleEvidence{}, fmt.Errorf("referrer %s: %w", desc.Digest, err)
+		return parsedBundle{err: err}
 	}
 	if !b.MinVersion("v0.3") {
-		return bundleEvidence{}, fmt.Errorf("referrer %s: bundle version too old", desc.Digest)
+		return parsedBundle{err: errors.New("bundle version too old")}
 	}
 	st, err := bundleStatement(b)
 	if err != nil {
-		return bundleEvidence{}, fmt.Errorf("referrer %s: %w", desc.Digest, err)
+		return parsedBundle{err: err}
 	}
-	return bundleEvidence{bundle: b, statement: st}, nil
-}
-
-// referrerManifest fetches the referrer manifest desc (bounded, like every
-// read of the session) and parses it. Nothing more is fetched until the
-// caller, having checked the layers, asks the result for one (layers).
-func (s *session) referrerManifest(desc ocispec.Descriptor) (*remote.Descriptor, manifest.Contents, error) {
-	ref := s.ref.Context().Digest(desc.Digest.String())
-	got, err := remote.Get(ref, s.ropts...)
-	if err != nil {
-		return nil, manifest.Contents{}, readFailure("referrer "+desc.Digest.String(), err)
-	}
-	c, err := manifest.Parse(got.Manifest)
-	if err != nil {
-		return nil, manifest.Contents{}, fmt.Errorf("referrer %s: %w", desc.Digest, err)
-	}
-	return got, c, nil
-}
-
-// layers returns the layer source of the referrer got.
-func layers(got *remote.Descriptor, desc ocispec.Descriptor) (layerSource, error) {
-	img, err := got.Image()
-	if err != nil {
-		return nil, readFailure("referrer "+desc.Digest.String(), err)
-	}
-	return img, nil
+	return parsedBundle{evidence: bundleEvidence{bundle: b, statement: st}}
 }
 
 // bundleStatement returns the in-toto statement of a DSSE bundle.
@@ -433,4 +458,38 @@ func parseStatement(payload []byte) (statement, error) {
 		return statement{}, errors.New("in-toto statement has no predicate type")
 	}
 	return st, nil
+}
+
+// memo runs a read once per key and hands every later caller its result,
+// waiting while it runs: one session reads each thing once, whichever kind of
+// evidence asks first.
+type memo[K comparable, V any] struct {
+	mu    sync.Mutex
+	calls map[K]*memoCall[V]
+}
+
+type memoCall[V any] struct {
+	done chan struct{}
+	val  V
+	err  error
+}
+
+// do returns f's result for key, running f only if no call for key ran or
+// runs.
+func (m *memo[K, V]) do(key K, f func() (V, error)) (V, error) {
+	m.mu.Lock()
+	if c, ok := m.calls[key]; ok {
+		m.mu.Unlock()
+		<-c.done
+		return c.val, c.err
+	}
+	c := &memoCall[V]{done: make(chan struct{})}
+	if m.calls == nil {
+		m.calls = map[K]*memoCall[V]{}
+	}
+	m.calls[key] = c
+	m.mu.Unlock()
+	defer close(c.done)
+	c.val, c.err = f()
+	return c.val, c.err
 }

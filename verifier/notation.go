@@ -156,12 +156,12 @@ type notationEnvelope struct {
 }
 
 // notationSignatures reads the Notation signatures among the image's
-// referrers (the API or the fallback tag), at most maxReferrers of them,
-// each envelope bounded by k and the session's budget. Signatures that
-// break a bound or are malformed are returned as invalid; a registry failure
-// is an error.
-func (s *session) notationSignatures(k evidenceKind) (found []notationEnvelope, invalid []error, err error) {
-	descs, err := s.referrers()
+// referrers (the API or the fallback tag, listed once for the session), at
+// most maxReferrers of them, each envelope bounded by k and read through the
+// session's Source, drawing on b. Signatures that break a bound or are
+// malformed are returned as invalid; a registry failure is an error.
+func (s *session) notationSignatures(k evidenceKind, b *budget) (found []notationEnvelope, invalid []error, err error) {
+	descs, err := s.referrers(b)
 	if errors.Is(err, ErrUnavailable) {
 		return nil, nil, err
 	}
@@ -177,7 +177,7 @@ func (s *session) notationSignatures(k evidenceKind) (found []notationEnvelope, 
 			invalid = append(invalid, exceeded("more than %d Notation signatures; the rest were not read", s.maxReferrers))
 			break
 		}
-		env, err := s.notationEnvelope(desc, k)
+		env, err := s.notationEnvelope(desc, k, b)
 		switch {
 		case errors.Is(err, ErrUnavailable):
 			return nil, nil, err
@@ -193,11 +193,11 @@ func (s *session) notationSignatures(k evidenceKind) (found []notationEnvelope, 
 }
 
 // notationEnvelope fetches the envelope in the signature manifest desc: one
-// layer of an envelope media type, checked against k's bound and the budget
-// before it is read.
-func (s *session) notationEnvelope(desc ocispec.Descriptor, k evidenceKind) (notationEnvelope, error) {
+// layer of an envelope media type, checked against k's bound and taken from
+// b before it is read.
+func (s *session) notationEnvelope(desc ocispec.Descriptor, k evidenceKind, b *budget) (notationEnvelope, error) {
 	what := "Notation signature " + desc.Digest.String()
-	got, c, err := s.referrerManifest(desc)
+	c, err := s.referrerManifest(desc, what, b)
 	if err != nil {
 		return notationEnvelope{}, err
 	}
@@ -211,14 +211,10 @@ func (s *session) notationEnvelope(desc ocispec.Descriptor, k evidenceKind) (not
 	if err := checkLayer(what, layer, k); err != nil {
 		return notationEnvelope{}, err
 	}
-	if err := s.budget.fit(layer.Size, fmt.Sprintf("%s layer %s is %d bytes", what, layer.Digest, layer.Size)); err != nil {
+	if err := b.take(layer.Size, fmt.Sprintf("%s layer %s is %d bytes", what, layer.Digest, layer.Size)); err != nil {
 		return notationEnvelope{}, err
 	}
-	img, err := layers(got, desc)
-	if err != nil {
-		return notationEnvelope{}, err
-	}
-	raw, err := readLayer(what, img, layer, k)
+	raw, err := s.layer(what, layer)
 	if err != nil {
 		return notationEnvelope{}, err
 	}
@@ -231,13 +227,13 @@ func isNotationEnvelope(mt string) bool {
 
 // verifyNotation reports whether any of envs verifies with the Notation root
 // r as a signature of this image, and otherwise the reason to give.
-func (s *session) verifyNotation(ctx context.Context, r *trustRoot, envs []notationEnvelope, invalid []error) policy.SignatureResult {
+func (s *session) verifyNotation(r *trustRoot, envs []notationEnvelope, invalid []error) policy.SignatureResult {
 	if len(envs)+len(invalid) == 0 {
 		return policy.SignatureResult{Reason: ReasonNoNotationSignatures}
 	}
 	var reasons []string
 	for _, env := range envs {
-		why := s.verifyEnvelope(ctx, r, env)
+		why := s.verifyEnvelope(r, env)
 		if why == "" {
 			return policy.SignatureResult{Verified: true, Format: FormatNotation}
 		}
@@ -254,14 +250,14 @@ func (s *session) verifyNotation(ctx context.Context, r *trustRoot, envs []notat
 // payload's target descriptor with the one it is given; the image's media
 // type and size are not known here, so the payload's own descriptor is given
 // once its digest, which covers both, is checked to be the image's.
-func (s *session) verifyEnvelope(ctx context.Context, r *trustRoot, env notationEnvelope) string {
+func (s *session) verifyEnvelope(r *trustRoot, env notationEnvelope) string {
 	prefix := fmt.Sprintf("Notation signature %s does not verify with %s: ", env.manifest, r.describe())
 	target, err := notationTarget(env)
 	if err != nil {
 		return prefix + "tampered or malformed envelope: " + short(err)
 	}
-	outcome, err := r.notation.Verify(ctx, target, env.blob, notation.VerifierVerifyOptions{
-		ArtifactReference:  s.ref.String(),
+	outcome, err := r.notation.Verify(s.ctx, target, env.blob, notation.VerifierVerifyOptions{
+		ArtifactReference:  s.ref,
 		SignatureMediaType: env.mediaType,
 	})
 	if err == nil {

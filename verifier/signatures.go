@@ -41,38 +41,41 @@ const maxReasonLen = 300
 // layers, more than 32"); a signature in the other format may still verify.
 // Combining roots (anyOf, allOf) is the policy's business. The error is
 // non-nil only when the evidence could not be read (ErrUnavailable) or a root
-// is unknown.
+// is unknown. It is Verify asking for signatures only.
 func (v *Verifier) Signatures(ctx context.Context, t Target, roots []string) (map[string]policy.SignatureResult, error) {
-	rs, err := v.lookup(roots)
-	if err != nil {
-		return nil, err
-	}
-	s, err := v.open(ctx, t, v.signatureKind())
-	if err != nil {
-		return nil, err
-	}
+	f, err := v.Verify(ctx, t, Query{Signatures: roots})
+	return f.Signatures, err
+}
+
+// signatures is the signatures part of a Verify: the classic tag first, and
+// only if some root is not satisfied by it the bundles, whose listing the
+// session started already.
+func (v *Verifier) signatures(s *session, rs []*trustRoot) (map[string]policy.SignatureResult, error) {
+	k, b := v.signatureKind(), newBudget("signatures", v.budget)
 	out := make(map[string]policy.SignatureResult, len(rs))
 	rs, nrs := notationRoots(rs)
 	if len(nrs) > 0 {
-		envs, invalid, err := s.notationSignatures(v.signatureKind())
+		// Notation signatures are referrers too: read from the same listing,
+		// through the same Source and memo, drawing on the same budget.
+		envs, invalid, err := s.notationSignatures(k, b)
 		if err != nil {
 			return nil, err
 		}
 		for _, r := range nrs {
-			out[r.name] = s.verifyNotation(ctx, r, envs, invalid)
+			out[r.name] = s.verifyNotation(r, envs, invalid)
 		}
 	}
 	if len(rs) == 0 {
 		return out, nil
 	}
-	sigs, invalid, err := s.classic(v.signatureKind())
+	sigs, invalid, err := s.classic(k, b)
 	if err != nil {
 		return nil, err
 	}
 	failures := make(map[string][]failure, len(rs))
 	pending := 0
 	for _, r := range rs {
-		if ok, fails := verifyClassic(ctx, r.signatures, sigs, s.hash); ok {
+		if ok, fails := verifyClassic(s.ctx, r.signatures, sigs, s.hash); ok {
 			out[r.name] = policy.SignatureResult{Verified: true, Format: FormatCosignTag}
 		} else {
 			failures[r.name] = fails
@@ -83,9 +86,9 @@ func (v *Verifier) Signatures(ctx context.Context, t Target, roots []string) (ma
 		return out, nil
 	}
 
-	// Only now look for bundles: most images carry one format, and a root
+	// Only now read bundles: most images carry one format, and a root
 	// already satisfied needs no more requests.
-	bundles, binvalid, err := s.bundles(v.signatureKind())
+	bundles, binvalid, err := s.bundles(k, b)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +103,7 @@ func (v *Verifier) Signatures(ctx context.Context, t Target, roots []string) (ma
 		if _, done := out[r.name]; done {
 			continue
 		}
-		ok, fails := verifyBundles(ctx, r.signatures, signing, s.hash)
+		ok, fails := verifyBundles(s.ctx, r.signatures, signing, s.hash)
 		if ok {
 			out[r.name] = policy.SignatureResult{Verified: true, Format: FormatBundle}
 			continue

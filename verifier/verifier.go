@@ -1,11 +1,13 @@
 package verifier
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
 	"net/http"
 	"slices"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 
@@ -15,18 +17,45 @@ import (
 // Target is one image manifest in an upstream registry.
 type Target struct {
 	// Registry is the host[:port] of the upstream endpoint, e.g.
-	// 127.0.0.1:6000 or registry-1.docker.io.
+	// 127.0.0.1:6000 or registry-1.docker.io. It names the image in reasons,
+	// and is where a registry client built for the call connects.
 	Registry string
-	// Insecure selects plain HTTP.
+	// Insecure selects plain HTTP for a registry client built for the call.
 	Insecure bool
 	// Repository is upstream-relative, e.g. library/alpine.
 	Repository string
 	// Digest is the manifest's digest.
 	Digest digest.Digest
-	// Transport carries the requests to Registry, authenticated as the caller
-	// sees fit; retries belong here too. Nil means http.DefaultTransport,
-	// anonymous (with anonymous bearer tokens when the registry asks).
+	// Source reads the registry: the proxy's registry client for the
+	// upstream (with its token cache and connection pool, and its scheme, so
+	// that nothing is probed), or a decorator of it. Nil: a registry client
+	// is built for the call from Registry, Insecure and Transport.
+	Source Source
+	// Transport carries the requests of a registry client built for the call
+	// (Source nil), authenticated as the caller sees fit; retries belong here
+	// too. Nil means http.DefaultTransport, anonymous (with anonymous bearer
+	// tokens when the registry asks).
 	Transport http.RoundTripper
+}
+
+// Query names the trust roots one look at an image checks its evidence
+// against.
+type Query struct {
+	// Signatures are the roots whose signatures are checked; none: the
+	// image's signatures are not looked for.
+	Signatures []string
+	// Attestations are the roots whose attestations are checked; none: the
+	// image's attestations are not looked for.
+	Attestations []string
+}
+
+// Findings is what Verify found.
+type Findings struct {
+	// Signatures has one result per root named in Query.Signatures, as
+	// Signatures returns them.
+	Signatures map[string]policy.SignatureResult
+	// Attestations is what Attestations returns for Query.Attestations.
+	Attestations AttestationResult
 }
 
 // Verifier checks cosign evidence against a fixed set of trust roots, parsed
@@ -44,8 +73,9 @@ type Verifier struct {
 // Option configures a Verifier built by New.
 type Option func(*Verifier) error
 
-// WithUserAgent sets the User-Agent product sent to registries (go-containerregistry
-// appends its own). Default: "portcullis-verifier".
+// WithUserAgent sets the User-Agent sent to registries by the registry
+// clients the verifier builds for a Target without a Source (a Source sends
+// its own). Default: "portcullis-verifier".
 func WithUserAgent(ua string) Option {
 	return func(v *Verifier) error {
 		v.userAgent = ua
@@ -112,12 +142,13 @@ func WithMaxAttestationSize(n int64) Option {
 	}
 }
 
-// WithEvidenceBudget caps the bytes one Signatures or Attestations call may
-// read of one image's evidence, all of it together: manifests, referrers
-// indexes, signature and attestation layers, bundles. It bounds the memory
-// one look at an image can pin, whatever is pushed to the upstream (the
-// per-artifact bounds alone allow 32 layers of 16 MiB under .att, and as much
-// again in bundles). Evidence that does not fit in what is left is refused
+// WithEvidenceBudget caps the bytes one look at an image (a Verify, or a
+// Signatures or Attestations call) may read of its signatures, and as many of
+// its attestations, each kind's evidence together: manifests, referrers
+// indexes, signature and attestation layers, bundles (what both kinds read
+// counts for each). It bounds the memory one look at an image can pin,
+// whatever is pushed to the upstream (the per-artifact bounds alone allow 32
+// layers of 16 MiB under .att, and as much again in bundles). Evidence that does not fit in what is left is refused
 // unread, from its descriptors, when they say how large it is, and while it
 // is read otherwise; it is invalid evidence, with a reason such as
 // "attestations of this image need more than 64 MiB of evidence: ...". A
@@ -134,8 +165,9 @@ func WithEvidenceBudget(n int64) Option {
 	}
 }
 
-// New parses every trust root's material once: PEM public keys (ECDSA, RSA,
-// Ed25519) and trusted_root.json documents. A root whose material cannot be
+// New parses every cosign trust root's material once: PEM public keys (ECDSA,
+// RSA, Ed25519) and trusted_root.json documents; notary roots are left to
+// package verifier/dct. A root whose material cannot be
 // used is a *RootError naming it. The map key is the root's name.
 func New(roots map[string]policy.TrustRoot, opts ...Option) (*Verifier, error) {
 	v := &Verifier{
@@ -153,6 +185,9 @@ func New(roots map[string]policy.TrustRoot, opts ...Option) (*Verifier, error) {
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(roots)) {
+		if roots[name].Notary != nil {
+			continue // Docker Content Trust: package verifier/dct reads it
+		}
 		r, err := parseRoot(name, roots[name])
 		if err != nil {
 			return nil, &RootError{Root: name, Err: err}
@@ -160,6 +195,70 @@ func New(roots map[string]policy.TrustRoot, opts ...Option) (*Verifier, error) {
 		v.roots[name] = r
 	}
 	return v, nil
+}
+
+// Verify checks the image's signatures and attestations against the roots q
+// names, as Signatures and Attestations do, in one look: the .sig and .att
+// tags and the referrers index are read at once, and what both kinds of
+// evidence need (the referrers index, the bundles) is read once. Each kind
+// reads within a budget of its own (WithEvidenceBudget). The error is non-nil
+// only when the evidence could not be read (ErrUnavailable) or a root is
+// unknown; it names the kind of evidence ("signatures: ...").
+func (v *Verifier) Verify(ctx context.Context, t Target, q Query) (Findings, error) {
+	sigRoots, err := v.lookup(q.Signatures)
+	if err != nil {
+		return Findings{}, err
+	}
+	attRoots, err := v.lookup(q.Attestations)
+	if err != nil {
+		return Findings{}, err
+	}
+	// One kind that cannot be read stops the other: the decision fails anyway.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s, err := v.open(ctx, t)
+	if err != nil {
+		return Findings{}, err
+	}
+	f := Findings{Signatures: make(map[string]policy.SignatureResult, len(sigRoots))}
+	if len(sigRoots)+len(attRoots) == 0 {
+		return f, nil
+	}
+	s.startListing()
+	defer s.close()
+	var (
+		wg    sync.WaitGroup
+		once  sync.Once
+		first error
+	)
+	fail := func(kind string, err error) {
+		once.Do(func() { first = fmt.Errorf("%s: %w", kind, err); cancel() })
+	}
+	if len(sigRoots) > 0 {
+		wg.Go(func() {
+			sigs, err := v.signatures(s, sigRoots)
+			if err != nil {
+				fail("signatures", err)
+				return
+			}
+			f.Signatures = sigs
+		})
+	}
+	if len(attRoots) > 0 {
+		wg.Go(func() {
+			atts, err := v.attestations(s, attRoots)
+			if err != nil {
+				fail("attestations", err)
+				return
+			}
+			f.Attestations = atts
+		})
+	}
+	wg.Wait()
+	if first != nil {
+		return Findings{}, first
+	}
+	return f, nil
 }
 
 // lookup returns the parsed roots for names, in order, without duplicates.

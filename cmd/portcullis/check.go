@@ -82,7 +82,7 @@ func newChecker(cfg *configs.Config, kv cache.KV, log *slog.Logger) (map[string]
 		}
 		clients[uc.Name], endpoints[uc.Name] = c, c
 	}
-	gate, err := newGate(cfg, endpoints, kv, admission.NewReports(kv, 0), admission.NewScanCredentials(kv), admission.NewMetrics(nil), log)
+	gate, err := newGate(cfg, endpoints, kv, admission.NewReports(kv, 0), admission.NewScanCredentials(kv), admission.NewMetrics(nil), log, nil)
 	if err != nil {
 		return nil, nil, err
 	}

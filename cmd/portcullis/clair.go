@@ -14,7 +14,7 @@ import (
 
 // scannerClient builds the client of a policy scanner by the API it speaks.
 func scannerClient(sc policy.Scanner) (admission.Scanner, error) {
-	hc := &http.Client{Timeout: sc.Timeout}
+	hc := &http.Client{Timeout: sc.Timeout, Transport: tls12Transport()}
 	if sc.Kind == policy.ScannerClair {
 		return clair.New(sc.URL, clair.WithHTTPClient(hc))
 	}
@@ -36,7 +36,7 @@ func (a *app) clairWebhook(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no clair scanner of that name in the policy", http.StatusNotFound)
 		return
 	}
-	c, err := clair.New(sc.URL, clair.WithHTTPClient(&http.Client{Timeout: sc.Timeout}))
+	c, err := clair.New(sc.URL, clair.WithHTTPClient(&http.Client{Timeout: sc.Timeout, Transport: tls12Transport()}))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return

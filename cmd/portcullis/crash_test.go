@@ -66,13 +66,11 @@ func TestEmbeddedStateSurvivesKill9(t *testing.T) {
 	}
 
 	cmd := start()
-	var ids []string
 	for i, kind := range []string{"deny", "allow", "deny"} {
 		code, body := call(http.MethodPost, "/admin/v1/"+kind, fmt.Sprintf(`{"match": "%s/app/n%d", "reason": "entry %d"}`, up.Host(), i, i))
 		if code != http.StatusCreated {
 			t.Fatalf("POST %s: %d %s", kind, code, body)
 		}
-		ids = append(ids, body)
 	}
 	_ = cmd.Process.Signal(syscall.SIGKILL)
 	_ = cmd.Wait()

@@ -28,6 +28,7 @@ import (
 	"github.com/portcullis/portcullis/proxy"
 	"github.com/portcullis/portcullis/upstream"
 	"github.com/portcullis/portcullis/verifier"
+	"github.com/portcullis/portcullis/verifier/dct"
 )
 
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
@@ -144,7 +145,10 @@ func build(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*app, er
 		for name, c := range a.clients {
 			endpoints[name] = c
 		}
-		gate, err := newGate(cfg, endpoints, a.kv, a.reports, creds, admission.NewMetrics(a.reg), log,
+		// Signature and attestation artifacts read by digest are kept in the content store, so a re-decision, a
+		// reloaded policy or a preview reads them locally.
+		evOpts := []admission.EvidenceOption{admission.WithArtifactStore(content)}
+		gate, err := newGate(cfg, endpoints, a.kv, a.reports, creds, admission.NewMetrics(a.reg), log, evOpts,
 			admission.WithLists(a.lists), admission.WithAudit(a.auditor), admission.WithPullLog(a.journal))
 		if err != nil {
 			return nil, err
@@ -156,7 +160,7 @@ func build(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*app, er
 		if err != nil {
 			return nil, err
 		}
-		if a.policyFile, err = admission.NewPolicyFile(cfg.Policy, gate, evidenceBuilder(cfg, endpoints, a.reports, creds, log), a.bus, popts...); err != nil {
+		if a.policyFile, err = admission.NewPolicyFile(cfg.Policy, gate, evidenceBuilder(cfg, endpoints, a.reports, creds, log, evOpts...), a.bus, popts...); err != nil {
 			return nil, err
 		}
 		opts = append(opts, proxy.WithAdmitter(gate), proxy.WithScanCredentials(creds))
@@ -166,12 +170,13 @@ func build(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*app, er
 		return nil, err
 	}
 	a.proxy = p
+	a.health = append(a.health, p) // a content store that refuses writes degrades /readyz
 	return a, nil
 }
 
 // newGate loads and compiles the policy and builds the admission gate with its verifier and scanners.
 func newGate(cfg *configs.Config, endpoints map[string]admission.Endpoint, kv cache.KV, reports *admission.Reports, creds *admission.ScanCredentials,
-	m *admission.Metrics, log *slog.Logger, extra ...admission.Option) (*admission.Gate, error) {
+	m *admission.Metrics, log *slog.Logger, evOpts []admission.EvidenceOption, extra ...admission.Option) (*admission.Gate, error) {
 	path := cfg.Policy
 	popts, err := policyOptions(cfg)
 	if err != nil {
@@ -181,7 +186,7 @@ func newGate(cfg *configs.Config, endpoints map[string]admission.Endpoint, kv ca
 	if err != nil {
 		return nil, err
 	}
-	ev, err := evidenceBuilder(cfg, endpoints, reports, creds, log)(pol)
+	ev, err := evidenceBuilder(cfg, endpoints, reports, creds, log, evOpts...)(pol)
 	if err != nil {
 		return nil, fmt.Errorf("policy %s: %w", path, err)
 	}
@@ -203,7 +208,7 @@ func newGate(cfg *configs.Config, endpoints map[string]admission.Endpoint, kv ca
 // scanners, reaching the upstreams through endpoints and keeping reports in reports. The gate's first policy, each
 // reloaded one and each previewed candidate are built with it.
 func evidenceBuilder(cfg *configs.Config, endpoints map[string]admission.Endpoint, reports *admission.Reports, creds *admission.ScanCredentials,
-	log *slog.Logger) admission.EvidenceBuilder {
+	log *slog.Logger, evOpts ...admission.EvidenceOption) admission.EvidenceBuilder {
 	return func(pol *policy.Policy) (admission.Evidence, error) {
 		v, err := verifier.New(pol.TrustRoots())
 		if err != nil {
@@ -224,7 +229,12 @@ func evidenceBuilder(cfg *configs.Config, endpoints map[string]admission.Endpoin
 			}
 			scanning.Scanners[name] = admission.ScannerEndpoint{Scanner: client, PullURL: pull}
 		}
-		return admission.NewEvidence(v, endpoints, scanning)
+		// Docker Content Trust: notary servers are reached with the system's TLS roots.
+		notary, err := dct.New(pol.TrustRoots())
+		if err != nil {
+			return nil, err
+		}
+		return admission.NewEvidence(v, endpoints, scanning, append(evOpts, admission.WithNotary(notary))...)
 	}
 }
 
@@ -308,6 +318,8 @@ func (a *app) Run(ctx context.Context) error {
 	servers := []*http.Server{regSrv}
 	errc := make(chan error, 3)
 	if cfg.TLS.Enabled() {
+		// TLS 1.2 at least, whatever a GODEBUG setting says the default is.
+		regSrv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 		go func() { errc <- regSrv.ServeTLS(regLn, cfg.TLS.Cert, cfg.TLS.Key) }()
 	} else {
 		go func() { errc <- regSrv.Serve(regLn) }()
@@ -366,6 +378,11 @@ func (a *app) Run(ctx context.Context) error {
 		if err := s.Shutdown(sctx); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	// Blobs already served may still be on their way into the content store (an upload to S3): finish them within
+	// the grace period rather than lose them.
+	if err := a.proxy.Wait(sctx); err != nil {
+		a.log.Warn("stopping with blob downloads unfinished; they will be fetched again", "error", err)
 	}
 	a.log.Info("stopped")
 	return errors.Join(errs...)
@@ -515,4 +532,11 @@ func newLogger(c configs.Log, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// tls12Transport is http.DefaultTransport refusing TLS before 1.2, for the clients main builds itself (scanners).
+func tls12Transport() *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	return tr
 }

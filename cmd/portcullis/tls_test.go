@@ -86,3 +86,32 @@ func TestServeTLS(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// TestTLSMinimumVersion: the registry and admin listeners refuse a TLS 1.1 handshake and accept TLS 1.2.
+func TestTLSMinimumVersion(t *testing.T) {
+	up := registrytest.New(t)
+	certPath, keyPath, pool := selfSigned(t)
+	a, done, cancel := startApp(t, up, &syncBuffer{}, func(cfg *configs.Config) {
+		cfg.TLS.Cert, cfg.TLS.Key, cfg.Shutdown.DrainDelay = certPath, keyPath, 0
+		cfg.Admin.Listen, cfg.Admin.Token = "127.0.0.1:0", "s3cret"
+		cfg.Admin.TLS = configs.AdminTLS{Cert: certPath, Key: keyPath}
+	})
+	defer func() { cancel(); <-done }()
+	for _, l := range []struct{ name, addr string }{{"registry", a.addr.String()}, {"admin", a.adminAddr.String()}} {
+		for _, v := range []struct {
+			name string
+			max  uint16
+			ok   bool
+		}{{"TLS 1.0", tls.VersionTLS10, false}, {"TLS 1.1", tls.VersionTLS11, false}, {"TLS 1.2", tls.VersionTLS12, true}, {"TLS 1.3", tls.VersionTLS13, true}} {
+			t.Run(l.name+" "+v.name, func(t *testing.T) {
+				conn, err := tls.Dial("tcp", l.addr, &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS10, MaxVersion: v.max}) //nolint:gosec // the old versions are the test
+				if err == nil {
+					conn.Close()
+				}
+				if (err == nil) != v.ok {
+					t.Errorf("handshake err = %v, want ok=%v", err, v.ok)
+				}
+			})
+		}
+	}
+}

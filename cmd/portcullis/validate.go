@@ -6,6 +6,7 @@ import (
 
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/verifier"
+	"github.com/portcullis/portcullis/verifier/dct"
 )
 
 // validate checks a config and the policy it names (files included) without serving.
@@ -43,6 +44,9 @@ func validate(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if _, err := verifier.New(pol.TrustRoots()); err != nil { // keys and trusted roots must parse, too
+		return fmt.Errorf("%s: %w", cfg.Policy, err)
+	}
+	if _, err := dct.New(pol.TrustRoots()); err != nil { // so must notary roots' pinned keys
 		return fmt.Errorf("%s: %w", cfg.Policy, err)
 	}
 	def := "a default"

@@ -23,6 +23,7 @@ var rules = []struct {
 	{pkg: "verifier", deps: []string{"proxy", "admission", "admin"}},
 	{pkg: "verifier/report", deps: []string{"proxy", "admission", "admin", "upstream"}},
 	{pkg: "verifier/clair", deps: []string{"proxy", "admission", "admin"}},
+	{pkg: "verifier/dct", deps: []string{"proxy", "admission", "admin", "upstream", "cache"}},
 	{pkg: "upstream", deps: []string{"proxy", "admission", "admin", "verifier", "policy"}},
 	{pkg: "policy", deps: []string{"proxy", "admission", "admin", "verifier", "upstream", "cache", "policy/rego"}},
 	// The Rego engine is plugged into policy by main; it reads facts, never gathers them.

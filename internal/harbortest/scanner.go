@@ -174,8 +174,8 @@ func (s *Scanner) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	case p == "scan":
 		route, method = "scan", http.MethodPost
 	default:
-		rest, ok := strings.CutPrefix(p, "scan/")
-		if id, ok = strings.CutSuffix(rest, "/report"); !ok || id == "" || strings.Contains(id, "/") {
+		rest, isScan := strings.CutPrefix(p, "scan/")
+		if id, ok = strings.CutSuffix(rest, "/report"); !isScan || !ok || id == "" || strings.Contains(id, "/") {
 			writeError(w, http.StatusNotFound, "not found: "+r.URL.Path)
 			return
 		}

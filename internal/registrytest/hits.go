@@ -2,6 +2,7 @@ package registrytest
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -55,6 +56,26 @@ func (h *Hits) Total() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.total
+}
+
+// Repeated returns the paths (no query) requested more than once since the
+// last Reset, whatever the methods, sorted: a client that asks for the same
+// thing twice in one operation shows here.
+func (h *Hits) Repeated() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	byPath := map[string]int{}
+	for k, v := range h.paths {
+		byPath[k.what] += v
+	}
+	var out []string
+	for p, n := range byPath {
+		if n > 1 {
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Reset forgets every request counted so far.

@@ -14,6 +14,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -24,6 +25,7 @@ type Registry struct {
 	tokens   *tokenServer     // nil without WithBearerAuth
 	tokenSrv *httptest.Server // nil without WithBearerAuth
 	hits     *Hits
+	hellos   atomic.Int64   // TLS ClientHellos received by a plain-HTTP listener
 	pool     *x509.CertPool // nil without WithTLS
 
 	closeOnce sync.Once
@@ -61,7 +63,7 @@ func New(t testing.TB, opts ...Option) *Registry {
 	h := backend
 	if cfg.auth {
 		r.tokens = newTokenServer(cfg.username, cfg.password)
-		r.tokenSrv = start(r.tokens, cert)
+		r.tokenSrv = start(r.tokens, cert, &r.hellos)
 		// A host name, not 127.0.0.1: go-containerregistry (so crane and
 		// cosign) refuses realms on private IP literals other than the
 		// registry's own host:port.
@@ -72,7 +74,7 @@ func New(t testing.TB, opts ...Option) *Registry {
 	for i := len(cfg.middlewares) - 1; i >= 0; i-- {
 		h = cfg.middlewares[i](h)
 	}
-	r.srv = start(r.hits.wrap(h), cert)
+	r.srv = start(r.hits.wrap(h), cert, &r.hellos)
 
 	t.Cleanup(func() {
 		r.Close()
@@ -81,18 +83,52 @@ func New(t testing.TB, opts ...Option) *Registry {
 	return r
 }
 
-// start serves h on a loopback port, over TLS with cert when it is not nil.
-func start(h http.Handler, cert *tls.Certificate) *httptest.Server {
-	if cert == nil {
-		return httptest.NewServer(h)
-	}
+// start serves h on a loopback port, over TLS with cert when it is not nil;
+// a plain-HTTP listener counts the connections that open with a TLS
+// ClientHello in hellos.
+func start(h http.Handler, cert *tls.Certificate, hellos *atomic.Int64) *httptest.Server {
 	s := httptest.NewUnstartedServer(h)
+	if cert == nil {
+		s.Listener = helloCounter{Listener: s.Listener, n: hellos}
+		s.Start()
+		return s
+	}
 	s.TLS = &tls.Config{Certificates: []tls.Certificate{*cert}}
 	// Tests that prove an untrusting client fails would otherwise print
 	// "TLS handshake error" lines; other server errors (panics) still show.
 	s.Config.ErrorLog = log.New(handshakeFilter{os.Stderr}, "", log.LstdFlags)
 	s.StartTLS()
 	return s
+}
+
+// helloCounter counts the accepted connections whose first byte opens a TLS
+// handshake record (0x16): a client that tries HTTPS on a plain-HTTP registry.
+type helloCounter struct {
+	net.Listener
+	n *atomic.Int64
+}
+
+func (l helloCounter) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &helloConn{Conn: c, n: l.n}, nil
+}
+
+// helloConn checks the first byte read from its connection.
+type helloConn struct {
+	net.Conn
+	n    *atomic.Int64
+	seen atomic.Bool // the server's reads take turns, but across goroutines
+}
+
+func (c *helloConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && c.seen.CompareAndSwap(false, true) && p[0] == 0x16 {
+		c.n.Add(1)
+	}
+	return n, err
 }
 
 // handshakeFilter drops http.Server's TLS handshake error lines.
@@ -153,6 +189,13 @@ func (r *Registry) TokenRealm() string {
 		return ""
 	}
 	return r.tokens.realm
+}
+
+// TLSAttempts returns how many connections to a plain-HTTP registry (or its
+// token server) opened with a TLS handshake: a client that tries HTTPS first
+// on an upstream it should know to be plain HTTP. Always 0 WithTLS.
+func (r *Registry) TLSAttempts() int {
+	return int(r.hellos.Load())
 }
 
 // TokensIssued returns how many tokens the token server has issued; always 0

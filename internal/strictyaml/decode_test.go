@@ -47,7 +47,8 @@ type testDoc struct {
 	Tree    *tree            `yaml:"tree"`
 	Small   int8             `yaml:"small"`
 	Skip    string           `yaml:"-"`
-	hidden  string
+	//lint:ignore U1000 an unexported field: the decoder must leave it alone
+	hidden string
 }
 
 func TestDecode(t *testing.T) {

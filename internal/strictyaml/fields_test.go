@@ -57,6 +57,7 @@ func TestFieldsOf(t *testing.T) {
 		Plain   string
 		Tagged  string `yaml:"tag,omitempty"`
 		Skipped string `yaml:"-"`
+		//lint:ignore U1000 an unexported field: the decoder must leave it alone
 		private string
 		Last    int `yaml:",omitempty"`
 	}

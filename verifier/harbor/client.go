@@ -3,6 +3,7 @@ package harbor
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,8 +58,8 @@ type Option func(*Client) error
 // WithHTTPClient sends requests through hc. The client is copied and made not
 // to follow redirects (a 302 from the report endpoint means "not ready"); its
 // Timeout, if any, bounds each request. Default: a client on a clone of
-// http.DefaultTransport with no timeout of its own; the caller's context bounds
-// every call.
+// http.DefaultTransport (TLS 1.2 at least) with no timeout of its own; the
+// caller's context bounds every call.
 func WithHTTPClient(hc *http.Client) Option {
 	return func(c *Client) error {
 		if hc == nil {
@@ -115,7 +116,7 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	u.RawPath = ""
 	c := &Client{
 		base: u,
-		hc:   &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()},
+		hc:   &http.Client{Transport: tls12Transport()},
 		poll: time.Second,
 	}
 	for _, o := range opts {
@@ -265,4 +266,11 @@ func decode(r io.Reader, limit int64, v any) error {
 		return fmt.Errorf("body over %d bytes", limit)
 	}
 	return json.Unmarshal(b, v)
+}
+
+// tls12Transport is http.DefaultTransport refusing TLS before 1.2.
+func tls12Transport() *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	return tr
 }
