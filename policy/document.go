@@ -16,14 +16,15 @@ type document struct {
 	Default   *ruleDoc               `yaml:"default"`
 }
 
-// trustDoc is one named trust root: exactly one of Key, KeyData and Keyless.
+// trustDoc is one named trust root: exactly one of its kinds (Key, KeyData, Keyless, Notation, Notary).
 type trustDoc struct {
-	Key        string      `yaml:"key"`
-	KeyData    string      `yaml:"keyData"`
-	Keyless    *keylessDoc `yaml:"keyless"`
-	Notary     *notaryDoc  `yaml:"notary"`
-	IgnoreTlog *bool       `yaml:"ignoreTlog"`
-	IgnoreSCT  *bool       `yaml:"ignoreSCT"`
+	Key        string       `yaml:"key"`
+	KeyData    string       `yaml:"keyData"`
+	Keyless    *keylessDoc  `yaml:"keyless"`
+	Notation   *notationDoc `yaml:"notation"`
+	Notary     *notaryDoc   `yaml:"notary"`
+	IgnoreTlog *bool        `yaml:"ignoreTlog"`
+	IgnoreSCT  *bool        `yaml:"ignoreSCT"`
 }
 
 // keylessDoc is a Fulcio certificate identity and the trusted root that vouches for it.
@@ -35,8 +36,17 @@ type keylessDoc struct {
 	SubjectRegExp string `yaml:"subjectRegExp"`
 }
 
-// scannerDoc is one Harbor Pluggable Scanner API adapter.
+// notationDoc is a Notation (Notary Project) trust store with the identities it trusts.
+type notationDoc struct {
+	TrustStore       string   `yaml:"trustStore"`
+	SigningAuthority string   `yaml:"signingAuthority"`
+	TSA              string   `yaml:"tsa"`
+	Identities       []string `yaml:"identities"`
+}
+
+// scannerDoc is one scanner: a Harbor Pluggable Scanner API adapter or a Clair v4.
 type scannerDoc struct {
+	Kind    string `yaml:"kind"`
 	URL     string `yaml:"url"`
 	Timeout string `yaml:"timeout"`
 	PullURL string `yaml:"pullURL"`

@@ -4,7 +4,9 @@ import (
 	"encoding/pem"
 	"errors"
 	"io/fs"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -280,5 +282,63 @@ func TestLoadErrors(t *testing.T) {
 	}
 	if !strings.Contains(string(p.TrustRoots()["release"].KeyPEM), "BEGIN PUBLIC KEY") {
 		t.Errorf("release key not read")
+	}
+}
+
+// TestParseNotationRoot checks that a Notation root compiles with its certificates and
+// identities, that a signedBy may mix it with a cosign root, and that Load reads a trust
+// store directory as its certificate files joined.
+func TestParseNotationRoot(t *testing.T) {
+	cert := testFiles["cert.pem"]
+	tests := []struct {
+		name  string
+		store func(dir string) string // writes the trust store, returns its name in the policy
+		want  []byte
+	}{
+		{name: "file", store: func(dir string) string {
+			mustWrite(t, filepath.Join(dir, "ca.pem"), cert)
+			return "ca.pem"
+		}, want: []byte(cert)},
+		{name: "directory", store: func(dir string) string {
+			mustWrite(t, filepath.Join(dir, "store", "a.pem"), cert)
+			mustWrite(t, filepath.Join(dir, "store", "b.crt"), cert)
+			mustWrite(t, filepath.Join(dir, "store", "notes.txt"), "not a certificate")
+			return "store"
+		}, want: []byte(cert + "\n" + cert + "\n")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			mustWrite(t, filepath.Join(dir, "keys", "release.pub"), testKey)
+			doc := "trust:\n  release: {key: keys/release.pub}\n  acme-notation:\n    notation:\n" +
+				"      trustStore: " + tt.store(dir) + "\n" +
+				"      identities: [\"x509.subject: C=US, ST=WA, O=Acme, CN=acme\"]\n" +
+				"default:\n  signedBy: {allOf: [release, acme-notation]}\n"
+			mustWrite(t, filepath.Join(dir, "p.yaml"), doc)
+			p, err := Load(filepath.Join(dir, "p.yaml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := TrustRoot{Name: "acme-notation", Notation: &Notation{
+				CAPEM:      tt.want,
+				Identities: []string{"x509.subject: C=US, ST=WA, O=Acme, CN=acme"},
+			}}
+			if diff := cmp.Diff(want, p.TrustRoots()["acme-notation"]); diff != "" {
+				t.Errorf("notation root (-want +got):\n%s", diff)
+			}
+			if got := p.Match("ghcr.io", "x").Requirements().SignedBy.AllOf; !slices.Equal(got, []string{"release", "acme-notation"}) {
+				t.Errorf("signedBy.allOf = %v", got)
+			}
+		})
+	}
+}
+
+func mustWrite(t *testing.T, name, data string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(name, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 )
@@ -18,15 +19,44 @@ type Policy struct {
 	def      *Rule
 }
 
-// Load reads the policy file at path and the key and trusted-root files it names (relative
-// to the policy file's directory), and compiles it. This is the package's only I/O. A policy with Rego modules
-// needs WithModuleCompiler.
+// Load reads the policy file at path and the key, trusted-root and certificate files it names
+// (relative to the policy file's directory), and compiles it. A name that is a directory (a
+// Notation trust store) reads as its *.pem, *.crt and *.cer files joined in name order. This
+// is the package's only I/O. A policy with Rego modules needs WithModuleCompiler.
 func Load(path string, opts ...Option) (*Policy, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read policy: %w", err)
 	}
-	return Parse(data, path, os.ReadFile, opts...)
+	return Parse(data, path, readFileOrDir, opts...)
+}
+
+// readFileOrDir reads a file, or joins the certificate files of a directory (not recursive).
+func readFileOrDir(name string) ([]byte, error) {
+	fi, err := os.Stat(name)
+	if err != nil || !fi.IsDir() {
+		return os.ReadFile(name)
+	}
+	entries, err := os.ReadDir(name)
+	if err != nil {
+		return nil, err
+	}
+	var out []byte
+	for _, e := range entries { // sorted by name
+		ext := strings.ToLower(filepath.Ext(e.Name()))
+		if e.IsDir() || (ext != ".pem" && ext != ".crt" && ext != ".cer") {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(name, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		out = append(append(out, data...), '\n')
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no .pem, .crt or .cer files in the directory", name)
+	}
+	return out, nil
 }
 
 // Parse decodes and compiles one policy document. filename is used in error messages and to

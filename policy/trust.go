@@ -19,21 +19,22 @@ func (c *compiler) trustRoot(path, name string, td *trustDoc) (TrustRoot, bool) 
 		c.p.add(path, "bad name %q: use letters, digits, '.', '_' and '-'", name)
 	}
 	if td == nil {
-		c.p.add(path, "empty trust root: give key, keyData, keyless or notary")
+		c.p.add(path, "empty trust root: give one of "+trustKinds)
 		return t, false
 	}
 	n := 0
-	for _, set := range []bool{td.Key != "", td.KeyData != "", td.Keyless != nil, td.Notary != nil} {
+	// One entry per kind of root; a new kind adds its field here and a case below.
+	for _, set := range []bool{td.Key != "", td.KeyData != "", td.Keyless != nil, td.Notation != nil, td.Notary != nil} {
 		if set {
 			n++
 		}
 	}
 	switch {
 	case n == 0:
-		c.p.add(path, "needs one of key, keyData, keyless and notary")
+		c.p.add(path, "needs one of "+trustKinds)
 		return t, false
 	case n > 1:
-		c.p.add(path, "give only one of key, keyData, keyless and notary")
+		c.p.add(path, "give only one of "+trustKinds)
 		return t, false
 	case td.Notary != nil:
 		return c.notaryRoot(path, t, td)
@@ -47,6 +48,13 @@ func (c *compiler) trustRoot(path, name string, td *trustDoc) (TrustRoot, bool) 
 	case td.KeyData != "":
 		t.KeyPEM = []byte(td.KeyData)
 		ok = c.checkPEM(join(path, "keyData"), t.KeyPEM)
+	case td.Notation != nil:
+		t.Notation, ok = c.notation(join(path, "notation"), td.Notation)
+		if td.IgnoreTlog != nil || td.IgnoreSCT != nil {
+			c.p.add(path, "ignoreTlog and ignoreSCT apply to cosign roots only")
+			ok = false
+		}
+		return t, ok
 	default:
 		t.Keyless, ok = c.keyless(join(path, "keyless"), td.Keyless)
 	}
@@ -65,6 +73,9 @@ func (c *compiler) trustRoot(path, name string, td *trustDoc) (TrustRoot, bool) 
 	}
 	return t, ok
 }
+
+// trustKinds lists the kinds of trust root, for messages.
+const trustKinds = "key, keyData, keyless, notation, notary"
 
 // checkPEM checks that data holds a PEM public key (it is parsed by the verifier).
 func (c *compiler) checkPEM(path string, data []byte) bool {
@@ -131,6 +142,13 @@ func (c *compiler) scanner(path, name string, sd *scannerDoc) (Scanner, bool) {
 		return s, false
 	}
 	s.URL, s.PullURL = sd.URL, sd.PullURL
+	switch sd.Kind {
+	case "", "harbor":
+	case string(ScannerClair):
+		s.Kind = ScannerClair
+	default:
+		c.p.add(join(path, "kind"), "must be harbor or clair, not %q", sd.Kind)
+	}
 	if sd.URL == "" {
 		c.p.add(join(path, "url"), "required")
 	} else {

@@ -107,8 +107,10 @@ func (s Severity) normalize() Severity {
 	return SeverityUnknown
 }
 
-// TrustRoot is a named root of trust for signatures: a public key, or a keyless (Fulcio)
-// identity with the trusted root that vouches for it. It carries the bytes from the policy
+// TrustRoot is a named root of trust for signatures: a public key, a keyless (Fulcio)
+// identity with the trusted root that vouches for it, a Notation trust store with its
+// trusted identities, or a Docker Content Trust collection. Exactly one of KeyPEM, Keyless, Notation and Notary
+// is set. It carries the bytes from the policy
 // (and the files it names), not parsed crypto; the verifier parses them.
 type TrustRoot struct {
 	// Name is the root's name in the policy's trust section.
@@ -117,6 +119,9 @@ type TrustRoot struct {
 	KeyPEM []byte
 	// Keyless is the certificate identity for keyless roots; nil for key roots.
 	Keyless *Keyless
+	// Notation is the trust store and identities of a Notation root; nil for cosign roots. Left
+	// out of the policy hash when nil, so that policies without one keep their hash.
+	Notation *Notation `json:",omitempty"`
 	// IgnoreTlog means no transparency-log proof is required. Default true for key roots
 	// (offline key signing has none), false for keyless roots.
 	IgnoreTlog bool
@@ -152,6 +157,14 @@ func (t TrustRoot) clone() TrustRoot {
 		k.TrustedRootJSON = slices.Clone(k.TrustedRootJSON)
 		t.Keyless = &k
 	}
+	if t.Notation != nil {
+		n := *t.Notation
+		n.CAPEM = slices.Clone(n.CAPEM)
+		n.SigningAuthorityPEM = slices.Clone(n.SigningAuthorityPEM)
+		n.TSAPEM = slices.Clone(n.TSAPEM)
+		n.Identities = slices.Clone(n.Identities)
+		t.Notation = &n
+	}
 	if t.Notary != nil {
 		n := *t.Notary
 		n.RootKeysPEM = make([][]byte, len(t.Notary.RootKeysPEM))
@@ -164,11 +177,24 @@ func (t TrustRoot) clone() TrustRoot {
 	return t
 }
 
-// Scanner is a Harbor Pluggable Scanner API adapter that scans on demand.
+// ScannerKind is the API a scanner speaks.
+type ScannerKind string
+
+const (
+	// ScannerHarbor is the Harbor Pluggable Scanner API (harbor-scanner-trivy and others). The
+	// default, which Scanner.Kind holds as "" (a policy without kind: keeps its hash).
+	ScannerHarbor ScannerKind = ""
+	// ScannerClair is Clair v4's indexer and matcher API, with its notifier's webhook.
+	ScannerClair ScannerKind = "clair"
+)
+
+// Scanner is a scanner that scans on demand: a Harbor Pluggable Scanner API adapter or a Clair v4.
 type Scanner struct {
 	// Name is the scanner's name in the policy's scanners section.
 	Name string
-	// URL is the adapter's base URL (http or https).
+	// Kind is the API it speaks. Default ScannerHarbor ("").
+	Kind ScannerKind `json:",omitempty"`
+	// URL is the adapter's (or Clair's) base URL (http or https).
 	URL string
 	// PullURL is the registry URL the scanner pulls the image from; "" means the proxy's own
 	// registry listener. Default "".

@@ -47,6 +47,10 @@ func (v *Verifier) Attestations(ctx context.Context, t Target, roots []string) (
 // the bundles.
 func (v *Verifier) attestations(s *session, rs []*trustRoot) (AttestationResult, error) {
 	k, b := v.attestationKind(), newBudget("attestations", v.budget)
+	rs, _ = notationRoots(rs) // Notation signs images, not in-toto attestations
+	if len(rs) == 0 {
+		return AttestationResult{}, nil
+	}
 	atts, invalid, err := s.classic(k, b)
 	if err != nil {
 		return AttestationResult{}, err

@@ -364,20 +364,10 @@ func maybeBundle(desc ocispec.Descriptor) bool {
 // (a signature bundle is small; an attestation may be large) and is skipped
 // unread.
 func (s *session) bundle(desc ocispec.Descriptor, k evidenceKind, b *budget) (bundleEvidence, error) {
-	raw, err := s.manifests.do(desc.Digest, func() ([]byte, error) {
-		body, _, _, err := s.src.Manifest(s.ctx, s.repo, desc.Digest.String(), nil)
-		return body, err
-	})
-	if err != nil {
-		return bundleEvidence{}, readFailure("referrer "+desc.Digest.String(), err)
-	}
 	what := k.name + " referrer " + desc.Digest.String()
-	if err := s.fitManifest(b, what, raw); err != nil {
-		return bundleEvidence{}, err
-	}
-	c, err := manifest.Parse(raw)
+	c, err := s.referrerManifest(desc, what, b)
 	if err != nil {
-		return bundleEvidence{}, fmt.Errorf("referrer %s: %w", desc.Digest, err)
+		return bundleEvidence{}, err
 	}
 	if c.IsIndex() || len(c.Layers) != 1 || !strings.HasPrefix(c.Layers[0].MediaType, bundleArtifactPrefix) {
 		return bundleEvidence{}, errNotBundle
@@ -403,6 +393,27 @@ func (s *session) bundle(desc ocispec.Descriptor, k evidenceKind, b *budget) (bu
 		return bundleEvidence{}, fmt.Errorf("referrer %s: %w", desc.Digest, p.err)
 	}
 	return p.evidence, nil
+}
+
+// referrerManifest reads the referrer manifest desc once per session (the
+// other kind of evidence, or the other format, may want it too), counts it
+// against b as the evidence what, and parses it.
+func (s *session) referrerManifest(desc ocispec.Descriptor, what string, b *budget) (manifest.Contents, error) {
+	raw, err := s.manifests.do(desc.Digest, func() ([]byte, error) {
+		body, _, _, err := s.src.Manifest(s.ctx, s.repo, desc.Digest.String(), nil)
+		return body, err
+	})
+	if err != nil {
+		return manifest.Contents{}, readFailure("referrer "+desc.Digest.String(), err)
+	}
+	if err := s.fitManifest(b, what, raw); err != nil {
+		return manifest.Contents{}, err
+	}
+	c, err := manifest.Parse(raw)
+	if err != nil {
+		return manifest.Contents{}, fmt.Errorf("referrer %s: %w", desc.Digest, err)
+	}
+	return c, nil
 }
 
 // parsedBundle is a bundle layer parsed, or why it could not be.

@@ -29,7 +29,9 @@ const ReasonNoSignatures = "no signatures found"
 const maxReasonLen = 300
 
 // Signatures checks the image's cosign signatures, classic (.sig tag) and
-// bundles (referrers or the fallback tag), against each named root and
+// bundles (referrers or the fallback tag), against each named cosign root,
+// and its Notation signatures (referrers or the fallback tag, JWS or COSE)
+// against each named Notation root, and
 // returns one result per root: Verified, and otherwise a Reason such as
 // "no signatures found", "no signature verifies with key release: ..." or
 // "certificate identity ... does not match keyless root ci ...". Evidence
@@ -51,6 +53,21 @@ func (v *Verifier) Signatures(ctx context.Context, t Target, roots []string) (ma
 func (v *Verifier) signatures(s *session, rs []*trustRoot) (map[string]policy.SignatureResult, error) {
 	k, b := v.signatureKind(), newBudget("signatures", v.budget)
 	out := make(map[string]policy.SignatureResult, len(rs))
+	rs, nrs := notationRoots(rs)
+	if len(nrs) > 0 {
+		// Notation signatures are referrers too: read from the same listing,
+		// through the same Source and memo, drawing on the same budget.
+		envs, invalid, err := s.notationSignatures(k, b)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range nrs {
+			out[r.name] = s.verifyNotation(r, envs, invalid)
+		}
+	}
+	if len(rs) == 0 {
+		return out, nil
+	}
 	sigs, invalid, err := s.classic(k, b)
 	if err != nil {
 		return nil, err

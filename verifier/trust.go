@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/notaryproject/notation-go"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
@@ -31,6 +32,10 @@ type trustRoot struct {
 	issuerRE *regexp.Regexp  // keyless only, nil for an exact issuer
 	subjRE   *regexp.Regexp  // keyless only, nil for an exact subject
 
+	// notation verifies Notation signatures; set for Notation roots only,
+	// which have no cosign check options.
+	notation notation.Verifier
+
 	// signatures checks classic signature tags and signature bundles;
 	// attestations checks classic attestation tags and attestation bundles.
 	// They differ only in the claim verifier.
@@ -41,6 +46,14 @@ type trustRoot struct {
 // its material.
 func parseRoot(name string, tr policy.TrustRoot) (*trustRoot, error) {
 	r := &trustRoot{name: name}
+	if tr.Notation != nil {
+		nv, err := parseNotation(name, tr.Notation)
+		if err != nil {
+			return nil, err
+		}
+		r.notation = nv
+		return r, nil
+	}
 	co := &cosign.CheckOpts{
 		IgnoreTlog: tr.IgnoreTlog,
 		IgnoreSCT:  tr.IgnoreSCT,
@@ -185,8 +198,12 @@ func compileOptional(expr string) (*regexp.Regexp, error) {
 	return regexp.Compile(expr)
 }
 
-// describe names the root in reasons: "key release" or "keyless root github-ci".
+// describe names the root in reasons: "key release", "keyless root github-ci"
+// or "notation root acme".
 func (r *trustRoot) describe() string {
+	if r.notation != nil {
+		return "notation root " + r.name
+	}
 	if r.keyless {
 		return "keyless root " + r.name
 	}

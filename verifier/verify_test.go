@@ -3,8 +3,10 @@ package verifier_test
 import (
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/portcullis/portcullis/internal/cosigntest"
+	"github.com/portcullis/portcullis/internal/notationtest"
 	"github.com/portcullis/portcullis/internal/registrytest"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/verifier"
@@ -45,5 +47,41 @@ func TestVerifyReadsOnce(t *testing.T) {
 	}
 	if n := hits.Count("", registrytest.KindPing); n != 0 {
 		t.Errorf("%d pings", n)
+	}
+}
+
+// TestVerifyReadsNotationOnce: a Notation signature is a referrer like a cosign bundle, so one Verify asking for
+// a cosign root and a Notation root lists the referrers once, and reads the Notation manifest and its envelope
+// once, through the same session as the bundle.
+func TestVerifyReadsNotationOnce(t *testing.T) {
+	t.Parallel()
+	bin3 := cosigntest.Binary3(t)
+	reg := registrytest.New(t, registrytest.WithGGCR()) // the referrers API
+	repo := notationtest.Repo(t, reg.Host(), "team/app", true)
+	ca := notationtest.NewCA(t, "Acme Root")
+	acme := ca.Leaf(t, notationtest.Subject("acme"), time.Time{}, time.Time{})
+	release := newKeyPair(t)
+	img := pushImage(t, reg, "team/app")
+	cosigntest.SignBundle(t, bin3, img.ref, release.priv)
+	notationtest.Sign(t, repo, acme, img.target.Digest, notationtest.JWS)
+	v := newVerifier(t, keyRoot(t, "release", release.pub), notationRoot("acme", ca, "*"))
+
+	reg.Hits().Reset()
+	got, err := v.Verify(t.Context(), img.target, verifier.Query{Signatures: []string{"release", "acme"}})
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	checkResults(t, got.Signatures, map[string]policy.SignatureResult{
+		"release": verified(verifier.FormatBundle), "acme": verified(verifier.FormatNotation)})
+	hits := reg.Hits()
+	if n := hits.CountPath(http.MethodGet, "/v2/team/app/referrers/"+img.target.Digest.String()); n != 1 {
+		t.Errorf("%d referrers requests, want 1", n)
+	}
+	// The bundle's and the Notation signature's manifest and layer, each once; .sig (404) and the fallback tag.
+	if n := hits.Count(http.MethodGet, registrytest.KindBlob); n != 2 {
+		t.Errorf("%d blob GETs, want 2 (the bundle, the envelope)", n)
+	}
+	if n := hits.Count(http.MethodGet, registrytest.KindManifest); n != 4 {
+		t.Errorf("%d manifest GETs, want 4: .sig, the fallback tag, the bundle, the Notation signature", n)
 	}
 }

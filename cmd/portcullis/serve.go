@@ -29,7 +29,6 @@ import (
 	"github.com/portcullis/portcullis/upstream"
 	"github.com/portcullis/portcullis/verifier"
 	"github.com/portcullis/portcullis/verifier/dct"
-	"github.com/portcullis/portcullis/verifier/harbor"
 )
 
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
@@ -218,7 +217,7 @@ func evidenceBuilder(cfg *configs.Config, endpoints map[string]admission.Endpoin
 		scanning := &admission.Scanning{Reports: reports, Credentials: creds, Scanners: map[string]admission.ScannerEndpoint{},
 			DefaultUpstream: cfg.DefaultUpstream().Name}
 		for name, sc := range pol.Scanners() {
-			client, err := harbor.New(sc.URL, harbor.WithHTTPClient(&http.Client{Timeout: sc.Timeout, Transport: tls12Transport()}))
+			client, err := scannerClient(sc)
 			if err != nil {
 				return nil, fmt.Errorf("scanner %s: %w", name, err)
 			}
@@ -341,7 +340,7 @@ func (a *app) Run(ctx context.Context) error {
 		opsSrv := a.newServer(a.opsHandler())
 		servers = append(servers, opsSrv)
 		go func() { errc <- opsSrv.Serve(opsLn) }()
-		a.log.Info("ops listening", "addr", "http://"+a.opsAddr.String(), "endpoints", "/metrics /healthz /readyz")
+		a.log.Info("ops listening", "addr", "http://"+a.opsAddr.String(), "endpoints", "/metrics /healthz /readyz /clair/{scanner}/notify")
 	}
 	if cfg.Admin.Enabled() {
 		srv, err := a.startAdmin(errc)
@@ -480,6 +479,7 @@ func (a *app) start(ctx context.Context) (done <-chan error, err error) {
 func (a *app) opsHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("POST /clair/{scanner}/notify", a.clairWebhook)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
 	})

@@ -22,6 +22,7 @@ var rules = []struct {
 	{pkg: "admin", deps: []string{"proxy"}},
 	{pkg: "verifier", deps: []string{"proxy", "admission", "admin"}},
 	{pkg: "verifier/report", deps: []string{"proxy", "admission", "admin", "upstream"}},
+	{pkg: "verifier/clair", deps: []string{"proxy", "admission", "admin"}},
 	{pkg: "verifier/dct", deps: []string{"proxy", "admission", "admin", "upstream", "cache"}},
 	{pkg: "upstream", deps: []string{"proxy", "admission", "admin", "verifier", "policy"}},
 	{pkg: "policy", deps: []string{"proxy", "admission", "admin", "verifier", "upstream", "cache", "policy/rego"}},
