@@ -54,7 +54,10 @@ func TestFullContentStore(t *testing.T) {
 	if resp, got := e.get(t, http.MethodGet, path); resp.StatusCode != http.StatusOK || !bytes.Equal(got, want) {
 		t.Fatalf("pull with space again: status %d", resp.StatusCode)
 	}
-	if !eventually(func() bool { _, err := e.content.Stat(context.Background(), digest.Digest(ld.String())); return err == nil }) {
+	if !eventually(func() bool {
+		_, err := e.content.Stat(context.Background(), digest.Digest(ld.String()))
+		return err == nil
+	}) {
 		t.Fatal("the blob was not stored once there was space")
 	}
 	if err := e.proxy.Healthy(); err != nil {
