@@ -184,6 +184,7 @@ func (s *soak) run(t *testing.T, dur time.Duration) *soakReport {
 	// The traffic has stopped: idle connections close and the goroutines serving them end.
 	client.CloseIdleConnections()
 	s.e.srv.CloseClientConnections()
+	s.e.up.CloseClientConnections() // Portcullis keeps up to 64 idle connections to an upstream
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && runtime.NumGoroutine() > r.GoroutinesStart+5; {
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -207,6 +207,15 @@ func (r *Registry) TokensIssued() int {
 	return r.tokens.Issued()
 }
 
+// CloseClientConnections closes the connections clients hold to the registry (and its token server), idle ones
+// included, so that a test counting goroutines does not count a client's keep-alive pool.
+func (r *Registry) CloseClientConnections() {
+	r.srv.CloseClientConnections()
+	if r.tokenSrv != nil {
+		r.tokenSrv.CloseClientConnections()
+	}
+}
+
 // Close stops serving the registry and its token server, so that requests
 // fail with "connection refused", as when the upstream is down. In-flight
 // requests are cut off. Stored content survives for the seeding helpers.
