@@ -51,9 +51,9 @@ func (a *API) getAudit(w http.ResponseWriter, r *http.Request, _ Principal) {
 	}
 	aq.Image, aq.Actor, aq.Kind = q.Get("image"), q.Get("actor"), admission.AuditKind(q.Get("kind"))
 	switch aq.Kind {
-	case "", admission.AuditChange, admission.AuditDenial, admission.AuditBreakGlass, admission.AuditKeptLastGood:
+	case "", admission.AuditChange, admission.AuditDenial, admission.AuditBreakGlass, admission.AuditKeptLastGood, admission.AuditWarning:
 	default:
-		adminError(w, http.StatusBadRequest, "PARAM_INVALID", "kind: want change, denial, break-glass or kept-last-good, not "+strconv.Quote(string(aq.Kind)))
+		adminError(w, http.StatusBadRequest, "PARAM_INVALID", "kind: want change, denial, break-glass, kept-last-good or warning, not "+strconv.Quote(string(aq.Kind)))
 		return
 	}
 	if v := q.Get("limit"); v != "" {

@@ -32,6 +32,9 @@ const (
 	AuditBreakGlass AuditKind = "break-glass"
 	// AuditKeptLastGood is a tag served at its last admitted digest because it moved to a denied one.
 	AuditKeptLastGood AuditKind = "kept-last-good"
+	// AuditWarning is an image served although its rule failed, because the rule is in warn or audit mode
+	// (recorded when decided, not for every cached answer): what enforcing the rule would refuse.
+	AuditWarning AuditKind = "warning"
 )
 
 // AuditRecord is one audit log entry. Every field but Time and Kind is optional.

@@ -580,6 +580,8 @@ func (g *view) evaluate(ctx context.Context, s Subject, refreshMargin time.Durat
 		g.count(d, "evaluated")
 		if !d.Allowed {
 			g.audit(ctx, AuditRecord{Kind: AuditDenial, Image: image, Tag: s.Tag, Reason: d.Reason})
+		} else if pd.Failed() {
+			g.audit(ctx, AuditRecord{Kind: AuditWarning, Image: image, Tag: s.Tag, Reason: pd.Message})
 		}
 		if changed {
 			return d, nil // facts kept moving: serve this answer, cache nothing

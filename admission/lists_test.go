@@ -374,3 +374,26 @@ func TestListsOverTheGate(t *testing.T) {
 		}
 	})
 }
+
+// A rule in warn mode serves an image that fails it, and the audit log says what enforcing it would refuse.
+func TestWarnModeFailureIsAudited(t *testing.T) {
+	auditor := NewAuditor(&memJournal{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	f := newGateFixtureWith(t, strings.Replace(grantsPolicy, "default:\n", "default:\n  mode: warn\n", 1), nil, WithAudit(auditor))
+	unsigned := image(t, "v1", digest.FromString("layer"))
+	if v := f.admit(t, unsigned); !v.Allowed {
+		t.Fatalf("warn mode refused: %s", v.Reason)
+	}
+	recs, err := auditor.Query(context.Background(), AuditQuery{Kind: AuditWarning})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || !strings.Contains(recs[0].Reason, "not signed by release") {
+		t.Errorf("warning audit records: %+v", recs)
+	}
+	signed := image(t, "v2", digest.FromString("other layer"))
+	f.ev.signed[signed.Digest] = true
+	f.admit(t, signed)
+	if recs, _ := auditor.Query(context.Background(), AuditQuery{Kind: AuditWarning}); len(recs) != 1 {
+		t.Errorf("an image that passes was audited as a warning: %+v", recs)
+	}
+}

@@ -257,7 +257,7 @@ func adminAudit(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&until, "until", "", "records up to this time: RFC 3339 or a duration back from now")
 	fs.StringVar(&image, "image", "", "records whose image contains this")
 	fs.StringVar(&actor, "actor", "", "records by this principal")
-	fs.StringVar(&kind, "kind", "", "change, denial, break-glass or kept-last-good")
+	fs.StringVar(&kind, "kind", "", "change, denial, break-glass, kept-last-good or warning")
 	fs.IntVar(&limit, "limit", 0, "at most this many records, newest first (default 100, at most 10000)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
