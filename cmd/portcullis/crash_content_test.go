@@ -63,10 +63,7 @@ func TestKill9DuringContentWrites(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	bin := filepath.Join(t.TempDir(), "portcullis")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t)
 	up := registrytest.New(t, registrytest.WithMiddleware(trickle))
 	type item struct {
 		repo, kind string

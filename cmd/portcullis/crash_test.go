@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,10 +23,7 @@ func TestEmbeddedStateSurvivesKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	bin := filepath.Join(t.TempDir(), "portcullis")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t)
 	up := registrytest.New(t)
 	dataDir := t.TempDir()
 	regAddr, adminAddr := freeAddr(t), freeAddr(t)
@@ -92,6 +90,35 @@ func TestEmbeddedStateSurvivesKill9(t *testing.T) {
 		t.Errorf("audit log after kill -9 and restart: %s", audit)
 	}
 }
+
+// buildBinary builds portcullis once for the tests that run the real binary, with the flags of `make image` (static,
+// -trimpath), so that its packages come from the build cache `make image` filled instead of a second compile.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	binaryOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "portcullis-bin-")
+		if err != nil {
+			binaryErr = err
+			return
+		}
+		binaryPath = filepath.Join(dir, "portcullis")
+		cmd := exec.Command("go", "build", "-trimpath", "-o", binaryPath, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOTOOLCHAIN=local")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binaryErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binaryErr != nil {
+		t.Fatal(binaryErr)
+	}
+	return binaryPath
+}
+
+var (
+	binaryOnce sync.Once
+	binaryPath string
+	binaryErr  error
+)
 
 // freeAddr returns a loopback address with a port nothing listens on now.
 func freeAddr(t *testing.T) string {
