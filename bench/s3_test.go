@@ -4,17 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/portcullis/portcullis/cache"
+	"github.com/portcullis/portcullis/internal/s3test"
 	"github.com/portcullis/portcullis/proxy"
 )
 
@@ -22,17 +18,13 @@ import (
 // it takes at most 1.2x the direct pull (the client's last byte waits for the digest, not the upload to S3), and a
 // client arriving while the upload runs is served from the spool, without another upstream fetch.
 func benchS3(t *testing.T, rep *report) {
-	endpoint, err := startVersityGW(t)
+	s3, err := s3test.Start(t)
 	if err != nil {
 		rep.note("S3 rows not measured: %v", err)
 		t.Skip(err)
 	}
 	l := newLab(t, false)
-	driver, err := cache.NewDriver("s3", map[string]any{
-		"region": "us-east-1", "bucket": "portcullis", "regionendpoint": endpoint,
-		"accesskey": "benchaccess", "secretkey": "benchsecret", "forcepathstyle": true, "secure": false,
-		"v4auth": true, "rootdirectory": "/content", "chunksize": 16 << 20,
-	})
+	driver, err := cache.NewDriver("s3", s3.DriverParameters(16<<20))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,39 +90,4 @@ func benchS3(t *testing.T, rep *report) {
 	rep.check("5. a client arriving during the S3 upload is served from the spool", "upstream GETs 1, upload still running",
 		fmt.Sprintf("upstream GETs %d; upload running when it arrived: %v; in S3 %.1f s after the first client's last byte", gets, uploading, stored.Seconds()),
 		gets == 1 && uploading)
-}
-
-// startVersityGW starts versitygw (tools/versitygw) serving S3 on a free loopback port from a temporary directory
-// holding one bucket, portcullis, and returns its endpoint.
-func startVersityGW(t *testing.T) (string, error) {
-	t.Helper()
-	tool := exec.Command("go", "tool", "-n", "versitygw")
-	tool.Dir = filepath.Join("..", "tools", "versitygw")
-	tool.Env = append(os.Environ(), "GOTOOLCHAIN=local")
-	out, err := tool.Output()
-	if err != nil {
-		return "", fmt.Errorf("versitygw could not be built (cd tools/versitygw && go tool -n versitygw): %v", err)
-	}
-	bin := strings.TrimSpace(string(out))
-	root := t.TempDir()
-	if err := os.Mkdir(filepath.Join(root, "portcullis"), 0o755); err != nil {
-		return "", err
-	}
-	port := freePort(t)
-	cmd := exec.Command(bin, "--access", "benchaccess", "--secret", "benchsecret", "--port", fmt.Sprintf("127.0.0.1:%d", port), "--quiet", "posix", root)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return "", err
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return "http://" + addr, nil
-		}
-		if time.Now().After(deadline) {
-			return "", fmt.Errorf("versitygw did not listen on %s within 20s", addr)
-		}
-	}
 }

@@ -4,13 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -19,6 +15,7 @@ import (
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/cache/cachetest"
 	"github.com/portcullis/portcullis/internal/registrytest"
+	"github.com/portcullis/portcullis/internal/s3test"
 	"github.com/portcullis/portcullis/proxy"
 	"github.com/portcullis/portcullis/upstream"
 )
@@ -34,7 +31,10 @@ func TestS3Fleet(t *testing.T) {
 	if os.Getenv("PORTCULLIS_S3") == "" {
 		t.Skip("set PORTCULLIS_S3=1 (make test-s3): builds and runs the versitygw S3 server")
 	}
-	s3 := startS3(t)
+	s3, err := s3test.Start(t)
+	if err != nil {
+		t.Fatal(err)
+	}
 	redisAddr := cachetest.StartRedis(t)
 	up := registrytest.New(t, registrytest.WithStorageDir(t.TempDir()))
 	client, err := upstream.New(up.Host(), up.URL(), upstream.WithRetries(2, 10*time.Millisecond), upstream.WithAllowPrivateAddresses(true))
@@ -42,11 +42,7 @@ func TestS3Fleet(t *testing.T) {
 		t.Fatal(err)
 	}
 	replica := func() (*httptest.Server, *cache.Content) {
-		driver, err := cache.NewDriver("s3", map[string]any{
-			"region": "us-east-1", "bucket": "portcullis", "regionendpoint": s3.endpoint,
-			"accesskey": "fleetaccess", "secretkey": "fleetsecret", "forcepathstyle": true, "secure": false,
-			"v4auth": true, "rootdirectory": "/content", "chunksize": 5 << 20,
-		})
+		driver, err := cache.NewDriver("s3", s3.DriverParameters(5<<20))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -94,7 +90,7 @@ func TestS3Fleet(t *testing.T) {
 		if _, err := io.CopyN(h.Hash(), resp.Body, 4<<20); err != nil {
 			t.Fatalf("first 4 MiB: %v", err)
 		}
-		s3.stop(t)
+		s3.Stop()
 		_, err = io.Copy(h.Hash(), resp.Body)
 		resp.Body.Close()
 		if err != nil || h.Digest() != second {
@@ -108,7 +104,9 @@ func TestS3Fleet(t *testing.T) {
 				}
 			}
 		}
-		s3.start(t)
+		if err := s3.Restart(); err != nil {
+			t.Fatal(err)
+		}
 		// Back: what the bucket holds is whole, and both replicas serve both blobs whole.
 		for _, d := range []digest.Digest{first, second} {
 			if err := bucketWhole(ctx, contentA, d); err != nil {
@@ -175,65 +173,4 @@ func bucketWhole(ctx context.Context, c *cache.Content, d digest.Digest) error {
 		return fmt.Errorf("HALF-WRITTEN: the bucket's %s hashes to %s", d, h.Digest())
 	}
 	return nil
-}
-
-// s3Server is versitygw serving one bucket, portcullis, from a directory on a fixed loopback port, so that it can
-// be stopped and started again in place.
-type s3Server struct {
-	bin, root, addr, endpoint string
-	cmd                       *exec.Cmd
-}
-
-// startS3 builds (once, through the tools/versitygw module) and starts versitygw.
-func startS3(t *testing.T) *s3Server {
-	t.Helper()
-	tool := exec.Command("go", "tool", "-n", "versitygw")
-	tool.Dir = filepath.Join("..", "tools", "versitygw")
-	tool.Env = append(os.Environ(), "GOTOOLCHAIN=local")
-	out, err := tool.Output()
-	if err != nil {
-		t.Fatalf("versitygw could not be built (cd tools/versitygw && go tool -n versitygw): %v", err)
-	}
-	s := &s3Server{bin: strings.TrimSpace(string(out)), root: t.TempDir()}
-	if err := os.Mkdir(filepath.Join(s.root, "portcullis"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.addr = l.Addr().String()
-	l.Close()
-	s.endpoint = "http://" + s.addr
-	s.start(t)
-	t.Cleanup(func() { s.stop(t) })
-	return s
-}
-
-func (s *s3Server) start(t *testing.T) {
-	t.Helper()
-	s.cmd = exec.Command(s.bin, "--access", "fleetaccess", "--secret", "fleetsecret", "--port", s.addr, "--quiet", "posix", s.root)
-	s.cmd.Stderr = os.Stderr
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
-		if c, err := net.Dial("tcp", s.addr); err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("versitygw did not listen on %s within a minute", s.addr)
-		}
-	}
-}
-
-func (s *s3Server) stop(t *testing.T) {
-	t.Helper()
-	if s.cmd == nil {
-		return
-	}
-	_ = s.cmd.Process.Kill()
-	_ = s.cmd.Wait()
-	s.cmd = nil
 }
