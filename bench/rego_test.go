@@ -19,6 +19,7 @@ import (
 
 	"github.com/portcullis/portcullis/admission"
 	"github.com/portcullis/portcullis/cache"
+	"github.com/portcullis/portcullis/internal/regotest"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/policy/rego"
 )
@@ -92,7 +93,7 @@ func benchRego(t *testing.T, rep *report) {
 		t.Fatal(err)
 	}
 	var evals atomic.Int64
-	opts := policy.WithModuleCompiler(countingCompiler{engine, &evals})
+	opts := policy.WithModuleCompiler(regotest.CountingCompiler{ModuleCompiler: engine, N: &evals})
 	without, err := policy.Parse([]byte(fmt.Sprintf(base, key)), "policy.yaml", nil, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -188,30 +189,6 @@ type regoEvidence struct{ f policy.Facts }
 
 func (e regoEvidence) Gather(context.Context, admission.Subject, policy.Requirements, admission.GatherOptions) (policy.Facts, error) {
 	return e.f, nil
-}
-
-// countingCompiler counts the evaluations of the modules it compiles.
-type countingCompiler struct {
-	policy.ModuleCompiler
-	n *atomic.Int64
-}
-
-func (c countingCompiler) CompileModule(m policy.Module) (policy.ModuleEvaluator, error) {
-	ev, err := c.ModuleCompiler.CompileModule(m)
-	if err != nil {
-		return nil, err
-	}
-	return countingEvaluator{ev, c.n}, nil
-}
-
-type countingEvaluator struct {
-	policy.ModuleEvaluator
-	n *atomic.Int64
-}
-
-func (c countingEvaluator) Deny(in *policy.Input) ([]string, error) {
-	c.n.Add(1)
-	return c.ModuleEvaluator.Deny(in)
 }
 
 // benchKeyPEM is a fresh ECDSA P-256 public key, PEM: the policy's trust root (no signature is verified here).

@@ -15,6 +15,7 @@ import (
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/internal/containerdtest"
 	"github.com/portcullis/portcullis/internal/cosigntest"
+	"github.com/portcullis/portcullis/internal/regotest"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/policy/rego"
 	"github.com/portcullis/portcullis/upstream"
@@ -273,30 +274,6 @@ func TestRegoRefusedAtLoad(t *testing.T) {
 	}
 }
 
-// countingCompiler counts the evaluations of the modules it compiles.
-type countingCompiler struct {
-	policy.ModuleCompiler
-	n *atomic.Int64
-}
-
-func (c countingCompiler) CompileModule(m policy.Module) (policy.ModuleEvaluator, error) {
-	ev, err := c.ModuleCompiler.CompileModule(m)
-	if err != nil {
-		return nil, err
-	}
-	return countingEvaluator{ev, c.n}, nil
-}
-
-type countingEvaluator struct {
-	policy.ModuleEvaluator
-	n *atomic.Int64
-}
-
-func (c countingEvaluator) Deny(in *policy.Input) ([]string, error) {
-	c.n.Add(1)
-	return c.ModuleEvaluator.Deny(in)
-}
-
 // TestRegoCachedDecisionEvaluatesNothing: a Rego rule costs nothing on a cached decision: the module runs once on
 // the cold decision, admitted or denied, and never on the pulls the cache answers.
 func TestRegoCachedDecisionEvaluatesNothing(t *testing.T) {
@@ -310,7 +287,7 @@ func TestRegoCachedDecisionEvaluatesNothing(t *testing.T) {
 	var n atomic.Int64
 	files := re.files(t)
 	pol, err := policy.Parse([]byte(regoPolicy), "policy.yaml", func(name string) ([]byte, error) { return files[name], nil },
-		policy.WithModuleCompiler(countingCompiler{engine, &n}))
+		policy.WithModuleCompiler(regotest.CountingCompiler{ModuleCompiler: engine, N: &n}))
 	if err != nil {
 		t.Fatal(err)
 	}
