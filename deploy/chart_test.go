@@ -22,6 +22,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 
 	"github.com/portcullis/portcullis/configs"
+	"github.com/portcullis/portcullis/internal/gotool"
 	"github.com/portcullis/portcullis/policy"
 )
 
@@ -47,17 +48,7 @@ func helmBinary(t *testing.T) string {
 	helmOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, "go", "tool", "-n", "helm")
-		cmd.Dir = filepath.Join("..", "tools", "helm")
-		cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local")
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			helmOnce.err = fmt.Errorf("go tool -n helm: %v: %s", err, stderr.String())
-			return
-		}
-		helmOnce.path = strings.TrimSpace(string(out))
+		helmOnce.path, helmOnce.err = gotool.Path(ctx, "tools/helm", "helm")
 	})
 	if helmOnce.err != nil {
 		t.Fatal(helmOnce.err)

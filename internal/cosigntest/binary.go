@@ -1,10 +1,7 @@
 package cosigntest
 
 import (
-	"bytes"
 	"context"
-	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/portcullis/portcullis/internal/gotool"
 )
 
 // buildTimeout bounds one `go tool -n` build of the cosign CLI. A cold build
@@ -45,14 +44,7 @@ var (
 // It skips the test when the build fails, saying why.
 func Binary(t testing.TB) string {
 	t.Helper()
-	cosign2.once.Do(func() {
-		root, err := moduleRoot()
-		if err != nil {
-			cosign2.err = err
-			return
-		}
-		cosign2.path, cosign2.err = goToolPath(root)
-	})
+	cosign2.once.Do(func() { cosign2.path, cosign2.err = toolPath("") })
 	if cosign2.err != nil {
 		t.Skipf("cosigntest: cannot build the cosign v2 CLI (go tool -n cosign): %v", cosign2.err)
 	}
@@ -65,14 +57,7 @@ func Binary(t testing.TB) string {
 // given --new-bundle-format (SignBundle does that for it; see IsV3).
 func Binary3(t testing.TB) string {
 	t.Helper()
-	cosign3.once.Do(func() {
-		root, err := moduleRoot()
-		if err != nil {
-			cosign3.err = err
-			return
-		}
-		cosign3.path, cosign3.err = goToolPath(filepath.Join(root, cosign3Module))
-	})
+	cosign3.once.Do(func() { cosign3.path, cosign3.err = toolPath(cosign3Module) })
 	if cosign3.err != nil {
 		t.Logf("cosigntest: cannot build the cosign v3 CLI, using cosign v2 with --new-bundle-format: %v", cosign3.err)
 		return Binary(t)
@@ -85,47 +70,12 @@ func IsV3(bin string) bool {
 	return cosign3.err == nil && cosign3.path != "" && bin == cosign3.path
 }
 
-// moduleRoot returns the directory of the main module's go.mod.
-func moduleRoot() (string, error) {
-	out, err := goCommand(context.Background(), "", "env", "GOMOD")
-	if err != nil {
-		return "", err
-	}
-	gomod := strings.TrimSpace(out)
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("not inside a Go module")
-	}
-	return filepath.Dir(gomod), nil
-}
-
-// goToolPath builds the cosign tool of the module in dir and returns its path
-// in the build cache (`go tool -n cosign` builds once and prints the path).
-func goToolPath(dir string) (string, error) {
+// toolPath builds the cosign CLI pinned by the module at dir (relative to the main module's root) and returns its
+// path in the build cache.
+func toolPath(dir string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
 	defer cancel()
-	out, err := goCommand(ctx, dir, "tool", "-n", "cosign")
-	if err != nil {
-		return "", err
-	}
-	path := strings.TrimSpace(out)
-	if _, err := os.Stat(path); err != nil {
-		return "", fmt.Errorf("go tool -n cosign printed %q: %w", path, err)
-	}
-	return path, nil
-}
-
-// goCommand runs the go command in dir with the caller's environment and
-// GOTOOLCHAIN=local (never download a toolchain), returning its stdout.
-func goCommand(ctx context.Context, dir string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("go %s: %w: %s", strings.Join(args, " "), err, lastLines(stderr.String(), 15))
-	}
-	return stdout.String(), nil
+	return gotool.Path(ctx, dir, "cosign")
 }
 
 // Run runs the cosign CLI bin with args, offline, in a private HOME, and
@@ -170,13 +120,4 @@ func env(dir string) []string {
 		e = append(e, "PATH="+p)
 	}
 	return e
-}
-
-// lastLines returns at most n trailing lines of s.
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

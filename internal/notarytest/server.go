@@ -19,10 +19,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/portcullis/portcullis/internal/gotool"
 )
 
 // buildTimeout bounds the one build of notary-server; a cold build takes a minute or two on a small machine.
@@ -172,36 +173,7 @@ func writeCert(dir string) (*x509.CertPool, error) {
 
 // binary builds notary-server in the nested module and returns its path in the build cache.
 func binary() (string, error) {
-	out, err := goCmd(context.Background(), "", "env", "GOMOD")
-	if err != nil {
-		return "", err
-	}
-	gomod := strings.TrimSpace(out)
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("not inside a Go module")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
 	defer cancel()
-	out, err = goCmd(ctx, filepath.Join(filepath.Dir(gomod), module), "tool", "-n", "notary-server")
-	if err != nil {
-		return "", err
-	}
-	path := strings.TrimSpace(out)
-	if _, err := os.Stat(path); err != nil {
-		return "", fmt.Errorf("go tool -n notary-server printed %q: %w", path, err)
-	}
-	return path, nil
-}
-
-// goCmd runs the go command in dir with GOTOOLCHAIN=local and returns its stdout.
-func goCmd(ctx context.Context, dir string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("go %s: %w: %s", strings.Join(args, " "), err, stderr.String())
-	}
-	return stdout.String(), nil
+	return gotool.Path(ctx, module, "notary-server")
 }

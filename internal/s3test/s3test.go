@@ -5,15 +5,15 @@ package s3test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/portcullis/portcullis/internal/gotool"
 )
 
 // Bucket, AccessKey and SecretKey are what the server serves and accepts.
@@ -93,25 +93,9 @@ func (s *Server) DriverParameters(chunkSize int) map[string]any {
 	}
 }
 
-// binary returns versitygw's path in the build cache, building it on first use.
+// binary returns versitygw's path, building it on first use (minutes on a cold build cache).
 func binary() (string, error) {
-	gomod, err := goCmd("", "env", "GOMOD")
-	if err != nil {
-		return "", err
-	}
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("not inside a Go module")
-	}
-	return goCmd(filepath.Join(filepath.Dir(gomod), "tools", "versitygw"), "tool", "-n", "versitygw")
-}
-
-// goCmd runs the go command in dir, never downloading a toolchain, and returns its trimmed stdout.
-func goCmd(dir string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local")
-	out, err := cmd.Output()
-	return strings.TrimSpace(string(out)), err
+	return gotool.Path(ctx, "tools/versitygw", "versitygw")
 }
