@@ -306,6 +306,16 @@ func (s *session) referrers(b *budget) ([]ocispec.Descriptor, error) {
 // cannot be parsed or break a bound are returned as invalid; a registry
 // failure is an error.
 func (s *session) bundles(k evidenceKind, b *budget) (found []bundleEvidence, invalid []error, err error) {
+	return readReferrers(s, b, maybeBundle, "referrers may hold a bundle", func(desc ocispec.Descriptor) (bundleEvidence, error) {
+		return s.bundle(desc, k, b)
+	})
+}
+
+// readReferrers reads, with read, the image's referrers that match picks (the listing drawn on b), at most
+// maxReferrers of them (what names them in the reason when there are more). A referrer read answers errNotBundle
+// for does not count as found; one that breaks a bound or is malformed is invalid, and a spent budget stops the
+// reading; a registry failure is an error.
+func readReferrers[T any](s *session, b *budget, picks func(ocispec.Descriptor) bool, what string, read func(ocispec.Descriptor) (T, error)) (found []T, invalid []error, err error) {
 	descs, err := s.referrers(b)
 	if errors.Is(err, ErrUnavailable) {
 		return nil, nil, err
@@ -315,14 +325,14 @@ func (s *session) bundles(k evidenceKind, b *budget) (found []bundleEvidence, in
 	}
 	n := 0
 	for _, desc := range descs {
-		if !maybeBundle(desc) {
-			continue // not sigstore's: an SBOM, a Notation signature, ...
+		if !picks(desc) {
+			continue
 		}
 		if n++; n > s.maxReferrers {
-			invalid = append(invalid, exceeded("more than %d referrers may hold a bundle; the rest were not read", s.maxReferrers))
+			invalid = append(invalid, exceeded("more than %d %s; the rest were not read", s.maxReferrers, what))
 			break
 		}
-		be, err := s.bundle(desc, k, b)
+		v, err := read(desc)
 		switch {
 		case errors.Is(err, errNotBundle):
 			continue
@@ -334,7 +344,7 @@ func (s *session) bundles(k evidenceKind, b *budget) (found []bundleEvidence, in
 			invalid = append(invalid, err)
 			continue
 		}
-		found = append(found, be)
+		found = append(found, v)
 	}
 	return found, invalid, nil
 }

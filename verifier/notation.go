@@ -161,35 +161,10 @@ type notationEnvelope struct {
 // session's Source, drawing on b. Signatures that break a bound or are
 // malformed are returned as invalid; a registry failure is an error.
 func (s *session) notationSignatures(k evidenceKind, b *budget) (found []notationEnvelope, invalid []error, err error) {
-	descs, err := s.referrers(b)
-	if errors.Is(err, ErrUnavailable) {
-		return nil, nil, err
-	}
-	if err != nil {
-		return nil, []error{err}, nil
-	}
-	n := 0
-	for _, desc := range descs {
-		if desc.ArtifactType != notationArtifactType {
-			continue
-		}
-		if n++; n > s.maxReferrers {
-			invalid = append(invalid, exceeded("more than %d Notation signatures; the rest were not read", s.maxReferrers))
-			break
-		}
-		env, err := s.notationEnvelope(desc, k, b)
-		switch {
-		case errors.Is(err, ErrUnavailable):
-			return nil, nil, err
-		case isBudget(err):
-			return found, append(invalid, err), nil // nothing more can be read
-		case err != nil:
-			invalid = append(invalid, err)
-			continue
-		}
-		found = append(found, env)
-	}
-	return found, invalid, nil
+	isNotation := func(desc ocispec.Descriptor) bool { return desc.ArtifactType == notationArtifactType }
+	return readReferrers(s, b, isNotation, "Notation signatures", func(desc ocispec.Descriptor) (notationEnvelope, error) {
+		return s.notationEnvelope(desc, k, b)
+	})
 }
 
 // notationEnvelope fetches the envelope in the signature manifest desc: one
