@@ -122,8 +122,13 @@ func (g *view) addGrant(ctx context.Context, kind, upstream, repo string, item d
 
 // grants reads an item's grant set; a missing or unreadable set is empty, and err says which it was.
 func (g *view) grants(ctx context.Context, kind, upstream, repo string, item digest.Digest) (grantSet, error) {
+	return g.grantsIn(ctx, g.ns, kind, upstream, repo, item)
+}
+
+// grantsIn is grants under the policy ns (PriorGrants reads an earlier policy's).
+func (g *Gate) grantsIn(ctx context.Context, ns, kind, upstream, repo string, item digest.Digest) (grantSet, error) {
 	var set grantSet
-	b, err := g.kv.Get(ctx, grantKey(kind, g.ns, upstream, repo, item))
+	b, err := g.kv.Get(ctx, grantKey(kind, ns, upstream, repo, item))
 	if err != nil {
 		if isNotFound(err) {
 			err = nil
