@@ -113,13 +113,20 @@ func (g *Gate) sharedPolicies(ctx context.Context) []string {
 	return slices.DeleteFunc(list, func(ns string) bool { return len(ns) != 16 })
 }
 
+// PriorManifest is a manifest to decide again after a policy reload: its digest and, for a signature or
+// attestation admitted by its cosign tag, that tag (decide it as a pull of that tag would, by that digest).
+type PriorManifest struct {
+	Digest digest.Digest
+	Tag    string
+}
+
 // PriorGrants names the manifests that granted the blob dgst in the repository under the policies in force before
 // the current one (this replica's and the fleet's), when the current policy grants it nothing: a policy reload
 // between a client's manifest and its blobs. Each is a chain, outermost first, ending with the manifest that names
 // the blob: an index before its platform child, an image before its signature. Deciding each chain again under the
 // policy in force (Admit, by digest) grants the blob under it if, and only if, that policy admits the image now;
 // PriorGrants itself admits nothing. At most 4 chains; the error is a KV failure (what was read is returned).
-func (g *Gate) PriorGrants(ctx context.Context, upstream, repo string, dgst digest.Digest) ([][]digest.Digest, error) {
+func (g *Gate) PriorGrants(ctx context.Context, upstream, repo string, dgst digest.Digest) ([][]PriorManifest, error) {
 	v := g.view()
 	nss := g.prior.list()
 	for _, ns := range g.sharedPolicies(ctx) {
@@ -127,7 +134,7 @@ func (g *Gate) PriorGrants(ctx context.Context, upstream, repo string, dgst dige
 			nss = append(nss, ns)
 		}
 	}
-	var chains [][]digest.Digest
+	var chains [][]PriorManifest
 	var errs []error
 	seen := map[digest.Digest]bool{}
 	for _, ns := range nss {
@@ -155,12 +162,13 @@ func (g *Gate) PriorGrants(ctx context.Context, upstream, repo string, dgst dige
 
 // chain is what a grant rests on, outermost first, then the manifest that made it: the manifests to decide again,
 // in order, for the grant to be made anew.
-func (gr grant) chain() []digest.Digest {
-	var out []digest.Digest
+func (gr grant) chain() []PriorManifest {
+	var out []PriorManifest
 	for _, a := range gr.Anchors {
-		if a.Digest != gr.By && !slices.Contains(out, a.Digest) {
-			out = append(out, a.Digest)
+		m := PriorManifest{Digest: a.Digest}
+		if a.Digest != gr.By && !slices.Contains(out, m) {
+			out = append(out, m)
 		}
 	}
-	return append(out, gr.By)
+	return append(out, PriorManifest{Digest: gr.By, Tag: gr.Tag})
 }

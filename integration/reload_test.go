@@ -1,14 +1,20 @@
 package integration
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/portcullis/portcullis/admission"
 	"github.com/portcullis/portcullis/cache/cachetest"
+	"github.com/portcullis/portcullis/internal/cosigntest"
 	"github.com/portcullis/portcullis/internal/manifest"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/upstream"
@@ -28,10 +34,18 @@ default:
 `
 )
 
-// setPolicy puts doc in force on e's gate, as a reload does (Gate.SetPolicy), with evidence from e's upstream.
-func setPolicy(t *testing.T, e *env, doc string) {
+// setPolicy puts doc in force on e's gate, as a reload does (Gate.SetPolicy), with evidence from e's upstream; files
+// are the key files it names.
+func setPolicy(t *testing.T, e *env, doc string, files ...map[string][]byte) {
 	t.Helper()
-	pol, err := policy.Parse([]byte(doc), "policy.yaml", nil)
+	pol, err := policy.Parse([]byte(doc), "policy.yaml", func(name string) ([]byte, error) {
+		for _, fs := range files {
+			if b, ok := fs[filepath.Base(name)]; ok {
+				return b, nil
+			}
+		}
+		return nil, fmt.Errorf("%s: %w", name, os.ErrNotExist)
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,5 +183,43 @@ func TestReloadAcrossReplicas(t *testing.T) {
 		if got := blobStatus(t, c, "rollout/app", d); got != http.StatusForbidden {
 			t.Errorf("blob %s from a replica whose policy denies the image: %d, want 403", d, got)
 		}
+	}
+}
+
+// A cosign signature fetched by its tag before a reload keeps its payload after it, while its image is admitted under
+// the new policy (the signature is decided again by its tag, as an artifact of the image decided again first).
+func TestReloadKeepsSignatureBlobs(t *testing.T) {
+	bin := cosigntest.Binary(t)
+	release := cosignKey(t)
+	files := map[string][]byte{"release.pub": release.pubPEM(t), "other.pub": cosignKey(t).pubPEM(t)}
+	e := newEnv(t, withPolicy(releasePolicy(""), files))
+	img := e.up.PushRandomImage(t, "reload/signed:v1", 1, 4096)
+	d, _ := img.Digest()
+	cosigntest.Sign(t, bin, e.up.Ref("reload/signed@"+d.String()), release.priv)
+	sigTag := "sha256-" + d.Hex + ".sig"
+
+	for _, tc := range []struct {
+		name, reload string
+		want         int
+	}{
+		{"a policy that still admits the image", releasePolicy("rules:\n  - name: unused\n    match: {repository: nobody/pulls}\n    mode: audit\n"), http.StatusOK},
+		{"a policy that denies it", strings.Replace(releasePolicy(""), "anyOf: [release]", "anyOf: [other]", 1), http.StatusForbidden},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			setPolicy(t, e, releasePolicy(""), files)
+			getManifest(t, e, "reload/signed", d.String())
+			resp, body := e.get(t, http.MethodGet, "/v2/reload/signed/manifests/"+sigTag, "Accept", strings.Join(manifest.AcceptTypes(), ", "))
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("signature %s: %d %s", sigTag, resp.StatusCode, body)
+			}
+			var sig ocispec.Manifest
+			if err := json.Unmarshal(body, &sig); err != nil || len(sig.Layers) == 0 {
+				t.Fatalf("signature manifest: %v %s", err, body)
+			}
+			setPolicy(t, e, tc.reload, files)
+			if got := blobStatus(t, e, "reload/signed", sig.Layers[0].Digest.String()); got != tc.want {
+				t.Errorf("signature payload after the reload: %d, want %d", got, tc.want)
+			}
+		})
 	}
 }

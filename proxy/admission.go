@@ -28,7 +28,7 @@ type BlobGate interface {
 // again in order (an index before its child, an image before its signature). The proxy decides them again under the
 // policy in force (Admit) and asks AllowBlob once more: the blob is served only if the policy in force admits one.
 type PriorGrants interface {
-	PriorGrants(ctx context.Context, upstream, repository string, dgst digest.Digest) ([][]digest.Digest, error)
+	PriorGrants(ctx context.Context, upstream, repository string, dgst digest.Digest) ([][]admission.PriorManifest, error)
 }
 
 // LastGood is an Admitter that remembers the last admitted digest of each tag, for keepLastGood rules.

@@ -9,8 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/opencontainers/go-digest"
-
+	"github.com/portcullis/portcullis/admission"
 	"github.com/portcullis/portcullis/internal/manifest"
 )
 
@@ -247,16 +246,22 @@ func (p *Proxy) regrant(ctx context.Context, gate BlobGate, r route) (bool, erro
 	if len(chains) == 0 {
 		return false, nil
 	}
-	mr := r
-	mr.bearer = "" // decide as the policy does, not as a scanner credential would
-	decided := map[digest.Digest]bool{}
+	decided := map[admission.PriorManifest]bool{}
 	for _, chain := range chains {
-		for _, d := range chain {
+		for _, pm := range chain {
 			if len(decided) == maxRegrantDecisions {
 				break
 			}
-			allowed, seen := decided[d]
+			allowed, seen := decided[pm]
 			if !seen {
+				// As a pull of the manifest by digest (or, for a signature admitted by its cosign tag, by that tag
+				// resolving to that digest) would be decided; as the policy does, not as a scanner credential would.
+				mr := r
+				mr.bearer, mr.ref, mr.dgst = "", pm.Tag, ""
+				if pm.Tag == "" {
+					mr.ref, mr.dgst = pm.Digest.String(), pm.Digest
+				}
+				d := pm.Digest
 				_, dec, err := p.admitManifest(ctx, mr, d, manifest.AcceptTypes())
 				var ae *apiError
 				if errors.As(err, &ae) && ae.status == http.StatusTooManyRequests {
@@ -266,7 +271,7 @@ func (p *Proxy) regrant(ctx context.Context, gate BlobGate, r route) (bool, erro
 					p.log.Warn("could not decide a manifest again after a policy reload", "digest", d, "blob", r.dgst, "error", err)
 				}
 				allowed = err == nil && dec.Allowed
-				decided[d] = allowed
+				decided[pm] = allowed
 			}
 			if !allowed {
 				break
@@ -278,7 +283,7 @@ func (p *Proxy) regrant(ctx context.Context, gate BlobGate, r route) (bool, erro
 			return false, nil
 		case ok:
 			p.log.Info("blob granted again under the policy in force after a reload", "upstream", r.upstream.Name,
-				"repository", r.repo, "digest", r.dgst, "via", chain[len(chain)-1])
+				"repository", r.repo, "digest", r.dgst, "via", chain[len(chain)-1].Digest)
 			return true, nil
 		}
 	}
