@@ -128,4 +128,4 @@ fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 clean:
-	rm -rf bin portcullis-data bench.txt bench/results.json soak-report.txt soak.log
+	rm -rf bin portcullis-data bench.txt bench/results.json soak-report.txt soak.log tools/*/.patched

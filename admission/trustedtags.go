@@ -56,6 +56,11 @@ type TrustedTag struct {
 	Digest digest.Digest
 	// Denied is the denial message when the tag is not signed as the rule requires.
 	Denied string
+	// Rule and Mode are the rule that matched, and Policy the hash of the policy it is in, when Applies or with
+	// an error (set by Gate.TrustedTag): what explain shows for a tag the trust data denies.
+	Rule   string
+	Mode   policy.Mode
+	Policy string
 }
 
 // TrustedTag says what trust data makes of upstream/repository:tag under the rule that matches it; see
@@ -69,8 +74,11 @@ func (g *Gate) TrustedTag(ctx context.Context, upstream, repository, tag string)
 	}
 	rule := v.policy.Match(upstream, repository)
 	tt, err := ts.SignedTag(ctx, upstream, repository, tag, rule.Requirements().SignedBy)
-	if err != nil || !tt.Applies {
-		return tt, err
+	if err != nil {
+		return TrustedTag{Rule: rule.Name(), Mode: rule.Mode(), Policy: v.policy.Hash()}, err
+	}
+	if !tt.Applies {
+		return tt, nil
 	}
 	if tt.Denied != "" {
 		if rule.Mode() != policy.ModeEnforce {
@@ -79,6 +87,7 @@ func (g *Gate) TrustedTag(ctx context.Context, upstream, repository, tag string)
 		}
 		tt.Denied = fmt.Sprintf("portcullis: %s/%s:%s denied by rule %q: %s", upstream, repository, tag, rule.Name(), tt.Denied)
 	}
+	tt.Rule, tt.Mode, tt.Policy = rule.Name(), rule.Mode(), v.policy.Hash()
 	return tt, nil
 }
 

@@ -151,14 +151,14 @@ type adminEnv struct {
 }
 
 // newAdminEnv writes doc and files to a policy directory and serves the admin API over the env's gate; "secret" is
-// a write token.
-func newAdminEnv(t *testing.T, doc string, files map[string][]byte) *adminEnv {
+// a write token. more are further env options (withNotary).
+func newAdminEnv(t *testing.T, doc string, files map[string][]byte, more ...envOption) *adminEnv {
 	t.Helper()
 	state := &memState{}
 	lists := admission.NewLists(state, state)
 	facts := cache.NewMemory() // the facts epochs Forget moves
 	t.Cleanup(func() { _ = facts.Close() })
-	e := newEnv(t, withPolicy(doc, files, admission.WithLists(lists), admission.WithPullLog(state), admission.WithReports(admission.NewReports(facts, 0))))
+	e := newEnv(t, append([]envOption{withPolicy(doc, files, admission.WithLists(lists), admission.WithPullLog(state), admission.WithReports(admission.NewReports(facts, 0)))}, more...)...)
 	t.Cleanup(func() { _ = e.gate.Close() })
 	dir := t.TempDir()
 	for name, b := range files {
