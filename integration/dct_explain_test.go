@@ -2,6 +2,7 @@ package integration
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/crane"
@@ -15,22 +16,32 @@ import (
 // through the admin API, and shows that explain says what a pull gets, resolving the tag as the pull does: after the
 // registry's tag moved to an unsigned digest it explains the digest the trust data signs, and a tag the trust data
 // does not sign in the delegation is denied before anything is fetched, in the pull's own words. Forgetting the
-// decision on a tag forgets the signed digest's.
+// decision on a tag forgets the signed digest's. A policy preview that puts a repository under the rule denies an
+// image pulled by a tag its trust data does not sign, as the pull would be, though the digest is signed for
+// another tag.
 func TestDockerContentTrustExplain(t *testing.T) {
 	srv := notarytest.Start(t)
 	app := srv.Init(t, "hub.test/dct/app", "targets/releases")
-	pol := `trust:
+	open := srv.Init(t, "hub.test/dct/open", "targets/releases")
+	pol := func(openRule string) string {
+		return `trust:
   hub-dct:
     notary:
       server: ` + srv.URL + `
-      rootKeys: [app.pub]
+      rootKeys: [app.pub, open.pub]
       delegations: [targets/releases]
       gun: "hub.test/{repository}"
+rules:
+  - name: open
+    match: {repository: dct/open}
+` + openRule + `
 default:
   mode: enforce
   signedBy: {anyOf: [hub-dct]}
 `
-	a := newAdminEnv(t, pol, map[string][]byte{"app.pub": app.RootKeyPEM}, withNotary(dct.WithTransport(srv.Transport)), withProxy(tagTTL(1)))
+	}
+	a := newAdminEnv(t, pol("    mode: enforce"), map[string][]byte{"app.pub": app.RootKeyPEM, "open.pub": open.RootKeyPEM},
+		withNotary(dct.WithTransport(srv.Transport)), withProxy(tagTTL(1)))
 	push := func(repoTag string) (digest.Digest, int64) {
 		img := a.up.PushRandomImage(t, repoTag, 1, 512)
 		d, _ := img.Digest()
@@ -93,6 +104,42 @@ default:
 		}
 		if code := a.call(t, http.MethodDelete, "/admin/v1/decisions?image=dct/app:v2", nil, nil); code != http.StatusNotFound {
 			t.Errorf("forget a tag the trust data denies: %d, want 404", code)
+		}
+	})
+
+	t.Run("preview", func(t *testing.T) {
+		// dct/open:v1 is signed; dct/open:alias, the same manifest under another tag, is not. Pulled by the alias
+		// under the open rule, it is admitted; under the candidate, a pull of the alias is denied.
+		d, n := push("dct/open:v1")
+		open.Sign(t, "targets/releases", "v1", d, n)
+		if err := crane.Tag(a.up.Ref("dct/open@"+d.String()), "alias", pullOpts()...); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := crane.Pull(a.ref("dct/open:alias"), pullOpts()...); err != nil {
+			t.Fatalf("pull under the policy in force: %v", err)
+		}
+		_ = a.gate.Close() // the pull record is written
+		var p struct {
+			Counts      struct{ Replayed, NewlyDenied, Errors int }
+			NewlyDenied []struct {
+				Digest    digest.Digest
+				Candidate struct {
+					Allowed  bool
+					Rule     string
+					Failures []string
+				}
+			}
+		}
+		if code := a.call(t, http.MethodPost, "/admin/v1/policy/preview", []byte(pol("    signedBy: {anyOf: [hub-dct]}")), &p); code != http.StatusOK {
+			t.Fatalf("preview: %d", code)
+		}
+		if p.Counts.NewlyDenied != 1 || p.Counts.Errors != 0 {
+			t.Fatalf("counts %+v, want the alias newly denied", p.Counts)
+		}
+		nd := p.NewlyDenied[0]
+		if nd.Digest != d || nd.Candidate.Rule != "open" ||
+			!strings.Contains(strings.Join(nd.Candidate.Failures, ";"), "tag alias is not signed in the trust data of hub.test/dct/open (roles targets/releases)") {
+			t.Errorf("newly denied %+v", nd)
 		}
 	})
 }

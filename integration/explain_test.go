@@ -29,6 +29,7 @@ import (
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/upstream"
 	"github.com/portcullis/portcullis/verifier"
+	"github.com/portcullis/portcullis/verifier/dct"
 )
 
 // memState is the embedded shared state's stand-in for the lists (Collections, Bus) and the journals.
@@ -173,12 +174,24 @@ func newAdminEnv(t *testing.T, doc string, files map[string][]byte, more ...envO
 	if err != nil {
 		t.Fatal(err)
 	}
+	var cfg envConfig // what more configures, for the evidence of the policies the file loads
+	for _, o := range more {
+		o(&cfg)
+	}
 	build := func(pol *policy.Policy) (admission.Evidence, error) {
 		v, err := verifier.New(pol.TrustRoots())
 		if err != nil {
 			return nil, err
 		}
-		return admission.NewEvidence(v, map[string]admission.Endpoint{e.up.Host(): client}, nil)
+		var evOpts []admission.EvidenceOption
+		if cfg.notary != nil {
+			n, err := dct.New(pol.TrustRoots(), cfg.notary...)
+			if err != nil {
+				return nil, err
+			}
+			evOpts = append(evOpts, admission.WithNotary(n))
+		}
+		return admission.NewEvidence(v, map[string]admission.Endpoint{e.up.Host(): client}, nil, evOpts...)
 	}
 	pf, err := admission.NewPolicyFile(filepath.Join(dir, "policy.yaml"), e.gate, build, nil)
 	if err != nil {
