@@ -31,13 +31,13 @@ func patched(ctx context.Context, moddir string) (string, error) {
 	if err != nil || len(mods) == 0 {
 		return "", err
 	}
-	// One hash names everything the patches make: the go.mod and each copy.
+	// The patches' hash names the copies (a change of go.mod alone reuses them, and their build); with go.mod's,
+	// the -modfile.
 	h := sha256.New()
 	gomod, err := os.ReadFile(filepath.Join(moddir, "go.mod"))
 	if err != nil {
 		return "", err
 	}
-	h.Write(gomod)
 	for _, m := range mods {
 		for _, f := range m.files {
 			b, err := os.ReadFile(filepath.Join(root, m.modVer, f))
@@ -49,6 +49,8 @@ func patched(ctx context.Context, moddir string) (string, error) {
 		}
 	}
 	sum := hex.EncodeToString(h.Sum(nil))[:16]
+	h.Write(gomod)
+	modSum := hex.EncodeToString(h.Sum(nil))[:16]
 	out := filepath.Join(moddir, patchedDir)
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return "", err
@@ -61,7 +63,7 @@ func patched(ctx context.Context, moddir string) (string, error) {
 		}
 		fmt.Fprintf(&replaces, "replace %s %s => %s\n", m.path, m.version, dst)
 	}
-	modfile := filepath.Join(out, "go-"+sum+".mod")
+	modfile := filepath.Join(out, "go-"+modSum+".mod")
 	if err := writeAtomic(modfile, append(append(gomod, '\n'), replaces.Bytes()...)); err != nil {
 		return "", err
 	}

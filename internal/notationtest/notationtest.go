@@ -184,7 +184,8 @@ func (ca *CA) SignExpiring(t testing.TB, repo registry.Repository, subject pkix.
 
 // SignExpiringTimestamped is SignExpiring with a timestamp countersignature from tsa (none
 // when nil), made while the leaf was valid: the window also doubles while the token's time,
-// give or take its accuracy, falls outside it.
+// give or take its accuracy, falls outside it (the signature of such a try stays attached to d,
+// beside the one returned for).
 func (ca *CA) SignExpiringTimestamped(t testing.TB, repo registry.Repository, subject pkix.Name, d digest.Digest, mediaType string, tsa *TSA) *Leaf {
 	t.Helper()
 	for window := 2 * time.Second; ; window *= 2 {
