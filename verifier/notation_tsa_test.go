@@ -16,8 +16,8 @@ import (
 // public TSAs' do), and checks them against two Notation roots over the same CA: "stamped",
 // whose tsa store holds that TSA's root, and "plain", with no tsa store. As notation verify
 // does: under "stamped" a certificate that has expired since it signed still verifies with a
-// trusted timestamp made while it was valid, and a signature without one, or with one from
-// another TSA, is denied; under "plain" a timestamp is not looked at, so an expired
+// trusted timestamp made while it was valid, and a signature without one, with one from
+// another TSA, or with one dated after the certificate's end, is denied; under "plain" a timestamp is not looked at, so an expired
 // certificate is denied whatever it carries.
 func TestSignaturesNotationTimestamp(t *testing.T) {
 	t.Parallel()
@@ -44,15 +44,23 @@ func TestSignaturesNotationTimestamp(t *testing.T) {
 	notationtest.SignTimestamped(t, repo, acme, validStamped.target.Digest, notationtest.COSE, tsa)
 	validBare := pushImage(t, reg, "team/app")
 	notationtest.Sign(t, repo, acme, validBare.target.Digest, notationtest.COSE)
+	// A trusted TSA whose clock runs two hours ahead dates the signature of a certificate valid for one more hour
+	// after the certificate's end.
+	fast := notationtest.NewTSA(t, "Fast TSA")
+	fast.Skew(2 * time.Hour)
+	shortLived := ca.Leaf(t, notationtest.Subject("acme"), time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	stampedLate := pushImage(t, reg, "team/app")
+	notationtest.SignTimestamped(t, repo, shortLived, stampedLate.target.Digest, notationtest.JWS, fast)
 	time.Sleep(time.Until(expiry.Add(1100 * time.Millisecond)))
 
 	stamped := notationRoot("stamped", ca, acmeIdentity)
-	stamped.Notation.TSAPEM = tsa.RootPEM
+	stamped.Notation.TSAPEM = append(append([]byte{}, tsa.RootPEM...), fast.RootPEM...)
 	v := newVerifier(t, stamped, notationRoot("plain", ca, acmeIdentity))
 	const (
 		expired   = "certificate expired or not yet valid: verification time is after certificate"
 		noStamp   = "no timestamp countersignature, which the root's tsa store requires"
 		untrusted = "timestamp countersignature is not signed by a trusted timestamp authority"
+		late      = "certificate expired or not yet valid at the timestamp: timestamp can be after certificate"
 	)
 	tests := []struct {
 		name           string
@@ -64,6 +72,7 @@ func TestSignaturesNotationTimestamp(t *testing.T) {
 		{name: "expired certificate, untrusted TSA", img: expiredRogue, stamped: untrusted, plain: expired},
 		{name: "valid certificate, trusted timestamp", img: validStamped, stamped: "", plain: ""},
 		{name: "valid certificate, no timestamp", img: validBare, stamped: noStamp, plain: ""},
+		{name: "timestamp after the certificate's end", img: stampedLate, stamped: late, plain: ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -45,7 +45,8 @@ type TSA struct {
 	key  *ecdsa.PrivateKey
 
 	mu   sync.Mutex
-	last time.Time // genTime of the last token issued
+	last time.Time     // genTime of the last token issued
+	skew time.Duration // added to the clock: a TSA whose clock is wrong
 }
 
 // NewTSA starts a TSA whose root and leaf are named after cn, both valid from an hour ago for
@@ -107,6 +108,13 @@ func (a *TSA) RootPool() *x509.CertPool {
 	return p
 }
 
+// Skew sets the TSA's clock off by d from now on: its tokens say now+d.
+func (a *TSA) Skew(d time.Duration) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.skew = d
+}
+
 // Last returns the genTime of the last token the TSA issued (zero before the first).
 func (a *TSA) Last() time.Time {
 	a.mu.Lock()
@@ -131,7 +139,9 @@ func (a *TSA) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	now := time.Now().UTC().Truncate(time.Second)
+	a.mu.Lock()
+	now := time.Now().Add(a.skew).UTC().Truncate(time.Second)
+	a.mu.Unlock()
 	ts := timestamp.Timestamp{
 		HashAlgorithm:     req.HashAlgorithm,
 		HashedMessage:     req.HashedMessage,
