@@ -54,7 +54,7 @@ func newClient() *http.Client {
 func newLab(t *testing.T, gated bool) *lab {
 	t.Helper()
 	l := &lab{
-		up:         registrytest.New(t, registrytest.WithStorageDir(t.TempDir())),
+		up:         registrytest.New(t, registrytest.WithStorageDir(t.TempDir()), registrytest.WithMiddleware(labelUpstream)),
 		urls:       map[string]string{},
 		content:    map[string]*cache.Content{},
 		client:     newClient(),
