@@ -69,10 +69,13 @@ func (p *Proxy) serveColdBlob(w http.ResponseWriter, req *http.Request, r route)
 		}
 	}
 	setBlobHeaders(w, r, start, length, size)
-	rd := &downloadReader{ctx: ctx, d: d, off: start, limit: length}
-	buf := serveBuffers.Get().(*[]byte)
-	n, err := io.CopyBuffer(fairWriter{w}, rd, *buf)
-	serveBuffers.Put(buf)
+	n, sent, err := d.sendTo(ctx, w, start, length)
+	if !sent {
+		rd := &downloadReader{ctx: ctx, d: d, off: start, limit: length}
+		buf := serveBuffers.Get().(*[]byte)
+		n, err = io.CopyBuffer(fairWriter{w}, rd, *buf)
+		serveBuffers.Put(buf)
+	}
 	p.metrics.bytes.WithLabelValues("blob_upstream").Add(float64(n))
 	if err != nil {
 		if ctx.Err() == nil {
