@@ -372,7 +372,7 @@ const sendChunk = 1 << 20
 // sendTo streams the spool from off to w as it arrives, limit bytes (-1: to the verified end), and returns how many
 // it sent. It reads through a descriptor of the spool file of its own (a position of its own), so that w's
 // ReadFrom can hand the bytes from the page cache to the socket with sendfile, without copying them through the
-// process: a cold blob's stream costs a third of the CPU. ok is false when no such descriptor can be had (no
+// process. ok is false when no such descriptor can be had (no
 // /proc): nothing was sent, and the caller copies with readAt.
 func (d *download) sendTo(ctx context.Context, w io.Writer, off, limit int64) (sent int64, ok bool, err error) {
 	f, err := d.reopen()
