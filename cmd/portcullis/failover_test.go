@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -257,3 +258,108 @@ func TestRedisFailover(t *testing.T) {
 		}
 	})
 }
+
+// TestRedisSlow: Redis holds every command (CLIENT PAUSE ALL: connections open, replies late, as with a long fork,
+// an overloaded node or a stalled disk) while 40 pulls arrive at once on one replica. Each is answered as with
+// Redis down (admitted images serve, a new signed image is decided locally, an unsigned one denied) within a bound
+// however long Redis stays slow; Redis connections and goroutines do not pile up; when Redis answers again the
+// replica works again without a restart. Before the client's cooldown (cache.ErrRedisCooldown) the new decision
+// waited one timeout per Redis round trip, 52s in all, and every pull here waited for the pause to end.
+func TestRedisSlow(t *testing.T) {
+	f := startFleet(t)
+	ctx := context.Background()
+	f.push(t, "slow/good:v1", true)
+	_, fresh := f.push(t, "slow/new:v1", true)
+	f.push(t, "slow/unsigned:v1", false)
+	if _, err := crane.Pull(f.a.addr.String()+"/slow/good:v1", crane.Insecure); err != nil {
+		t.Fatal(err)
+	}
+	rdb := fleetRedisClient(t, f)
+	clients := func() int {
+		n, _ := rdb.ClientList(ctx).Result()
+		return strings.Count(n, "\n")
+	}
+	before, goroutines := clients(), runtime.NumGoroutine()
+
+	// CLIENT UNPAUSE would itself wait for the pause to end: the pause is long enough to tell a bounded wait
+	// (about one command's timeouts, 2-4s) from one that lasts as long as Redis is slow.
+	const pause = 10 * time.Second
+	if err := rdb.Do(ctx, "CLIENT", "PAUSE", pause.Milliseconds(), "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	pauseEnd := time.Now().Add(pause)
+	type result struct {
+		path       string
+		code, want int
+		took       time.Duration
+	}
+	cases := []struct {
+		path string
+		want int
+	}{
+		{"/v2/slow/good/manifests/v1", http.StatusOK},
+		{"/v2/slow/new/manifests/" + fresh.String(), http.StatusOK},
+		{"/v2/slow/unsigned/manifests/v1", http.StatusForbidden},
+	}
+	const pulls = 40
+	results := make(chan result, pulls)
+	for i := range pulls {
+		c := cases[i%len(cases)]
+		go func() {
+			start := time.Now()
+			code := http.StatusTeapot
+			if resp, err := http.Get("http://" + f.a.addr.String() + c.path); err == nil {
+				code = resp.StatusCode
+				_ = resp.Body.Close()
+			}
+			results <- result{c.path, code, c.want, time.Since(start)}
+		}()
+	}
+	var slowest time.Duration
+	for range pulls {
+		r := <-results
+		if r.code != r.want {
+			t.Errorf("%s while Redis is slow: %d, want %d", r.path, r.code, r.want)
+		}
+		slowest = max(slowest, r.took)
+	}
+	t.Logf("%d pulls while Redis held every command for %v: the slowest took %v", pulls, pause, slowest.Round(time.Millisecond))
+	if !time.Now().Before(pauseEnd) {
+		t.Errorf("the pulls were answered only when Redis answered again (%v): their wait is not bounded", slowest.Round(time.Millisecond))
+	}
+	after := clients() // waits for the pause to end
+	if _, ok := within(10*time.Second, func() bool { return ready(t, f.a) }); !ok {
+		t.Error("replica still degraded 10s after Redis answered again")
+	}
+	// Works again: a list change, and a new decision shared with the other replica.
+	if _, ok := within(10*time.Second, func() bool {
+		code, _ := adminCall(t, f.a, http.MethodPost, "/admin/v1/deny",
+			fmt.Sprintf(`{"match": %q, "reason": "after the pause"}`, f.up.Host()+"/slow/unsigned"))
+		return code == http.StatusCreated
+	}); !ok {
+		t.Error("list changes still fail 10s after Redis answered again")
+	}
+	_, later := f.push(t, "slow/later:v1", true)
+	if c, _ := get(t, f.a, "/v2/slow/later/manifests/"+later.String()); c != http.StatusOK {
+		t.Fatalf("new image after the pause on A: %d", c)
+	}
+	f.up.Hits().Reset()
+	if c, _ := get(t, f.b, "/v2/slow/later/manifests/"+later.String()); c != http.StatusOK {
+		t.Fatalf("new image after the pause on B: %d", c)
+	}
+	if n := f.up.Hits().CountPath(http.MethodGet, "/v2/slow/later/manifests/sha256-"+later.Hex+".sig"); n != 0 {
+		t.Errorf("B made %d signature look-ups after the pause: decisions are not shared", n)
+	}
+	// No pile-up: the Redis connections stay within a client's pool, and the goroutines the pulls started end.
+	if after > before+redisPoolSize() {
+		t.Errorf("Redis connections: %d before the pause, %d after %d pulls during it; want at most a pool (%d) more", before, after, pulls, redisPoolSize())
+	}
+	http.DefaultClient.CloseIdleConnections() // the pulls' keep-alive connections are not a pile-up
+	if _, ok := within(10*time.Second, func() bool { return runtime.NumGoroutine() <= goroutines+20 }); !ok {
+		t.Errorf("goroutines: %d before the pause, %d 10s after it", goroutines, runtime.NumGoroutine())
+	}
+	t.Logf("Redis connections %d before the pause, %d after; goroutines %d before, %d after", before, after, goroutines, runtime.NumGoroutine())
+}
+
+// redisPoolSize is go-redis' default pool size per client: 10 per GOMAXPROCS.
+func redisPoolSize() int { return 10 * runtime.GOMAXPROCS(0) }
