@@ -166,8 +166,8 @@ func (h *redisCooldownHook) observe(ctx context.Context, err error) {
 		return // the caller's deadline cut the command short (go-redis sets it on the socket)
 	}
 	var reply redis.Error
-	if errors.As(err, &reply) && !errors.Is(err, redis.ErrPoolTimeout) {
-		return // Redis answered, with an error
+	if errors.As(err, &reply) {
+		return // Redis answered, with an error (a pool timeout is no answer: it counts)
 	}
 	h.until.Store(time.Now().Add(h.cooldown).UnixNano())
 }
