@@ -68,15 +68,22 @@ func TestRedisCooldown(t *testing.T) {
 			t.Errorf("first Get on a hung Redis: %v; want the timeout, wrapping ErrUnavailable", first)
 		}
 		// Every command now fails without being sent: writes, pipelines (GetTTL) and the health probe's PING too.
+		failed := time.Now() // the last command that went to Redis and timed out
 		for name, op := range map[string]func() error{
 			"get":    func() error { return get(ctx) },
 			"set":    func() error { return kv.Set(ctx, "k", []byte("w"), 0) },
 			"getTTL": func() error { _, _, err := kv.GetTTL(ctx, "k"); return err },
 			"ping":   func() error { return client.Ping(ctx).Err() },
 		} {
-			if err := op(); !errors.Is(err, cache.ErrRedisCooldown) {
+			late := time.Since(failed) > 800*time.Millisecond // near the 1s cooldown's end: a loaded machine
+			err := op()
+			switch {
+			case late && !errors.Is(err, cache.ErrRedisCooldown):
+				t.Logf("%s came %v after the last failure, past the cooldown: %v", name, time.Since(failed), err)
+				failed = time.Now()
+			case !errors.Is(err, cache.ErrRedisCooldown):
 				t.Errorf("%s right after: %v; want ErrRedisCooldown", name, err)
-			} else if name != "ping" && !errors.Is(err, cache.ErrUnavailable) {
+			case name != "ping" && !errors.Is(err, cache.ErrUnavailable):
 				t.Errorf("%s right after: %v; want it wrapped in ErrUnavailable", name, err)
 			}
 		}
