@@ -21,7 +21,7 @@ deps:
 # machine; helm alone is about 8 CPU-minutes, 4-5 min on 2 idle cores) out of the test binaries' timeouts. They
 # build side by side (a sub-make with -j3), which fills the second core while another build links or waits on a
 # long package; each is also a target of its own.
-# notary-server (tools/notary) is what the Docker Content Trust tests start (about 2.5 CPU-minutes cold).
+# notary-server (tools/notary, with its _patch) is what the Docker Content Trust tests start (about 2.5 CPU-minutes cold).
 # staticcheck (honnef.co/go/tools, pinned in go.mod's tool directive) runs in `make test`: ~125 CPU-seconds to build
 # cold, ~105 for its first run (50 warm).
 TOOLS := tools-cosign tools-cosign3 tools-helm tools-notary tools-staticcheck
@@ -33,8 +33,9 @@ tools-cosign3:
 	cd tools/cosign3 && GOTOOLCHAIN=local $(GO) tool -n cosign >/dev/null
 tools-helm:
 	cd tools/helm && GOTOOLCHAIN=local $(GO) tool -n helm >/dev/null
+# notary-server is built with tools/notary/_patch applied (see internal/gotool), as the tests build it.
 tools-notary:
-	cd tools/notary && GOTOOLCHAIN=local $(GO) tool -n notary-server >/dev/null
+	GOTOOLCHAIN=local $(GO) run ./internal/gotool/toolpath tools/notary notary-server >/dev/null
 tools-staticcheck:
 	GOTOOLCHAIN=local $(GO) tool -n staticcheck >/dev/null
 
@@ -127,4 +128,4 @@ fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 clean:
-	rm -rf bin portcullis-data bench.txt bench/results.json soak-report.txt soak.log
+	rm -rf bin portcullis-data bench.txt bench/results.json soak-report.txt soak.log tools/*/.patched

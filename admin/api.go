@@ -69,6 +69,7 @@ type API struct {
 	routes  []Route
 
 	resolver  Resolver
+	tags      TagTrust // nil: tags resolve at the registry only
 	explainer Explainer
 	forgetter Forgetter
 	policies  Policies

@@ -29,6 +29,9 @@ func WithDecisions(f Forgetter, r Resolver) Option {
 			return errors.New("admin: decisions need a forgetter and a resolver")
 		}
 		a.forgetter, a.resolver = f, r
+		if tt, ok := f.(TagTrust); ok {
+			a.tags = tt
+		}
 		return nil
 	}
 }
@@ -51,7 +54,17 @@ func (a *API) forgetDecisions(w http.ResponseWriter, r *http.Request, who Princi
 		err     error
 	)
 	if ref != "" {
-		s, ok := a.resolve(w, r, ref, false)
+		v := a.trustedTag(r.Context(), ref)
+		switch {
+		case v.err != nil:
+			adminError(w, http.StatusBadGateway, "UPSTREAM_UNAVAILABLE", v.denied.Denied)
+			return
+		case v.denied != nil:
+			// A pull of the tag is denied before any digest is decided on: none to forget.
+			adminError(w, http.StatusNotFound, "IMAGE_UNKNOWN", v.denied.Denied)
+			return
+		}
+		s, ok := a.resolveTrusted(w, r, ref, v, false)
 		if !ok {
 			return
 		}

@@ -52,6 +52,9 @@ func WithExplain(e Explainer, r Resolver) Option {
 			return errors.New("admin: explain needs an explainer and a resolver")
 		}
 		a.explainer, a.resolver = e, r
+		if tt, ok := e.(TagTrust); ok {
+			a.tags = tt
+		}
 		return nil
 	}
 }
@@ -171,7 +174,12 @@ func (a *API) explain(w http.ResponseWriter, r *http.Request, _ Principal) {
 		adminError(w, http.StatusBadRequest, "PARAM_INVALID", "image: required, e.g. ?image=ghcr.io/acme/app:v1 or ?image=ghcr.io/acme/app@sha256:...")
 		return
 	}
-	s, ok := a.resolve(w, r, ref, true)
+	v := a.trustedTag(r.Context(), ref)
+	if v.denied != nil {
+		a.explainDenied(w, v)
+		return
+	}
+	s, ok := a.resolveTrusted(w, r, ref, v, true)
 	if !ok {
 		return
 	}
@@ -195,6 +203,17 @@ func (a *API) explain(w http.ResponseWriter, r *http.Request, _ Principal) {
 		ans.Through = &throughAnswer{How: x.How, Via: x.Via}
 	}
 	writeAdminJSON(w, http.StatusOK, ans)
+}
+
+// resolveTrusted is resolve of the reference trust data names for ref's tag (v.ref, keeping the tag), or of ref
+// itself when no rule has trust data decide its tag.
+func (a *API) resolveTrusted(w http.ResponseWriter, r *http.Request, ref string, v tagVerdict, manifest bool) (admission.Subject, bool) {
+	if v.ref == "" {
+		return a.resolve(w, r, ref, manifest)
+	}
+	s, ok := a.resolve(w, r, v.ref, manifest)
+	s.Tag = v.tag
+	return s, ok
 }
 
 // resolve resolves ref (with its manifest when manifest is set), answering the error itself when it cannot.

@@ -87,7 +87,8 @@ var ErrPreviewRunning = errors.New("a policy preview is already running on this 
 // force and under cand, and says which would change from allowed to denied and back, with the decisions under
 // both. Each image's manifest is fetched by digest through ms (an image gone from the upstream is a failure), and
 // both evaluations gather evidence now through the code a pull uses, without asking a scanner and storing nothing:
-// the pulls' decisions, grants and caches are untouched. The error means no preview ran: ErrNoPullLog,
+// the pulls' decisions, grants and caches are untouched. An image pulled by tag under a rule whose trust data decides
+// tags (Docker Content Trust) is denied when that trust data does not sign the tag, as its pull would be. The error means no preview ran: ErrNoPullLog,
 // ErrPreviewRunning, the pull log unreadable, or ctx ended.
 func (g *Gate) Preview(ctx context.Context, cand Candidate, ms Manifests, opts PreviewOptions) (Preview, error) {
 	if cand.Policy == nil || cand.Evidence == nil || ms == nil {
@@ -135,11 +136,11 @@ func (g *Gate) Preview(ctx context.Context, cand Candidate, ms Manifests, opts P
 				o.err = fmt.Errorf("fetch its manifest: %w", o.err)
 				return
 			}
-			if o.before, o.err = active.evaluateOnly(ictx, s); o.err != nil {
+			if o.before, o.err = active.evaluatePulled(ictx, s); o.err != nil {
 				o.err = fmt.Errorf("under the policy in force: %w", o.err)
 				return
 			}
-			if o.after, o.err = candidate.evaluateOnly(ictx, s); o.err != nil {
+			if o.after, o.err = candidate.evaluatePulled(ictx, s); o.err != nil {
 				o.err = fmt.Errorf("under the candidate: %w", o.err)
 			}
 		})

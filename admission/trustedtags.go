@@ -56,30 +56,45 @@ type TrustedTag struct {
 	Digest digest.Digest
 	// Denied is the denial message when the tag is not signed as the rule requires.
 	Denied string
+	// Rule and Mode are the rule that matched, and Policy the hash of the policy it is in, when Applies or with
+	// an error (set by Gate.TrustedTag): what explain shows for a tag the trust data denies.
+	Rule   string
+	Mode   policy.Mode
+	Policy string
 }
 
 // TrustedTag says what trust data makes of upstream/repository:tag under the rule that matches it; see
 // TrustedTag. Its error means the trust data could not be read (the notary server is unreachable and nothing
 // still valid is cached): the caller denies.
 func (g *Gate) TrustedTag(ctx context.Context, upstream, repository, tag string) (TrustedTag, error) {
-	v := g.view()
+	tt, _, err := g.view().trustedTag(ctx, upstream, repository, tag)
+	return tt, err
+}
+
+// trustedTag is TrustedTag under v; reason is the denial without its prefix, as a decision's failure reads.
+func (v *view) trustedTag(ctx context.Context, upstream, repository, tag string) (tt TrustedTag, reason string, err error) {
 	ts, ok := v.evidence.(TagSigner)
 	if !ok {
-		return TrustedTag{}, nil
+		return TrustedTag{}, "", nil
 	}
 	rule := v.policy.Match(upstream, repository)
-	tt, err := ts.SignedTag(ctx, upstream, repository, tag, rule.Requirements().SignedBy)
-	if err != nil || !tt.Applies {
-		return tt, err
+	tt, err = ts.SignedTag(ctx, upstream, repository, tag, rule.Requirements().SignedBy)
+	if err != nil {
+		return TrustedTag{Rule: rule.Name(), Mode: rule.Mode(), Policy: v.policy.Hash()}, "", err
+	}
+	if !tt.Applies {
+		return tt, "", nil
 	}
 	if tt.Denied != "" {
 		if rule.Mode() != policy.ModeEnforce {
 			// warn and audit admit: the registry's tag stands, and the digest's own check says what fails.
-			return TrustedTag{}, nil
+			return TrustedTag{}, "", nil
 		}
+		reason = tt.Denied
 		tt.Denied = fmt.Sprintf("portcullis: %s/%s:%s denied by rule %q: %s", upstream, repository, tag, rule.Name(), tt.Denied)
 	}
-	return tt, nil
+	tt.Rule, tt.Mode, tt.Policy = rule.Name(), rule.Mode(), v.policy.Hash()
+	return tt, reason, nil
 }
 
 // SignedTag asks the notary roots among signers what they sign for the tag. With anyOf, the first notary root
@@ -168,4 +183,20 @@ func (e *VerifierEvidence) gatherNotary(ctx context.Context, s Subject, roots []
 		into[r] = res
 	}
 	return nil
+}
+
+// evaluatePulled is evaluateOnly for an image a pull got by tag (s.Tag set), with the tag resolved under g as a
+// pull under g resolves it: a tag whose trust data denies it is denied before its digest is looked at. Trust data
+// that cannot be read is an error, as evidence that cannot be gathered is.
+func (g *view) evaluatePulled(ctx context.Context, s Subject) (policy.Decision, error) {
+	if s.Tag != "" {
+		tt, reason, err := g.trustedTag(ctx, s.Upstream, s.Repository, s.Tag)
+		if err != nil {
+			return policy.Decision{}, err
+		}
+		if tt.Denied != "" {
+			return policy.Decision{Rule: tt.Rule, Mode: tt.Mode, Message: tt.Denied, Failures: []string{reason}}, nil
+		}
+	}
+	return g.evaluateOnly(ctx, s)
 }

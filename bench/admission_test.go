@@ -32,8 +32,8 @@ import (
 //   - cold admission: the proxy's cold manifest fetch, then Gate.Admit of that new digest on a gate that has
 //     decided nothing (the first decision of each digest), and what a re-decision of it costs (a second policy,
 //     the refresher);
-//   - 200 distinct new digests decided at once: decisions/s and the process's CPU per decision (the in-process
-//     upstream's CPU included);
+//   - 200 distinct new digests decided at once: decisions/s and the CPU per decision, the process's and
+//     Portcullis's (its share of a CPU profile, the in-process upstream's requests left out: cpuShare);
 //   - 200 concurrent pulls of one new digest through the gated Portcullis: the verifications (.sig lookups) made.
 func benchAdmission(t *testing.T, rep *report) {
 	const samples, burst = 20, 200
@@ -114,16 +114,18 @@ func benchAdmission(t *testing.T, rep *report) {
 	cpu0, start := cpuTime(), time.Now()
 	var wg sync.WaitGroup
 	errs := make([]error, burst)
-	for i, c := range many {
-		wg.Go(func() {
-			v, err := gate.Admit(ctx, c.s)
-			if err == nil && !v.Allowed {
-				err = fmt.Errorf("denied: %+v", v)
-			}
-			errs[i] = err
-		})
-	}
-	wg.Wait()
+	share, profiled := cpuShare(func() {
+		for i, c := range many {
+			wg.Go(func() {
+				v, err := gate.Admit(ctx, c.s)
+				if err == nil && !v.Allowed {
+					err = fmt.Errorf("denied: %+v", v)
+				}
+				errs[i] = err
+			})
+		}
+		wg.Wait()
+	})
 	took, cpu := time.Since(start), cpuTime()-cpu0
 	for _, err := range errs {
 		if err != nil {
@@ -133,9 +135,16 @@ func benchAdmission(t *testing.T, rep *report) {
 	const burstRow = "200 distinct new key-signed digests decided at once"
 	rate, perDecision := float64(burst)/took.Seconds(), cpu/burst
 	rep.add(burstRow, sysGated, "decisions/s", rate, false)
-	rep.add(burstRow, sysGated, "CPU ms per decision", ms(perDecision), true)
+	rep.add(burstRow, sysGated, "process CPU ms per decision", ms(perDecision), true)
 	rep.check("2. 200 distinct new digests: decisions/s", ">= 200", fmt.Sprintf("%.0f/s", rate), rate >= 200)
-	rep.check("2. CPU per decision (the in-process upstream's included)", "<= 1 ms", fmt.Sprintf("%.2f ms", ms(perDecision)), perDecision <= time.Millisecond)
+	if profiled {
+		own := time.Duration(float64(perDecision) * share)
+		rep.add(burstRow, sysGated, "CPU ms per decision, the upstream's left out", ms(own), true)
+		rep.check("2. CPU per decision (the in-process upstream's share of the profile left out)", "<= 1 ms",
+			fmt.Sprintf("%.2f ms (%.2f ms with the upstream's)", ms(own), ms(perDecision)), own <= time.Millisecond)
+	} else {
+		rep.check("2. CPU per decision (the in-process upstream's included: profiler busy)", "<= 1 ms", fmt.Sprintf("%.2f ms", ms(perDecision)), perDecision <= time.Millisecond)
+	}
 
 	// 200 concurrent pulls of one new digest through the gated Portcullis.
 	l.up.Hits().Reset()

@@ -39,6 +39,8 @@ type lab struct {
 	client       *http.Client
 	policyDoc    string
 	policyFiles  map[string][]byte
+	// firstBytes records the first body write of Portcullis's and Distribution's responses, while armed.
+	firstBytes *firstBytes
 }
 
 // benchPolicy trusts one key for every image.
@@ -52,13 +54,14 @@ func newClient() *http.Client {
 func newLab(t *testing.T, gated bool) *lab {
 	t.Helper()
 	l := &lab{
-		up:      registrytest.New(t, registrytest.WithStorageDir(t.TempDir())),
-		urls:    map[string]string{},
-		content: map[string]*cache.Content{},
-		client:  newClient(),
+		up:         registrytest.New(t, registrytest.WithStorageDir(t.TempDir()), registrytest.WithMiddleware(labelUpstream)),
+		urls:       map[string]string{},
+		content:    map[string]*cache.Content{},
+		client:     newClient(),
+		firstBytes: &firstBytes{},
 	}
 	l.urls[sysDirect] = l.up.URL().String()
-	l.urls[sysDistribution] = startDistributionProxy(t, l.up.URL().String())
+	l.urls[sysDistribution] = startDistributionProxy(t, l.up.URL().String(), l.firstBytes.wrap)
 	l.urls[sysPortcullis] = l.startPortcullis(t, nil)
 	if gated {
 		l.cosign = cosigntest.Binary(t)
@@ -107,7 +110,7 @@ func (l *lab) startPortcullis(t *testing.T, gate func(*upstream.Client, cache.KV
 		t.Fatal(err)
 	}
 	l.content[name] = content
-	srv := httptest.NewServer(p)
+	srv := httptest.NewServer(l.firstBytes.wrap(p))
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
@@ -169,7 +172,7 @@ func newGateWith(t testing.TB, doc string, files map[string][]byte, endpoints ma
 
 // startDistributionProxy serves CNCF Distribution's registry app in proxy (pull-through cache) mode in front of
 // remote, on the filesystem driver, and returns its URL.
-func startDistributionProxy(t *testing.T, remote string) string {
+func startDistributionProxy(t *testing.T, remote string, wrap func(http.Handler) http.Handler) string {
 	t.Helper()
 	ttl := 24 * time.Hour
 	cfg := &configuration.Configuration{
@@ -185,7 +188,7 @@ func startDistributionProxy(t *testing.T, remote string) string {
 	cfg.Log.AccessLog.Disabled = true
 	ctx, cancel := context.WithCancel(context.Background())
 	app := handlers.NewApp(ctx, cfg)
-	srv := httptest.NewServer(app)
+	srv := httptest.NewServer(wrap(app))
 	t.Cleanup(func() { srv.Close(); _ = app.Shutdown(); cancel() })
 	return srv.URL
 }

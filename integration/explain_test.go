@@ -29,6 +29,7 @@ import (
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/upstream"
 	"github.com/portcullis/portcullis/verifier"
+	"github.com/portcullis/portcullis/verifier/dct"
 )
 
 // memState is the embedded shared state's stand-in for the lists (Collections, Bus) and the journals.
@@ -151,14 +152,14 @@ type adminEnv struct {
 }
 
 // newAdminEnv writes doc and files to a policy directory and serves the admin API over the env's gate; "secret" is
-// a write token.
-func newAdminEnv(t *testing.T, doc string, files map[string][]byte) *adminEnv {
+// a write token. more are further env options (withNotary).
+func newAdminEnv(t *testing.T, doc string, files map[string][]byte, more ...envOption) *adminEnv {
 	t.Helper()
 	state := &memState{}
 	lists := admission.NewLists(state, state)
 	facts := cache.NewMemory() // the facts epochs Forget moves
 	t.Cleanup(func() { _ = facts.Close() })
-	e := newEnv(t, withPolicy(doc, files, admission.WithLists(lists), admission.WithPullLog(state), admission.WithReports(admission.NewReports(facts, 0))))
+	e := newEnv(t, append([]envOption{withPolicy(doc, files, admission.WithLists(lists), admission.WithPullLog(state), admission.WithReports(admission.NewReports(facts, 0)))}, more...)...)
 	t.Cleanup(func() { _ = e.gate.Close() })
 	dir := t.TempDir()
 	for name, b := range files {
@@ -173,12 +174,24 @@ func newAdminEnv(t *testing.T, doc string, files map[string][]byte) *adminEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var cfg envConfig // what more configures, for the evidence of the policies the file loads
+	for _, o := range more {
+		o(&cfg)
+	}
 	build := func(pol *policy.Policy) (admission.Evidence, error) {
 		v, err := verifier.New(pol.TrustRoots())
 		if err != nil {
 			return nil, err
 		}
-		return admission.NewEvidence(v, map[string]admission.Endpoint{e.up.Host(): client}, nil)
+		var evOpts []admission.EvidenceOption
+		if cfg.notary != nil {
+			n, err := dct.New(pol.TrustRoots(), cfg.notary...)
+			if err != nil {
+				return nil, err
+			}
+			evOpts = append(evOpts, admission.WithNotary(n))
+		}
+		return admission.NewEvidence(v, map[string]admission.Endpoint{e.up.Host(): client}, nil, evOpts...)
 	}
 	pf, err := admission.NewPolicyFile(filepath.Join(dir, "policy.yaml"), e.gate, build, nil)
 	if err != nil {

@@ -43,6 +43,8 @@ func TestParseErrors(t *testing.T) {
 		{"notation without identities", "trust:\n  r:\n    notation: {trustStore: cert.pem}\n", `p.yaml:3: trust.r.notation.identities: required: "x509.subject: ..." entries, or "*" for any`},
 		{"notation bad identity", "trust:\n  r:\n    notation: {trustStore: cert.pem, identities: ['CN=acme']}\n", `p.yaml:3: trust.r.notation.identities: entry 0 "CN=acme": want "x509.subject: <DN>" or "*"`},
 		{"notation store is a key", "trust:\n  r:\n    notation: {trustStore: keys/release.pub, identities: ['*']}\n", `p.yaml:3: trust.r.notation.trustStore: PEM block is "PUBLIC KEY"; want CERTIFICATE`},
+		{"notation tsa is a key", "trust:\n  r:\n    notation: {trustStore: cert.pem, tsa: keys/release.pub, identities: ['*']}\n", `p.yaml:3: trust.r.notation.tsa: PEM block is "PUBLIC KEY"; want CERTIFICATE`},
+		{"notation tsa missing", "trust:\n  r:\n    notation: {trustStore: cert.pem, tsa: nope.pem, identities: ['*']}\n", `p.yaml:3: trust.r.notation.tsa: open nope.pem: file does not exist`},
 		{"notation store missing", "trust:\n  r:\n    notation: {trustStore: nope.pem, identities: ['*']}\n", `p.yaml:3: trust.r.notation.trustStore: open nope.pem: file does not exist`},
 		{"notation with ignoreTlog", "trust:\n  r:\n    notation: {trustStore: cert.pem, identities: ['*']}\n    ignoreTlog: true\n", `p.yaml:2: trust.r: ignoreTlog and ignoreSCT apply to cosign roots only`},
 		{"unknown scanner kind", "scanners:\n  s: {kind: anchore, url: http://s}\n", `p.yaml:2: scanners.s.kind: must be harbor or clair, not "anchore"`},

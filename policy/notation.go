@@ -16,8 +16,10 @@ type Notation struct {
 	// notary.x509.signingAuthority). At least one is set.
 	CAPEM, SigningAuthorityPEM []byte
 	// TSAPEM holds the PEM root certificates of the timestamp authorities trusted for the
-	// timestamp countersignature; nil means no timestamp is checked and the signing
-	// certificate must be valid now. Default nil.
+	// timestamp countersignature. When set, every signature must carry a timestamp from one
+	// of them, and the signing certificate must have been valid at its time (so it may have
+	// expired since). nil means no timestamp is looked at and the signing certificate must be
+	// valid now. Default nil.
 	TSAPEM []byte
 	// Identities lists the trusted identities as Notation's trust policy writes them:
 	// "x509.subject: C=US, ST=WA, O=Acme, CN=acme", or "*" for any identity the trust store

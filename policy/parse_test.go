@@ -285,8 +285,8 @@ func TestLoadErrors(t *testing.T) {
 	}
 }
 
-// TestParseNotationRoot checks that a Notation root compiles with its certificates and
-// identities, that a signedBy may mix it with a cosign root, and that Load reads a trust
+// TestParseNotationRoot checks that a Notation root compiles with its certificates (the ca
+// and tsa stores) and identities, that a signedBy may mix it with a cosign root, and that Load reads a trust
 // store directory as its certificate files joined.
 func TestParseNotationRoot(t *testing.T) {
 	cert := testFiles["cert.pem"]
@@ -310,8 +310,10 @@ func TestParseNotationRoot(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			mustWrite(t, filepath.Join(dir, "keys", "release.pub"), testKey)
+			store := tt.store(dir)
 			doc := "trust:\n  release: {key: keys/release.pub}\n  acme-notation:\n    notation:\n" +
-				"      trustStore: " + tt.store(dir) + "\n" +
+				"      trustStore: " + store + "\n" +
+				"      tsa: " + store + "\n" +
 				"      identities: [\"x509.subject: C=US, ST=WA, O=Acme, CN=acme\"]\n" +
 				"default:\n  signedBy: {allOf: [release, acme-notation]}\n"
 			mustWrite(t, filepath.Join(dir, "p.yaml"), doc)
@@ -321,6 +323,7 @@ func TestParseNotationRoot(t *testing.T) {
 			}
 			want := TrustRoot{Name: "acme-notation", Notation: &Notation{
 				CAPEM:      tt.want,
+				TSAPEM:     tt.want,
 				Identities: []string{"x509.subject: C=US, ST=WA, O=Acme, CN=acme"},
 			}}
 			if diff := cmp.Diff(want, p.TrustRoots()["acme-notation"]); diff != "" {

@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -95,14 +97,39 @@ type download struct {
 	lease     *cache.Lease
 	stopLease func()
 
-	mu      sync.Mutex
-	cond    *sync.Cond
-	started bool  // upstream answered (size known, or err set)
-	size    int64 // Content-Length, -1 unknown
-	written int64
-	done    bool
-	err     error // set with done when the download failed or did not verify
-	refs    int   // readers attached, plus one for the download itself
+	// The state readers wait on is read without a lock: a herd's 200 readers woken at every write would queue on a
+	// mutex behind one another (a lock convoy) and hold the last follower's first byte back by a second.
+	size    atomic.Int64                  // Content-Length, -1 unknown; set before started
+	started atomic.Bool                   // upstream answered (size known, or the download ended)
+	written atomic.Int64                  // bytes in the spool file
+	outcome atomic.Pointer[outcome]       // set when the download ended
+	wake    atomic.Pointer[chan struct{}] // closed (and replaced) when any of the above changes
+
+	mu   sync.Mutex
+	refs int // readers attached, plus one for the download itself, under mu
+}
+
+// outcome is how a download ended: err is nil when the blob verified.
+type outcome struct{ err error }
+
+// changed wakes everyone waiting on d's state; call it after changing it.
+func (d *download) changed() {
+	next := make(chan struct{})
+	close(*d.wake.Swap(&next))
+}
+
+// changes returns a channel closed at d's next change of state. Load it before reading the state it waits for,
+// so that a change between the read and the wait is not missed.
+func (d *download) changes() <-chan struct{} { return *d.wake.Load() }
+
+// sleep waits for ch or the end of ctx.
+func sleep(ctx context.Context, ch <-chan struct{}) error {
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // attach returns the in-flight download of dgst, starting one if none runs. The caller must release it.
@@ -125,8 +152,10 @@ func (ds *downloads) attach(ctx context.Context, r route) (*download, error) {
 	}
 	// Unlinked at once: the open file lives as long as its readers and leaves nothing behind after a crash.
 	_ = os.Remove(f.Name())
-	d := &download{ds: ds, dgst: r.dgst, file: f, size: -1, refs: 2}
-	d.cond = sync.NewCond(&d.mu)
+	d := &download{ds: ds, dgst: r.dgst, file: f, refs: 2}
+	d.size.Store(-1)
+	wake := make(chan struct{})
+	d.wake.Store(&wake)
 	ds.inflight[r.dgst] = d
 	// The download outlives the request that started it: its other readers and the store still want it.
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), blobTimeout)
@@ -145,12 +174,10 @@ func (ds *downloads) size(dgst digest.Digest) (int64, bool) {
 	if !ok {
 		return 0, false
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if !d.started || d.err != nil || d.size < 0 {
+	if o := d.outcome.Load(); !d.started.Load() || (o != nil && o.err != nil) || d.size.Load() < 0 {
 		return 0, false
 	}
-	return d.size, true
+	return d.size.Load(), true
 }
 
 // run fetches the blob, spools and hashes it, and on a verified digest commits it to the content store. Readers get
@@ -160,18 +187,17 @@ func (ds *downloads) size(dgst digest.Digest) (int64, bool) {
 // failed, starts a new download).
 func (ds *downloads) run(ctx context.Context, d *download, r route) {
 	err := ds.fetch(ctx, d, r)
-	d.mu.Lock()
-	d.done, d.err, d.started = true, err, true
-	d.cond.Broadcast()
-	d.mu.Unlock()
+	d.outcome.Store(&outcome{err: err})
+	d.started.Store(true)
+	d.changed()
 	if err == nil {
 		start := time.Now()
-		_, perr := ds.store.Put(ctx, d.dgst, io.NewSectionReader(d.file, 0, d.written))
+		_, perr := ds.store.Put(ctx, d.dgst, io.NewSectionReader(d.file, 0, d.written.Load()))
 		ds.health.record(perr)
 		if perr != nil {
 			ds.log.Warn("could not store blob; it was served but not cached", "digest", d.dgst, "error", perr)
 		} else {
-			ds.log.Debug("blob stored", "digest", d.dgst, "bytes", d.written, "took", time.Since(start))
+			ds.log.Debug("blob stored", "digest", d.dgst, "bytes", d.written.Load(), "took", time.Since(start))
 		}
 	}
 	if d.lease != nil {
@@ -197,10 +223,9 @@ func (ds *downloads) fetch(ctx context.Context, d *download, r route) error {
 			return fmt.Errorf("blob %s (%d bytes): %w", d.dgst, size, err)
 		}
 	}
-	d.mu.Lock()
-	d.size, d.started = size, true
-	d.cond.Broadcast()
-	d.mu.Unlock()
+	d.size.Store(size)
+	d.started.Store(true)
+	d.changed()
 	verifier := d.dgst.Verifier()
 	w := &spoolWriter{d: d}
 	// A large buffer: a quarter of the syscalls and reader wake-ups of io.Copy's 32 KiB on a fast upstream.
@@ -258,106 +283,145 @@ type spoolWriter struct{ d *download }
 func (w *spoolWriter) Write(b []byte) (int, error) {
 	d := w.d
 	// Bytes beyond the reservation (all of them when the size is unknown) are reserved as they come.
-	if more := d.written + int64(len(b)) - d.reservedBytes(); more > 0 {
+	written := d.written.Load() // only this writer changes it
+	if more := written + int64(len(b)) - d.reservedBytes(); more > 0 {
 		if err := d.ds.reserve(d, more); err != nil {
 			return 0, err
 		}
 	}
-	n, err := d.file.WriteAt(b, d.written)
-	d.mu.Lock()
-	d.written += int64(n)
-	d.cond.Broadcast()
-	d.mu.Unlock()
+	n, err := d.file.WriteAt(b, written)
+	d.written.Add(int64(n))
+	d.changed()
 	return n, err
 }
 
 // wait blocks until the upstream answered; it returns the size (-1 if unknown) or the download's error.
 func (d *download) wait(ctx context.Context) (int64, error) {
-	stop := context.AfterFunc(ctx, func() {
-		d.mu.Lock()
-		d.cond.Broadcast()
-		d.mu.Unlock()
-	})
-	defer stop()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for !d.started && ctx.Err() == nil {
-		d.cond.Wait()
+	for {
+		ch := d.changes()
+		if d.started.Load() {
+			if o := d.outcome.Load(); o != nil && o.err != nil && d.written.Load() == 0 {
+				return 0, o.err
+			}
+			return d.size.Load(), nil
+		}
+		if err := sleep(ctx, ch); err != nil {
+			return 0, err
+		}
 	}
-	if err := ctx.Err(); err != nil && !d.started {
-		return 0, err
-	}
-	if d.done && d.err != nil && d.written == 0 {
-		return 0, d.err
-	}
-	return d.size, nil
 }
 
 // verified blocks until the download is done and returns its size, or the download's error: a blob that did not
 // verify is an error here even when it was spooled in full.
 func (d *download) verified(ctx context.Context) (int64, error) {
-	stop := context.AfterFunc(ctx, func() {
-		d.mu.Lock()
-		d.cond.Broadcast()
-		d.mu.Unlock()
-	})
-	defer stop()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for !d.done {
-		if err := ctx.Err(); err != nil {
+	for {
+		ch := d.changes()
+		if o := d.outcome.Load(); o != nil {
+			if o.err != nil {
+				return 0, o.err
+			}
+			return d.written.Load(), nil
+		}
+		if err := sleep(ctx, ch); err != nil {
 			return 0, err
 		}
-		d.cond.Wait()
 	}
-	if d.err != nil {
-		return 0, d.err
-	}
-	return d.written, nil
 }
 
-// readAt copies bytes from offset into b as they become available. The last byte is held back until the whole
-// blob has verified, so a client never receives in full a blob whose digest is wrong.
-func (d *download) readAt(ctx context.Context, b []byte, off int64) (int, error) {
-	stop := context.AfterFunc(ctx, func() {
-		d.mu.Lock()
-		d.cond.Broadcast()
-		d.mu.Unlock()
-	})
-	defer stop()
-	d.mu.Lock()
+// available blocks until the spool holds bytes at off that may be served and returns how many: the last byte is
+// held back until the whole blob has verified, so a client never receives in full a blob whose digest is wrong.
+// At the end of a verified blob it returns io.EOF; when the download failed, its error.
+func (d *download) available(ctx context.Context, off int64) (int64, error) {
 	for {
-		if d.done && d.err != nil {
-			err := d.err
-			d.mu.Unlock()
-			return 0, err
-		}
-		avail := d.written
-		if !d.done {
+		ch := d.changes()
+		o := d.outcome.Load() // before written: once the outcome is seen, written is final
+		avail := d.written.Load()
+		switch {
+		case o != nil && o.err != nil:
+			return 0, o.err
+		case o == nil:
 			avail-- // hold back
 		}
 		if off < avail {
-			break
+			return avail - off, nil
 		}
-		if d.done {
-			d.mu.Unlock()
+		if o != nil {
 			return 0, io.EOF
 		}
-		if err := ctx.Err(); err != nil {
-			d.mu.Unlock()
+		if err := sleep(ctx, ch); err != nil {
 			return 0, err
 		}
-		d.cond.Wait()
 	}
-	avail := d.written
-	if !d.done {
-		avail--
+}
+
+// readAt copies bytes from offset into b as they become available (see available).
+func (d *download) readAt(ctx context.Context, b []byte, off int64) (int, error) {
+	n, err := d.available(ctx, off)
+	if err != nil {
+		return 0, err
 	}
-	d.mu.Unlock()
-	if max := avail - off; int64(len(b)) > max {
-		b = b[:max]
+	if int64(len(b)) > n {
+		b = b[:n]
 	}
 	return d.file.ReadAt(b, off)
+}
+
+// sendChunk is the most a spool stream sends before it lets the other streams have a turn.
+const sendChunk = 1 << 20
+
+// sendTo streams the spool from off to w as it arrives, limit bytes (-1: to the verified end), and returns how many
+// it sent. It reads through a descriptor of the spool file of its own (a position of its own), so that w's
+// ReadFrom can hand the bytes from the page cache to the socket with sendfile, without copying them through the
+// process. ok is false when no such descriptor can be had (no
+// /proc): nothing was sent, and the caller copies with readAt.
+func (d *download) sendTo(ctx context.Context, w io.Writer, off, limit int64) (sent int64, ok bool, err error) {
+	f, err := d.reopen()
+	if err != nil {
+		return 0, false, nil
+	}
+	defer f.Close()
+	for limit != 0 {
+		n, err := d.available(ctx, off)
+		if err == io.EOF && limit < 0 {
+			return sent, true, nil
+		}
+		if err != nil {
+			return sent, true, err
+		}
+		n = min(n, sendChunk)
+		if limit > 0 {
+			n = min(n, limit)
+		}
+		if _, err := f.Seek(off, io.SeekStart); err != nil {
+			return sent, true, err
+		}
+		c, err := io.Copy(w, io.LimitReader(f, n))
+		sent, off = sent+c, off+c
+		if limit > 0 {
+			limit -= c
+		}
+		if err == nil && c < n {
+			err = io.ErrUnexpectedEOF // the spool had those bytes
+		}
+		if err != nil {
+			return sent, true, err
+		}
+		runtime.Gosched() // a turn for the other streams (see fairWriter)
+	}
+	return sent, true, nil
+}
+
+// reopen opens the (unlinked) spool file again, for a position of its own.
+func (d *download) reopen() (*os.File, error) {
+	raw, err := d.file.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var fd uintptr
+	if err := raw.Control(func(f uintptr) { fd = f }); err != nil {
+		return nil, err
+	}
+	return os.Open(fmt.Sprintf("/proc/self/fd/%d", fd))
 }
 
 // release drops one reference; the spool file closes with the last.

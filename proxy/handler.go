@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -83,6 +84,17 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 		s.code, s.wrote = http.StatusOK, true
 	}
 	return s.ResponseWriter.Write(b)
+}
+
+// ReadFrom keeps the connection's own ReadFrom (sendfile, for a blob streamed from a file) reachable.
+func (s *statusWriter) ReadFrom(r io.Reader) (int64, error) {
+	if !s.wrote {
+		s.code, s.wrote = http.StatusOK, true
+	}
+	if rf, ok := s.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{s.ResponseWriter}, r)
 }
 
 func (s *statusWriter) status() int {

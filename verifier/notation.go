@@ -7,12 +7,10 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 
 	"github.com/notaryproject/notation-core-go/revocation"
-	crlutil "github.com/notaryproject/notation-core-go/revocation/crl"
-	"github.com/notaryproject/notation-core-go/revocation/purpose"
+	revocationresult "github.com/notaryproject/notation-core-go/revocation/result"
 	"github.com/notaryproject/notation-core-go/signature"
 	_ "github.com/notaryproject/notation-core-go/signature/cose" // registers the COSE envelope
 	_ "github.com/notaryproject/notation-core-go/signature/jws"  // registers the JWS envelope
@@ -76,30 +74,24 @@ func parseNotation(name string, n *policy.Notation) (notation.Verifier, error) {
 				Override: map[trustpolicy.ValidationType]trustpolicy.ValidationAction{
 					trustpolicy.TypeRevocation: trustpolicy.ActionSkip,
 				},
+				// With a tsa store, every signature carries a timestamp
+				// from a trusted TSA (notation-go's default, made
+				// explicit). Without one, notation-go does not look at a
+				// timestamp and the certificate must be valid now: an
+				// unverifiable timestamp never extends a certificate.
+				VerifyTimestamp: trustpolicy.OptionAlways,
 			},
 			TrustStores:       stores,
 			TrustedIdentities: n.Identities,
 		}},
 	}
-	// The timestamping chain's revocation is checked whatever the level
-	// says; with no network the check is inconclusive, which notation-go
-	// logs and does not count against the signature.
-	offline := &http.Client{Transport: offlineTransport{}}
-	fetcher, err := crlutil.NewHTTPFetcher(offline)
-	if err != nil {
-		return nil, err
-	}
-	var validators [2]revocation.Validator
-	for i, p := range []purpose.Purpose{purpose.CodeSigning, purpose.Timestamping} {
-		if validators[i], err = revocation.NewWithOptions(revocation.Options{
-			OCSPHTTPClient: offline, CRLFetcher: fetcher, CertChainPurpose: p,
-		}); err != nil {
-			return nil, err
-		}
-	}
+	// notation-go checks the timestamping chain's revocation whatever the
+	// level says, and an unknown status (a CRL or OCSP responder that cannot
+	// be reached, as offline) fails the timestamp; public TSAs' certificates
+	// all name one. Offline, revocation is not checked for either chain.
 	v, err := notationverifier.NewWithOptions(doc, store, nil, notationverifier.VerifierOptions{
-		RevocationCodeSigningValidator:  validators[0],
-		RevocationTimestampingValidator: validators[1],
+		RevocationCodeSigningValidator:  unchecked{},
+		RevocationTimestampingValidator: unchecked{},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("notation: %w", err)
@@ -141,11 +133,18 @@ func (m memTrustStore) GetCertificates(_ context.Context, t truststore.Type, _ s
 	return m[t], nil
 }
 
-// offlineTransport refuses every request: revocation data is never fetched.
-type offlineTransport struct{}
+// unchecked is the revocation validator of an offline verifier: it fetches
+// nothing and reports each certificate as one it cannot check (notation-go's
+// "non-revokable", which it does not count against a signature), as when a
+// certificate names no CRL or OCSP responder.
+type unchecked struct{}
 
-func (offlineTransport) RoundTrip(*http.Request) (*http.Response, error) {
-	return nil, errors.New("portcullis verifies Notation signatures offline")
+func (unchecked) ValidateContext(_ context.Context, opts revocation.ValidateContextOptions) ([]*revocationresult.CertRevocationResult, error) {
+	res := make([]*revocationresult.CertRevocationResult, len(opts.CertChain))
+	for i := range res {
+		res[i] = &revocationresult.CertRevocationResult{Result: revocationresult.ResultNonRevokable}
+	}
+	return res, nil
 }
 
 // notationEnvelope is one Notation signature attached to the image.
@@ -295,12 +294,30 @@ func notationFailure(outcome *notation.VerificationOutcome, err error) string {
 			case trustpolicy.TypeExpiry:
 				return "signature expired: " + msg
 			case trustpolicy.TypeAuthenticTimestamp:
-				return "certificate expired or not yet valid: " + msg
+				return timestampFailure(msg)
 			}
 			return string(res.Type) + ": " + msg
 		}
 	}
 	return short(err)
+}
+
+// timestampFailure tells notation-go's authentic-timestamp failures apart
+// (its errors are plain strings): the certificate not valid now (no tsa
+// store) or at the timestamp, no timestamp where the root's tsa store wants
+// one, or a timestamp that does not verify with the root's TSAs.
+func timestampFailure(msg string) string {
+	switch {
+	case strings.Contains(msg, "verification time is"):
+		return "certificate expired or not yet valid: " + msg
+	case strings.Contains(msg, "timestamp can be"):
+		return "certificate expired or not yet valid at the timestamp: " + msg
+	case strings.Contains(msg, "no timestamp countersignature"):
+		return "no timestamp countersignature, which the root's tsa store requires"
+	case strings.Contains(msg, "failed to verify the timestamp countersignature"):
+		return "timestamp countersignature is not signed by a trusted timestamp authority: " + msg
+	}
+	return "timestamp countersignature: " + msg
 }
 
 // signerSubject is the signing certificate's subject, for reasons.

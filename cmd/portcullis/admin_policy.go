@@ -52,6 +52,7 @@ var decidedBy = map[string]string{
 	"artifact":   "as an artifact of an admitted image",
 	"referrer":   "as a referrer of an admitted image",
 	"evaluated":  "by the rule, evaluated now",
+	"trust-data": "by the tag's trust data (Docker Content Trust), before anything is fetched",
 }
 
 // adminExplain runs explain IMAGE: GET /admin/v1/explain?image=IMAGE.

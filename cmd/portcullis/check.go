@@ -55,6 +55,19 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	// A tag under a Docker Content Trust rule is what its trust data signs, as a pull resolves it.
+	if img.digest == "" {
+		tt, err := gate.TrustedTag(ctx, img.upstream, img.repo, img.tag)
+		switch {
+		case err != nil:
+			return fmt.Errorf("decide on %s/%s:%s: could not decide (%w)", img.upstream, img.repo, img.tag, err)
+		case tt.Denied != "":
+			printTagDenied(stdout, img, tt)
+			return errDenied
+		case tt.Applies:
+			img.digest = tt.Digest
+		}
+	}
 	s, err := imageResolver{cfg: cfg, clients: clients}.subject(ctx, img, true)
 	if err != nil {
 		return err
@@ -109,6 +122,18 @@ func printVerdict(w io.Writer, img image, dgst digest.Digest, v admission.Verdic
 		return
 	}
 	printEvaluation(w, "  ", evaluationOf(e))
+}
+
+// printTagDenied prints the denial of a tag its trust data does not sign as the rule requires: a pull is denied
+// before any digest is fetched, so there is no evidence to show.
+func printTagDenied(w io.Writer, img image, tt admission.TrustedTag) {
+	p := func(format string, args ...any) { printLine(w, format, args...) }
+	p("image:     %s/%s:%s", img.upstream, img.repo, img.tag)
+	p("rule:      %s (%s)", tt.Rule, tt.Mode)
+	p("decision:  %s", verdictWord(false, string(tt.Mode), true))
+	p("message:   %s", tt.Denied)
+	p("evidence:")
+	p("  (none: the tag's trust data decides it before anything is fetched)")
 }
 
 // errDenied makes check exit 1 without another line of output.

@@ -25,7 +25,16 @@ func Path(ctx context.Context, dir, tool string) (string, error) {
 	if gomod == "" || gomod == os.DevNull {
 		return "", errors.New("gotool: not inside a Go module")
 	}
-	path, err := run(ctx, filepath.Join(filepath.Dir(gomod), dir), "tool", "-n", tool)
+	moddir := filepath.Join(filepath.Dir(gomod), dir)
+	args := []string{"tool", "-n", tool}
+	modfile, err := patched(ctx, moddir)
+	if err != nil {
+		return "", fmt.Errorf("gotool: patching %s: %w", dir, err)
+	}
+	if modfile != "" {
+		args = []string{"tool", "-modfile=" + modfile, "-n", tool}
+	}
+	path, err := run(ctx, moddir, args...)
 	if err != nil {
 		return "", err
 	}

@@ -41,7 +41,7 @@ var build struct {
 
 // Server is a running notary-server.
 type Server struct {
-	// URL is its base URL, https://127.0.0.1:<port>.
+	// URL is its base URL, https://127.0.0.1:<port> (http:// from StartPlain).
 	URL string
 	// Transport trusts the server's certificate.
 	Transport http.RoundTripper
@@ -53,16 +53,33 @@ type Server struct {
 // ends. It skips the test when the binary cannot be built, saying why.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return start(t, true)
+}
+
+// StartPlain is Start serving plain HTTP (no tls_cert_file): for a test whose notary client is built with the
+// system's TLS roots, as the portcullis binary builds it, which a test certificate is not among.
+func StartPlain(t testing.TB) *Server {
+	t.Helper()
+	return start(t, false)
+}
+
+func start(t testing.TB, withTLS bool) *Server {
+	t.Helper()
 	build.once.Do(func() { build.path, build.err = binary() })
 	if build.err != nil {
 		t.Skipf("notarytest: cannot build notary-server (go tool -n notary-server in %s): %v", module, build.err)
 	}
 	dir := t.TempDir()
-	pool, err := writeCert(dir)
-	if err != nil {
-		t.Fatal(err)
+	tr := &http.Transport{}
+	scheme := "http://"
+	if withTLS {
+		pool, err := writeCert(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool}
+		scheme = "https://"
 	}
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
 	t.Cleanup(tr.CloseIdleConnections)
 	// A free port can be taken between our look and the server's listen; try a few.
 	for attempt := 0; attempt < 5; attempt++ {
@@ -70,8 +87,8 @@ func Start(t testing.TB) *Server {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s := &Server{URL: "https://" + addr, Transport: tr}
-		if err := s.start(t, dir, addr); err == nil {
+		s := &Server{URL: scheme + addr, Transport: tr}
+		if err := s.start(t, dir, addr, withTLS); err == nil {
 			return s
 		} else if attempt == 4 {
 			t.Fatalf("notarytest: notary-server did not start: %v\n%s", err, s.log.String())
@@ -80,9 +97,13 @@ func Start(t testing.TB) *Server {
 	return nil
 }
 
-func (s *Server) start(t testing.TB, dir, addr string) error {
+func (s *Server) start(t testing.TB, dir, addr string, withTLS bool) error {
+	server := map[string]any{"http_addr": addr}
+	if withTLS {
+		server["tls_cert_file"], server["tls_key_file"] = filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
+	}
 	cfg := map[string]any{
-		"server":        map[string]any{"http_addr": addr, "tls_cert_file": filepath.Join(dir, "server.crt"), "tls_key_file": filepath.Join(dir, "server.key")},
+		"server":        server,
 		"trust_service": map[string]any{"type": "local", "key_algorithm": "ecdsa"},
 		"logging":       map[string]any{"level": "error"},
 		"storage":       map[string]any{"backend": "memory"},

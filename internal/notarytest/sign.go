@@ -23,6 +23,7 @@ type Collection struct {
 	RootKeyPEM []byte
 	repo       client.Repository
 	server     *Server
+	delegates  map[string]string // delegation role -> the ID of the key it is delegated to
 }
 
 // Init creates a collection as `docker trust sign` does the first time: a root key and a targets key made
@@ -36,6 +37,7 @@ func (s *Server) Init(t testing.TB, gun string, delegations ...string) *Collecti
 		t.Fatalf("notarytest: %v", err)
 	}
 	cs := repo.GetCryptoService()
+	delegates := map[string]string{}
 	rootPub, err := cs.Create(data.CanonicalRootRole, data.GUN(gun), data.ECDSAKey)
 	if err != nil {
 		t.Fatalf("notarytest: root key: %v", err)
@@ -51,11 +53,12 @@ func (s *Server) Init(t testing.TB, gun string, delegations ...string) *Collecti
 		if err := repo.AddDelegation(data.RoleName(d), []data.PublicKey{key}, []string{""}); err != nil {
 			t.Fatalf("notarytest: add delegation %s: %v", d, err)
 		}
+		delegates[d] = key.ID()
 	}
 	if err := repo.Publish(); err != nil {
 		t.Fatalf("notarytest: publish %s: %v", gun, err)
 	}
-	return &Collection{GUN: gun, RootKeyPEM: pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: rootPub.Public()}), repo: repo, server: s}
+	return &Collection{GUN: gun, RootKeyPEM: pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: rootPub.Public()}), repo: repo, server: s, delegates: delegates}
 }
 
 // Sign signs tag as the target dgst (size bytes) in role ("" for targets) and publishes, as `notary add` and
@@ -72,6 +75,31 @@ func (c *Collection) Sign(t testing.TB, role, tag string, dgst digest.Digest, si
 	if err := c.repo.Publish(); err != nil {
 		t.Fatalf("notarytest: publish %s: %v\n%s", c.GUN, err, c.server.log.String())
 	}
+}
+
+// RotateDelegationKey delegates role to a new key in place of its old one and publishes targets, as `notary
+// delegation remove` and `notary delegation add` do when a delegation key leaks, without signing role again:
+// the role's metadata on the server stays signed by the old key, which targets no longer delegates.
+func (c *Collection) RotateDelegationKey(t testing.TB, role string) {
+	t.Helper()
+	old, ok := c.delegates[role]
+	if !ok {
+		t.Fatalf("notarytest: %s is not a delegation of %s", role, c.GUN)
+	}
+	key, err := c.repo.GetCryptoService().Create(data.RoleName(role), data.GUN(c.GUN), data.ECDSAKey)
+	if err != nil {
+		t.Fatalf("notarytest: %s key: %v", role, err)
+	}
+	if err := c.repo.AddDelegationRoleAndKeys(data.RoleName(role), []data.PublicKey{key}); err != nil {
+		t.Fatalf("notarytest: delegate %s: %v", role, err)
+	}
+	if err := c.repo.RemoveDelegationKeys(data.RoleName(role), []string{old}); err != nil {
+		t.Fatalf("notarytest: revoke %s key: %v", role, err)
+	}
+	if err := c.repo.Publish(); err != nil {
+		t.Fatalf("notarytest: publish %s: %v\n%s", c.GUN, err, c.server.log.String())
+	}
+	c.delegates[role] = key.ID()
 }
 
 // SignExpiring signs tag in role like Sign, but with role's metadata expiring at expires (Publish always

@@ -21,6 +21,7 @@ import (
 	"github.com/notaryproject/notation-go/verifier"
 	"github.com/notaryproject/notation-go/verifier/trustpolicy"
 	"github.com/notaryproject/notation-go/verifier/truststore"
+	"github.com/notaryproject/tspclient-go"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/registry/remote"
@@ -137,12 +138,34 @@ func Sign(t testing.TB, repo registry.Repository, leaf *Leaf, d digest.Digest, m
 // TrySign is Sign returning its error: notation-go refuses to sign with a certificate that is
 // not valid at signing time.
 func TrySign(repo registry.Repository, leaf *Leaf, d digest.Digest, mediaType string) error {
+	return TrySignTimestamped(repo, leaf, d, mediaType, nil)
+}
+
+// SignTimestamped is Sign with an RFC 3161 timestamp countersignature from tsa, as `notation
+// sign --timestamp-url <tsa.URL> --timestamp-root-cert <tsa root>` makes it.
+func SignTimestamped(t testing.TB, repo registry.Repository, leaf *Leaf, d digest.Digest, mediaType string, tsa *TSA) {
+	t.Helper()
+	if err := TrySignTimestamped(repo, leaf, d, mediaType, tsa); err != nil {
+		t.Fatalf("notationtest: %v", err)
+	}
+}
+
+// TrySignTimestamped is SignTimestamped returning its error; a nil tsa signs without a
+// timestamp.
+func TrySignTimestamped(repo registry.Repository, leaf *Leaf, d digest.Digest, mediaType string, tsa *TSA) error {
 	s, err := signer.NewGenericSigner(leaf.Key, leaf.Chain)
 	if err != nil {
 		return fmt.Errorf("signer: %w", err)
 	}
+	opts := notation.SignerSignOptions{SignatureMediaType: mediaType}
+	if tsa != nil {
+		if opts.Timestamper, err = tspclient.NewHTTPTimestamper(nil, tsa.URL); err != nil {
+			return fmt.Errorf("timestamper: %w", err)
+		}
+		opts.TSARootCAs = tsa.RootPool()
+	}
 	if _, err := notation.Sign(context.Background(), s, repo, notation.SignOptions{
-		SignerSignOptions: notation.SignerSignOptions{SignatureMediaType: mediaType},
+		SignerSignOptions: opts,
 		ArtifactReference: d.String(),
 	}); err != nil {
 		return fmt.Errorf("sign %s: %w", d, err)
@@ -156,14 +179,23 @@ func TrySign(repo registry.Repository, leaf *Leaf, d digest.Digest, mediaType st
 // makes the signing miss it.
 func (ca *CA) SignExpiring(t testing.TB, repo registry.Repository, subject pkix.Name, d digest.Digest, mediaType string) *Leaf {
 	t.Helper()
+	return ca.SignExpiringTimestamped(t, repo, subject, d, mediaType, nil)
+}
+
+// SignExpiringTimestamped is SignExpiring with a timestamp countersignature from tsa (none
+// when nil), made while the leaf was valid: the window also doubles while the token's time,
+// give or take its accuracy, falls outside it (the signature of such a try stays attached to d,
+// beside the one returned for).
+func (ca *CA) SignExpiringTimestamped(t testing.TB, repo registry.Repository, subject pkix.Name, d digest.Digest, mediaType string, tsa *TSA) *Leaf {
+	t.Helper()
 	for window := 2 * time.Second; ; window *= 2 {
 		leaf := ca.Leaf(t, subject, time.Now().Add(-time.Hour), time.Now().Add(window))
-		err := TrySign(repo, leaf, d, mediaType)
-		if err == nil {
+		err := TrySignTimestamped(repo, leaf, d, mediaType, tsa)
+		if err == nil && (tsa == nil || !tsa.Last().Add(TSAAccuracy).After(leaf.Cert.NotAfter)) {
 			return leaf
 		}
 		if window > time.Minute {
-			t.Fatalf("notationtest: %v", err)
+			t.Fatalf("notationtest: signing within %s: %v", window, err)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 // Module notary pins notary-server v0.7.0 for tests only (the Docker Content Trust tests start it as a
 // binary). It is a separate module because notary-server needs the 2018 Prometheus client API, which the
-// main module's newer client no longer has; the main module imports only notary's client library.
+// main module's newer client no longer has; the main module imports only notary's client library. _patch/ holds a
+// test patch to the server (delegation uploads), applied by internal/gotool when it builds the tool.
 module github.com/portcullis/portcullis/tools/notary
 
 go 1.26.0

@@ -17,17 +17,23 @@ const releases = "targets/releases"
 
 var (
 	signedDigest   = digest.FromString("signed manifest")
+	otherDigest    = digest.FromString("manifest signed in targets only")
 	unsignedDigest = digest.FromString("unsigned manifest")
 )
 
 // TestTrustData reads real trust data from a real notary-server, signed with the real notary client library.
 func TestTrustData(t *testing.T) {
 	srv := notarytest.Start(t)
-	// notary-server v0.7.0 built with Go 1.17 or later cannot take delegation uploads (mime/multipart's
-	// FileName keeps only the base name, so "targets/releases" arrives as "releases"): the collections here
-	// are signed in the top-level targets role, as `docker trust sign` does without signers.
-	good := srv.Init(t, "reg.test/acme/app")
-	good.Sign(t, "", "v1", signedDigest, 100)
+	// acme/app signs v1 in targets/releases (by the delegation key) and v2 in targets only, as `docker trust
+	// sign` does with and without signers.
+	good := srv.Init(t, "reg.test/acme/app", releases)
+	good.Sign(t, releases, "v1", signedDigest, 100)
+	good.Sign(t, "", "v2", otherDigest, 100)
+	// acme/rotated signed v1 in targets/releases, then delegated the role to a new key (the old one leaked)
+	// without signing it again: what the server serves for the role is signed by a key targets does not delegate.
+	rotated := srv.Init(t, "reg.test/acme/rotated", releases)
+	rotated.Sign(t, releases, "v1", signedDigest, 100)
+	rotated.RotateDelegationKey(t, releases)
 	// Another collection, signed by a root key the policy does not pin.
 	rogue := srv.Init(t, "reg.test/acme/rogue")
 	rogue.Sign(t, "", "v1", signedDigest, 100)
@@ -35,7 +41,7 @@ func TestTrustData(t *testing.T) {
 	expiring := srv.Init(t, "reg.test/acme/old")
 	expiring.SignExpiring(t, "", "v1", signedDigest, 100, time.Now().Add(2*time.Second))
 
-	pinned := [][]byte{good.RootKeyPEM, expiring.RootKeyPEM}
+	pinned := [][]byte{good.RootKeyPEM, expiring.RootKeyPEM, rotated.RootKeyPEM}
 	roots := map[string]policy.TrustRoot{
 		"dct":          {Name: "dct", Notary: &policy.Notary{Server: srv.URL, RootKeysPEM: pinned, GUN: policy.DefaultNotaryGUN}},
 		"dct-releases": {Name: "dct-releases", Notary: &policy.Notary{Server: srv.URL, RootKeysPEM: pinned, Delegations: []string{releases}, GUN: policy.DefaultNotaryGUN}},
@@ -52,11 +58,19 @@ func TestTrustData(t *testing.T) {
 		wantReason, wantErr   string
 	}{
 		{name: "signed tag", root: "dct", repo: "acme/app", tag: "v1", wantDigest: signedDigest},
-		{name: "unsigned tag", root: "dct", repo: "acme/app", tag: "v2", wantReason: "tag v2 is not signed in the trust data of reg.test/acme/app (role targets)"},
+		{name: "signed tag in targets", root: "dct", repo: "acme/app", tag: "v2", wantDigest: otherDigest},
+		{name: "unsigned tag", root: "dct", repo: "acme/app", tag: "v3", wantReason: "tag v3 is not signed in the trust data of reg.test/acme/app (role targets)"},
 		{name: "unknown root key", root: "dct", repo: "acme/rogue", tag: "v1", wantErr: "none of which trust root dct pins"},
 		{name: "expired", root: "dct", repo: "acme/old", tag: "v1", wantErr: "targets expired at"},
 		{name: "no such collection", root: "dct", repo: "acme/none", tag: "v1", wantErr: "reg.test/acme/none"},
-		{name: "signed in another role", root: "dct-releases", repo: "acme/app", tag: "v1", wantReason: "tag v1 is not signed in the trust data of reg.test/acme/app (roles targets/releases)"},
+		{name: "signed in the delegation", root: "dct-releases", repo: "acme/app", tag: "v1", wantDigest: signedDigest},
+		{name: "signed in targets, not the delegation", root: "dct-releases", repo: "acme/app", tag: "v2", wantReason: "tag v2 is not signed in the trust data of reg.test/acme/app (roles targets/releases)"},
+		// The library sets aside a delegation whose signatures do not meet its threshold, as Docker does: its
+		// targets count for no rule.
+		{name: "delegation signed by a key targets does not delegate", root: "dct-releases", repo: "acme/rotated", tag: "v1",
+			wantReason: "tag v1 is not signed in the trust data of reg.test/acme/rotated (roles targets/releases)"},
+		{name: "undelegated key under a rule without delegations", root: "dct", repo: "acme/rotated", tag: "v1",
+			wantReason: "tag v1 is not signed in the trust data of reg.test/acme/rotated (role targets)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
