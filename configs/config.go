@@ -111,6 +111,13 @@ type Upstream struct {
 	// Retries is how often to retry on 5xx, 429 and network errors, with backoff; 0 disables
 	// retries. Default 3.
 	Retries int `yaml:"retries"`
+	// BodyIdleTimeout bounds how long a blob body may go without a byte once the response headers
+	// came: a body that stalls is cut off, the shared download it feeds is abandoned, and the next
+	// request starts afresh. Default 30s.
+	BodyIdleTimeout Duration `yaml:"bodyIdleTimeout"`
+	// CircuitBreaker says when the upstream is taken for down, so that it is not hammered and stale
+	// content serves at once. Default 10 failures in a row, 30s cooldown.
+	CircuitBreaker CircuitBreaker `yaml:"circuitBreaker"`
 	// AllowPrivateAddresses lets blob redirects and bearer token realms lead to loopback, private
 	// or link-local addresses although the registry is not on one of that kind (a redirect or
 	// realm on the registry's own host:port, or on the kind of address the registry is on, is
@@ -120,6 +127,17 @@ type Upstream struct {
 	// AllowPrivateTokenRealm is the old name of AllowPrivateAddresses, still read; either one
 	// set to true allows private addresses. Default false.
 	AllowPrivateTokenRealm bool `yaml:"allowPrivateTokenRealm,omitempty"`
+}
+
+// CircuitBreaker is an upstream's circuit breaker: after Failures failed requests in a row (network errors,
+// 5xx but 501 and 505, 429; every retry attempt, token fetch and redirect hop counts) every call to the upstream
+// fails at once for Cooldown, without a connection, and the proxy serves what it has (stale tags, stored
+// content); then one request at a time probes the upstream, and a success closes the breaker.
+type CircuitBreaker struct {
+	// Failures is how many failed requests in a row open the breaker; 0 turns it off. Default 10.
+	Failures int `yaml:"failures"`
+	// Cooldown is how long the breaker stays open before a probe. Default 30s.
+	Cooldown Duration `yaml:"cooldown"`
 }
 
 // PrivateAddressesAllowed reports whether AllowPrivateAddresses or its old name
@@ -316,7 +334,8 @@ func base() *Config {
 
 // defaultUpstream is an upstream with its defaults; decoding a list item starts from it.
 func defaultUpstream(name string) Upstream {
-	return Upstream{Name: name, Timeout: Duration(30 * time.Second), Retries: 3}
+	return Upstream{Name: name, Timeout: Duration(30 * time.Second), Retries: 3, BodyIdleTimeout: Duration(30 * time.Second),
+		CircuitBreaker: CircuitBreaker{Failures: 10, Cooldown: Duration(30 * time.Second)}}
 }
 
 // finish fills values derived from other fields once decoding is done.
@@ -345,6 +364,7 @@ func (c *Config) DefaultUpstream() *Upstream {
 	return &c.Upstreams[0]
 }
 
-// DefaultUpstreamFor returns an upstream named name with every default filled (timeout, retries), for callers
+// DefaultUpstreamFor returns an upstream named name with every default filled (timeout, retries, body idle
+// timeout, circuit breaker), for callers
 // that build a configuration without a file, such as the --upstream flag.
 func DefaultUpstreamFor(name string) Upstream { return defaultUpstream(name) }

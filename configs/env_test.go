@@ -46,7 +46,8 @@ func TestApplyEnv(t *testing.T) {
 				"PORTCULLIS_UPSTREAM_GHCR_IO_PASSWORD": "tok",
 			},
 			edit: func(c *Config) {
-				c.Upstreams[1] = Upstream{Name: "ghcr.io", Username: "gh", Password: "tok", Timeout: c.Upstreams[1].Timeout, Retries: 3}
+				c.Upstreams[1] = Upstream{Name: "ghcr.io", Username: "gh", Password: "tok", Timeout: c.Upstreams[1].Timeout, Retries: 3,
+					BodyIdleTimeout: defIdle, CircuitBreaker: defBreaker}
 			},
 		},
 		{

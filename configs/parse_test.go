@@ -173,7 +173,7 @@ func TestDefault(t *testing.T) {
 		OpsListen: "127.0.0.1:5001",
 		DataDir:   "./portcullis-data",
 		Log:       Log{Level: "info", Format: "text"},
-		Upstreams: []Upstream{{Name: "docker.io", Timeout: Duration(30 * time.Second), Retries: 3}},
+		Upstreams: []Upstream{{Name: "docker.io", Timeout: Duration(30 * time.Second), Retries: 3, BodyIdleTimeout: defIdle, CircuitBreaker: defBreaker}},
 		Tags:      Tags{TTL: Duration(30 * time.Second), StaleIfError: true, MaxStale: Duration(24 * time.Hour)},
 		Content: Content{
 			Driver:          "filesystem",
@@ -219,8 +219,8 @@ func TestParseValues(t *testing.T) {
 			yaml: "upstreams:\n  - name: ghcr.io\n    timeout: 1m\n  - name: quay.io\n    url: http://quay.local:8080/\n",
 			edit: func(c *Config) {
 				c.Upstreams = []Upstream{
-					{Name: "ghcr.io", Timeout: Duration(time.Minute), Retries: 3},
-					{Name: "quay.io", URL: "http://quay.local:8080/", Timeout: Duration(30 * time.Second), Retries: 3},
+					{Name: "ghcr.io", Timeout: Duration(time.Minute), Retries: 3, BodyIdleTimeout: defIdle, CircuitBreaker: defBreaker},
+					{Name: "quay.io", URL: "http://quay.local:8080/", Timeout: Duration(30 * time.Second), Retries: 3, BodyIdleTimeout: defIdle, CircuitBreaker: defBreaker},
 				}
 			},
 		},
@@ -256,8 +256,8 @@ func TestParseValues(t *testing.T) {
 				"upstreams:\n  - <<: *common\n    name: ghcr.io\n  - <<: *common\n    name: quay.io\n    retries: 5\n",
 			edit: func(c *Config) {
 				c.Upstreams = []Upstream{
-					{Name: "ghcr.io", Timeout: Duration(10 * time.Second), Retries: 1},
-					{Name: "quay.io", Timeout: Duration(10 * time.Second), Retries: 5},
+					{Name: "ghcr.io", Timeout: Duration(10 * time.Second), Retries: 1, BodyIdleTimeout: defIdle, CircuitBreaker: defBreaker},
+					{Name: "quay.io", Timeout: Duration(10 * time.Second), Retries: 5, BodyIdleTimeout: defIdle, CircuitBreaker: defBreaker},
 				}
 			},
 		},
@@ -266,9 +266,24 @@ func TestParseValues(t *testing.T) {
 			yaml: "upstreams:\n  - name: a.example\n    allowPrivateAddresses: true\n  - name: b.example\n    allowPrivateTokenRealm: true\n  - name: c.example\n",
 			edit: func(c *Config) {
 				c.Upstreams = []Upstream{
-					{Name: "a.example", Timeout: Duration(30 * time.Second), Retries: 3, AllowPrivateAddresses: true},
-					{Name: "b.example", Timeout: Duration(30 * time.Second), Retries: 3, AllowPrivateTokenRealm: true},
-					{Name: "c.example", Timeout: Duration(30 * time.Second), Retries: 3},
+					{Name: "a.example", Timeout: Duration(30 * time.Second), Retries: 3, BodyIdleTimeout: defIdle, CircuitBreaker: defBreaker, AllowPrivateAddresses: true},
+					{Name: "b.example", Timeout: Duration(30 * time.Second), Retries: 3, BodyIdleTimeout: defIdle, CircuitBreaker: defBreaker, AllowPrivateTokenRealm: true},
+					{Name: "c.example", Timeout: Duration(30 * time.Second), Retries: 3, BodyIdleTimeout: defIdle, CircuitBreaker: defBreaker},
+				}
+			},
+		},
+		{
+			name: "body idle timeout and circuit breaker, a field left out keeps its default",
+			yaml: "upstreams:\n  - name: a.example\n    bodyIdleTimeout: 2m\n    circuitBreaker: {failures: 3}\n" +
+				"  - name: b.example\n    circuitBreaker: {cooldown: 1m}\n  - name: c.example\n    circuitBreaker: {failures: 0}\n",
+			edit: func(c *Config) {
+				c.Upstreams = []Upstream{
+					{Name: "a.example", Timeout: Duration(30 * time.Second), Retries: 3, BodyIdleTimeout: Duration(2 * time.Minute),
+						CircuitBreaker: CircuitBreaker{Failures: 3, Cooldown: Duration(30 * time.Second)}},
+					{Name: "b.example", Timeout: Duration(30 * time.Second), Retries: 3, BodyIdleTimeout: defIdle,
+						CircuitBreaker: CircuitBreaker{Failures: 10, Cooldown: Duration(time.Minute)}},
+					{Name: "c.example", Timeout: Duration(30 * time.Second), Retries: 3, BodyIdleTimeout: defIdle,
+						CircuitBreaker: CircuitBreaker{Failures: 0, Cooldown: Duration(30 * time.Second)}},
 				}
 			},
 		},
@@ -366,3 +381,9 @@ func mustParse(t *testing.T, data []byte) *Config {
 	}
 	return c
 }
+
+// defIdle and defBreaker are an upstream's default body idle timeout and circuit breaker.
+var (
+	defIdle    = Duration(30 * time.Second)
+	defBreaker = CircuitBreaker{Failures: 10, Cooldown: Duration(30 * time.Second)}
+)

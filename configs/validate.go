@@ -121,6 +121,13 @@ func (c *Config) validateUpstreams(p *strictyaml.Problems) {
 		if u.Retries < 0 {
 			p.Add(at+".retries", "must not be negative")
 		}
+		positive(p, at+".bodyIdleTimeout", u.BodyIdleTimeout)
+		switch cb := u.CircuitBreaker; {
+		case cb.Failures < 0:
+			p.Add(at+".circuitBreaker.failures", "must not be negative (0 turns the breaker off)")
+		case cb.Failures > 0:
+			positive(p, at+".circuitBreaker.cooldown", cb.Cooldown)
+		}
 	}
 }
 

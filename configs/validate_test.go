@@ -72,6 +72,17 @@ func TestValidate(t *testing.T) {
 			},
 		},
 		{
+			name: "body idle timeout and circuit breaker",
+			yaml: "upstreams:\n  - name: a.io\n    bodyIdleTimeout: 0s\n    circuitBreaker: {failures: -1}\n" +
+				"  - name: b.io\n    circuitBreaker: {failures: 5, cooldown: 0s}\n" +
+				"  - name: c.io\n    circuitBreaker: {failures: 0, cooldown: 0s}\n", // off: no cooldown needed
+			want: []string{
+				"p.yaml:3: upstreams[0].bodyIdleTimeout: must be a positive duration, not 0s",
+				"p.yaml:4: upstreams[0].circuitBreaker.failures: must not be negative (0 turns the breaker off)",
+				"p.yaml:6: upstreams[1].circuitBreaker.cooldown: must be a positive duration, not 0s",
+			},
+		},
+		{
 			name: "admission limits",
 			yaml: "admission:\n  decisionTimeout: 0s\n  maxConcurrentDecisions: 0\n  queueWait: -1s\n  regoTimeout: 0s\n",
 			want: []string{

@@ -24,6 +24,7 @@ type breaker struct {
 	cooldown  time.Duration
 	inner     http.RoundTripper
 	now       func() time.Time
+	observe   func(open bool) // state changes; nil: none
 
 	mu        sync.Mutex
 	failures  int       // failed exchanges in a row
@@ -57,8 +58,15 @@ func (b *breaker) allow() error {
 	return nil
 }
 
-// record counts the outcome of one exchange.
+// record counts the outcome of one exchange, and tells the observer when that opened or closed the breaker.
 func (b *breaker) record(ctx context.Context, resp *http.Response, err error) {
+	opened, closed := b.count(ctx, resp, err)
+	if b.observe != nil && (opened || closed) {
+		b.observe(opened)
+	}
+}
+
+func (b *breaker) count(ctx context.Context, resp *http.Response, err error) (opened, closed bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	wasProbe := b.probing && b.failures >= b.threshold
@@ -66,16 +74,18 @@ func (b *breaker) record(ctx context.Context, resp *http.Response, err error) {
 		b.probing = false
 	}
 	if err != nil && ctx.Err() != nil {
-		return // the caller gave up: says nothing about the upstream
+		return false, false // the caller gave up: says nothing about the upstream
 	}
 	if !failed(resp, err) {
+		closed = b.failures >= b.threshold
 		b.failures = 0
-		return
+		return false, closed
 	}
 	b.failures++
 	if b.failures >= b.threshold {
 		b.openUntil = b.now().Add(b.cooldown)
 	}
+	return b.failures == b.threshold, false
 }
 
 // failed says whether an exchange counts against the upstream's health: what the retry layer would retry.

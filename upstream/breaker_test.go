@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -34,7 +36,11 @@ func TestCircuitBreaker(t *testing.T) {
 	reg := newTestRegistry(t, true, storm)
 	reg.pushImage(t, "acme/app", "v1", 128)
 	const threshold, cooldown = 4, 300 * time.Millisecond
-	c := newClient(t, reg.url(t), WithRetries(3, time.Millisecond), WithCircuitBreaker(threshold, cooldown))
+	var mu sync.Mutex
+	var changes []bool // what the breaker observer heard: true opened, false closed
+	heard := func() []bool { mu.Lock(); defer mu.Unlock(); return slices.Clone(changes) }
+	c := newClient(t, reg.url(t), WithRetries(3, time.Millisecond), WithCircuitBreaker(threshold, cooldown),
+		WithBreakerObserver(func(open bool) { mu.Lock(); changes = append(changes, open); mu.Unlock() }))
 	ctx := context.Background()
 	if _, err := c.Resolve(ctx, "acme/app", "v1", nil); err != nil {
 		t.Fatal(err)
@@ -55,6 +61,9 @@ func TestCircuitBreaker(t *testing.T) {
 	if n := hits.Load(); n != threshold {
 		t.Errorf("20 calls in a 5xx storm reached the upstream %d times, want %d (the threshold)", n, threshold)
 	}
+	if got := heard(); !slices.Equal(got, []bool{true}) {
+		t.Errorf("observer heard %v in the storm, want one opening [true]", got)
+	}
 
 	t.Run("probe while still down", func(t *testing.T) {
 		time.Sleep(cooldown + 50*time.Millisecond)
@@ -66,6 +75,9 @@ func TestCircuitBreaker(t *testing.T) {
 		if _, err := c.Resolve(ctx, "acme/app", "v1", nil); err == nil || !strings.Contains(err.Error(), "circuit open") {
 			t.Errorf("a failed probe must reopen the breaker: %v", err)
 		}
+		if got := heard(); !slices.Equal(got, []bool{true}) {
+			t.Errorf("observer heard %v after a failed probe, want still [true] (no change)", got)
+		}
 	})
 	t.Run("recovers", func(t *testing.T) {
 		down.Store(false)
@@ -74,6 +86,9 @@ func TestCircuitBreaker(t *testing.T) {
 			if _, err := c.Resolve(ctx, "acme/app", "v1", nil); err != nil {
 				t.Fatalf("call %d after the upstream came back: %v", i, err)
 			}
+		}
+		if got := heard(); !slices.Equal(got, []bool{true, false}) {
+			t.Errorf("observer heard %v, want [true false]: opened, then closed by the probe", got)
 		}
 	})
 	t.Run("404s do not open it", func(t *testing.T) {

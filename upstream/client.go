@@ -94,7 +94,8 @@ func New(name string, endpoint *url.URL, opts ...Option) (*Client, error) {
 	if o.breakerThreshold > 0 {
 		// Above the observer (a refused request is no exchange) and below retries and auth (every attempt
 		// and token fetch counts, and an open breaker ends the retries at once).
-		base = &breaker{threshold: o.breakerThreshold, cooldown: o.breakerCooldown, inner: base, now: time.Now}
+		base = &breaker{threshold: o.breakerThreshold, cooldown: o.breakerCooldown, inner: base, now: time.Now,
+			observe: o.breakerObserver}
 	}
 	stack := func(inner http.RoundTripper) http.RoundTripper {
 		return &userAgentTransport{ua: o.userAgent, inner: &retryTransport{

@@ -35,6 +35,7 @@ type options struct {
 	observer           Observer
 	breakerThreshold   int
 	breakerCooldown    time.Duration
+	breakerObserver    func(open bool)
 	bodyIdleTimeout    time.Duration
 
 	// resolver, classify and now are seams for tests: the resolver the dialer uses (nil: the default),
@@ -237,6 +238,16 @@ func WithCircuitBreaker(failures int, cooldown time.Duration) Option {
 			return fmt.Errorf("upstream: circuit breaker cooldown %v must be positive", cooldown)
 		}
 		o.breakerThreshold, o.breakerCooldown = failures, cooldown
+		return nil
+	}
+}
+
+// WithBreakerObserver sets a hook called when the circuit breaker changes state: open true when it opens (the
+// threshold of failures in a row is reached), false when it closes (a probe succeeded). A failed probe that
+// opens it for another cooldown is no change. It is called without locks held, for metrics. Default: none.
+func WithBreakerObserver(f func(open bool)) Option {
+	return func(o *options) error {
+		o.breakerObserver = f
 		return nil
 	}
 }

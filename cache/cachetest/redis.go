@@ -105,7 +105,8 @@ func redisBinary(t testing.TB) string {
 }
 
 func (s *RedisServer) serverArgs(port int, dir string, opts RedisServerOptions) []string {
-	args := []string{"--bind", "127.0.0.1", "--dir", dir, "--save", ""}
+	// No delay before a full sync to a new replica (Redis waits 5s for more replicas to share it by default).
+	args := []string{"--bind", "127.0.0.1", "--dir", dir, "--save", "", "--repl-diskless-sync-delay", "0"}
 	if opts.TLS {
 		auth := "optional"
 		if opts.ClientCerts {
@@ -316,9 +317,34 @@ func StartRedisCluster(t testing.TB, opts RedisServerOptions) *RedisServer {
 // RedisServerOptions.Users), and masterUser/masterPass are what the sentinel logs in to the master with.
 func StartRedisSentinel(t testing.TB, master *RedisServer, sentinelUsers []string, masterUser, masterPass string) string {
 	t.Helper()
+	return StartRedisSentinelWith(t, master, SentinelOptions{Users: sentinelUsers, MasterUser: masterUser, MasterPass: masterPass})
+}
+
+// SentinelOptions says how StartRedisSentinelWith starts a sentinel. The zero value is a sentinel with no users of
+// its own, Redis' own timings (a master is down after 30s of silence) and a quorum of 1.
+type SentinelOptions struct {
+	// Users are ACL rules for the sentinel's own users (as RedisServerOptions.Users).
+	Users []string
+	// MasterUser and MasterPass are what the sentinel logs in to the master and its replicas with.
+	MasterUser, MasterPass string
+	// DownAfter is down-after-milliseconds: how long the master may not answer before the sentinel holds it down
+	// and, with the quorum, starts a failover. Default 0: Redis' 30s.
+	DownAfter time.Duration
+	// FailoverTimeout is failover-timeout: among others, how long the sentinel waits before it tries a failover
+	// of the same master again. Default 0: Redis' 3 minutes.
+	FailoverTimeout time.Duration
+	// Quorum is how many sentinels must agree that the master is down. Default 0: 1.
+	Quorum int
+}
+
+// StartRedisSentinelWith starts a sentinel that monitors master as "mymaster" (with the same TLS) as opts say,
+// and returns its address once it answers.
+func StartRedisSentinelWith(t testing.TB, master *RedisServer, opts SentinelOptions) string {
+	t.Helper()
 	bin := redisBinary(t)
 	dir := t.TempDir()
 	host, port, _ := net.SplitHostPort(master.Addr)
+	quorum := max(opts.Quorum, 1)
 	var lastErr error
 	for range 3 {
 		sport, err := freePort()
@@ -328,7 +354,13 @@ func StartRedisSentinel(t testing.TB, master *RedisServer, sentinelUsers []strin
 		conf := []string{
 			"bind 127.0.0.1",
 			"dir " + dir,
-			fmt.Sprintf("sentinel monitor mymaster %s %s 1", host, port),
+			fmt.Sprintf("sentinel monitor %s %s %s %d", SentinelMaster, host, port, quorum),
+		}
+		if opts.DownAfter > 0 {
+			conf = append(conf, fmt.Sprintf("sentinel down-after-milliseconds %s %d", SentinelMaster, opts.DownAfter.Milliseconds()))
+		}
+		if opts.FailoverTimeout > 0 {
+			conf = append(conf, fmt.Sprintf("sentinel failover-timeout %s %d", SentinelMaster, opts.FailoverTimeout.Milliseconds()))
 		}
 		if master.TLS != nil {
 			conf = append(conf, "port 0", fmt.Sprintf("tls-port %d", sport),
@@ -337,13 +369,13 @@ func StartRedisSentinel(t testing.TB, master *RedisServer, sentinelUsers []strin
 		} else {
 			conf = append(conf, fmt.Sprintf("port %d", sport))
 		}
-		if masterUser != "" {
-			conf = append(conf, "sentinel auth-user mymaster "+masterUser)
+		if opts.MasterUser != "" {
+			conf = append(conf, "sentinel auth-user "+SentinelMaster+" "+opts.MasterUser)
 		}
-		if masterPass != "" {
-			conf = append(conf, "sentinel auth-pass mymaster "+masterPass)
+		if opts.MasterPass != "" {
+			conf = append(conf, "sentinel auth-pass "+SentinelMaster+" "+opts.MasterPass)
 		}
-		for _, u := range sentinelUsers {
+		for _, u := range opts.Users {
 			conf = append(conf, "user "+u)
 		}
 		path := filepath.Join(dir, "sentinel.conf")
@@ -358,4 +390,66 @@ func StartRedisSentinel(t testing.TB, master *RedisServer, sentinelUsers []strin
 	}
 	t.Fatalf("start redis sentinel: %v", lastErr)
 	return ""
+}
+
+// SentinelMaster is the name every sentinel the helpers start monitors its master under.
+const SentinelMaster = "mymaster"
+
+// StartRedisReplica starts a redis-server (as opts say; without TLS or users, as primary: the helper checks the
+// link with a plain client) that replicates primary, and returns once its replication link is up. Sentinels
+// monitoring primary find it through the primary.
+func StartRedisReplica(t testing.TB, primary *RedisServer, opts RedisServerOptions) *RedisServer {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(primary.Addr)
+	opts.Args = append(append([]string(nil), opts.Args...), "--replicaof", host, port)
+	s := StartRedisServer(t, opts)
+	s.waitLinkUp()
+	return s
+}
+
+// RestartAsReplicaOf starts a stopped server again on the same port as a replica of primary (as a Sentinel
+// deployment's start-up script brings a failed master back after a failover) and returns once its replication
+// link is up.
+func (s *RedisServer) RestartAsReplicaOf(primary string) {
+	s.t.Helper()
+	host, port, _ := net.SplitHostPort(primary)
+	args := append(append([]string(nil), s.args...), "--replicaof", host, port)
+	var err error
+	for range 50 { // the old socket may linger a moment
+		if err = s.startArgs(args); err == nil {
+			s.waitLinkUp()
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s.t.Fatalf("restart redis-server as a replica: %v", err)
+}
+
+// waitLinkUp waits (up to 20s) until the server, a replica, has its replication link up.
+func (s *RedisServer) waitLinkUp() {
+	s.t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: s.Addr})
+	defer c.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		info, err := c.Info(context.Background(), "replication").Result()
+		if err == nil && strings.Contains(info, "master_link_status:up") {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("replica %s: link not up within 20s: %q %v", s.Addr, info, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// MasterAddr asks the sentinel at addr where the master it monitors is now.
+func MasterAddr(ctx context.Context, sentinel string) (string, error) {
+	c := redis.NewSentinelClient(&redis.Options{Addr: sentinel})
+	defer c.Close()
+	hp, err := c.GetMasterAddrByName(ctx, SentinelMaster).Result()
+	if err != nil {
+		return "", err
+	}
+	return net.JoinHostPort(hp[0], hp[1]), nil
 }

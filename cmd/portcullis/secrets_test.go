@@ -51,7 +51,9 @@ func TestSecretsNeverLogged(t *testing.T) {
 	a, done, cancel := startApp(t, up, logs, func(cfg *configs.Config) {
 		cfg.Log.Level = "debug"
 		cfg.Upstreams[0].Username, cfg.Upstreams[0].Password = "puller", upstreamPW
-		cfg.Upstreams = append(cfg.Upstreams, configs.Upstream{Name: other.Host(), URL: other.URL().String(), Username: "puller", Password: wrongPW, Timeout: cfg.Upstreams[0].Timeout, Retries: 1})
+		wrong := configs.DefaultUpstreamFor(other.Host())
+		wrong.URL, wrong.Username, wrong.Password, wrong.Retries = other.URL().String(), "puller", wrongPW, 1
+		cfg.Upstreams = append(cfg.Upstreams, wrong)
 		cfg.Cache.StateKeyFile = keyFile
 		cfg.Cache.Redis = configs.Redis{Addrs: []string{srv.Addr}, Username: "portcullis", Password: redisPW}
 		cfg.Admin.Listen, cfg.Admin.Token = "127.0.0.1:0", adminToken

@@ -119,7 +119,8 @@ func build(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*app, er
 
 	var ups []*proxy.Upstream
 	for _, uc := range cfg.Upstreams {
-		c, err := newUpstreamClient(uc, cfg, upstream.WithObserver(metrics.UpstreamObserver(uc.Name)))
+		c, err := newUpstreamClient(uc, cfg, upstream.WithObserver(metrics.UpstreamObserver(uc.Name)),
+			upstream.WithBreakerObserver(breakerLog(log, uc, metrics.BreakerObserver(uc.Name))))
 		if err != nil {
 			return nil, fmt.Errorf("upstream %s: %w", uc.Name, err)
 		}
@@ -261,7 +262,21 @@ func registryURL(cfg *configs.Config, hostname func() (string, error)) string {
 	return scheme + "://" + net.JoinHostPort(host, port)
 }
 
-// newUpstreamClient builds the client for one configured upstream: its timeout, retries, credentials and TLS, the
+// breakerLog tells the log when an upstream's circuit breaker opens or closes, and passes the change on to metric.
+func breakerLog(log *slog.Logger, uc configs.Upstream, metric func(open bool)) func(open bool) {
+	return func(open bool) {
+		metric(open)
+		if open {
+			log.Warn("upstream circuit breaker open: calls fail at once, stale content serves", "upstream", uc.Name,
+				"failures", uc.CircuitBreaker.Failures, "cooldown", time.Duration(uc.CircuitBreaker.Cooldown).String())
+			return
+		}
+		log.Info("upstream circuit breaker closed: the upstream answers again", "upstream", uc.Name)
+	}
+}
+
+// newUpstreamClient builds the client for one configured upstream: its timeout, retries, body idle timeout, circuit
+// breaker, credentials and TLS, the
 // manifest size cap, and extra (serve adds its metrics observer).
 func newUpstreamClient(uc configs.Upstream, cfg *configs.Config, extra ...upstream.Option) (*upstream.Client, error) {
 	endpoint, err := uc.Endpoint()
@@ -271,6 +286,8 @@ func newUpstreamClient(uc configs.Upstream, cfg *configs.Config, extra ...upstre
 	opts := []upstream.Option{
 		upstream.WithTimeout(time.Duration(uc.Timeout)),
 		upstream.WithRetries(uc.Retries, 200*time.Millisecond),
+		upstream.WithBodyIdleTimeout(time.Duration(uc.BodyIdleTimeout)),
+		upstream.WithCircuitBreaker(uc.CircuitBreaker.Failures, time.Duration(uc.CircuitBreaker.Cooldown)),
 		upstream.WithUserAgent("portcullis/" + version),
 		upstream.WithAllowPrivateAddresses(uc.PrivateAddressesAllowed()),
 		upstream.WithMaxManifestSize(int64(cfg.Content.MaxManifestSize)),
