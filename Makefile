@@ -105,7 +105,9 @@ test-s3:
 
 # The soak (integration/soak_test.go, docs/reliability.md): mixed traffic through one Portcullis for SOAK_DURATION,
 # every body checked against its digest, upstream faults injected; the report goes to soak-report.txt (and stdout),
-# the test's log to soak.log. `make test` runs it for 30s.
+# the test's log to soak.log. `make test` runs it for 30s. It reports the live heap, RSS, goroutines and open files per
+# minute; PORTCULLIS_SOAK_PROFILES=DIR also writes a heap profile per minute there (compare two with
+# `go tool pprof -base DIR/heap-1.pprof DIR/heap-4.pprof`).
 SOAK_DURATION ?= 5m
 soak:
 	PORTCULLIS_SOAK_DURATION=$(SOAK_DURATION) PORTCULLIS_SOAK_REPORT=$(CURDIR)/soak-report.txt \

@@ -57,6 +57,7 @@ type Gate struct {
 	pulls    *pullLog    // nil: no pull log
 	preview  atomic.Bool // a preview is running
 	parsed   parsedManifests
+	prior    priors // the policies in force before the current one (priors.go)
 
 	timeout   time.Duration // one decision's deadline
 	slots     chan struct{} // cold decisions running at once
@@ -143,6 +144,7 @@ func NewGate(pol *policy.Policy, ev Evidence, kv KV, opts ...Option) (*Gate, err
 	}
 	g.cur.Store(g.newView(pol, ev))
 	g.showPolicy(pol)
+	g.sharePolicies(context.Background(), policyNS(pol), "")
 	return g, nil
 }
 
@@ -171,14 +173,24 @@ func (g *Gate) Policy() *policy.Policy { return g.view().policy }
 // SetPolicy makes pol, with ev gathering its evidence, the gate's policy at once: calls that start afterwards decide
 // under it, calls under way finish under the policy they started with. Nothing cached under another policy applies
 // under pol (its keys differ by the policy hash), so everything is decided afresh under it; swapping back to an
-// earlier policy finds that policy's decisions where they were. It returns the policy it replaced.
+// earlier policy finds that policy's decisions where they were, if it was one of the last three (an older one's
+// entries are dropped from this replica's memory: a LocalDropper KV). The last three also name the manifests to
+// decide again when a blob they granted is asked for under pol (PriorGrants). It returns the policy it replaced.
 func (g *Gate) SetPolicy(pol *policy.Policy, ev Evidence) (*policy.Policy, error) {
 	if pol == nil || ev == nil {
 		return nil, errors.New("gate: a policy and its evidence are required")
 	}
-	old := g.cur.Swap(g.newView(pol, ev)).policy
+	nv := g.newView(pol, ev)
+	oldView := g.cur.Swap(nv)
 	g.showPolicy(pol)
-	return old, nil
+	dropped := g.prior.push(oldView.ns, nv.ns)
+	if ld, ok := g.kv.(LocalDropper); ok {
+		for _, ns := range dropped {
+			ld.DropLocal(policyPrefixes(ns)...)
+		}
+	}
+	g.sharePolicies(context.Background(), nv.ns, oldView.ns)
+	return oldView.policy, nil
 }
 
 // showPolicy sets the policy info metric to pol's hash.

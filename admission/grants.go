@@ -31,6 +31,9 @@ type grant struct {
 	By      digest.Digest `json:"by"`
 	Via     string        `json:"via"`
 	Anchors []anchor      `json:"anchors"`
+	// Tag is the cosign tag (sha256-<hex>.sig, .att, .sbom) a signature or attestation was admitted by, so that
+	// deciding it again after a policy reload (PriorGrants) finds its image the same way; empty otherwise.
+	Tag string `json:"tag,omitempty"`
 }
 
 // grantSet is what the KV holds for one item: the grants of the manifests that name it, newest first. A layer
@@ -83,6 +86,9 @@ func (g *view) anchorHolds(ctx context.Context, upstream, repo string, a anchor)
 // manifest just before the decision lapsed can still fetch its blobs.
 func (g *view) recordContents(ctx context.Context, s Subject, c manifest.Contents, anchors []anchor, children bool) {
 	gr := grant{By: s.Digest, Via: s.Image(), Anchors: anchors}
+	if artifactTag.MatchString(s.Tag) {
+		gr.Tag = s.Tag
+	}
 	for _, b := range c.Blobs() {
 		g.addGrant(ctx, grantBlob, s.Upstream, s.Repository, b.Digest, gr)
 	}
@@ -122,8 +128,13 @@ func (g *view) addGrant(ctx context.Context, kind, upstream, repo string, item d
 
 // grants reads an item's grant set; a missing or unreadable set is empty, and err says which it was.
 func (g *view) grants(ctx context.Context, kind, upstream, repo string, item digest.Digest) (grantSet, error) {
+	return g.grantsIn(ctx, g.ns, kind, upstream, repo, item)
+}
+
+// grantsIn is grants under the policy ns (PriorGrants reads an earlier policy's).
+func (g *Gate) grantsIn(ctx context.Context, ns, kind, upstream, repo string, item digest.Digest) (grantSet, error) {
 	var set grantSet
-	b, err := g.kv.Get(ctx, grantKey(kind, g.ns, upstream, repo, item))
+	b, err := g.kv.Get(ctx, grantKey(kind, ns, upstream, repo, item))
 	if err != nil {
 		if isNotFound(err) {
 			err = nil

@@ -26,9 +26,11 @@ import (
 //	scancred-manifest/<token>/<d>                 "1"                     the credential's life    AllowManifest             AllowManifest
 //	scancred-blob/<token>/<d>                     "1"                     the credential's life    AllowManifest             AllowBlob
 //	lease/decide/<policy>/<upstream>/<repo>@<d>   random token            the decision's deadline  decideOnce (cache.Leaser) decideOnce on other replicas
+//	policies                                      JSON list of <policy>   30 days                  NewGate, SetPolicy        PriorGrants
 //
 // <policy> is the first 16 hex digits of the policy hash, so a new policy starts from an empty cache and no old
-// decision or grant applies under it. <d> is a digest, <e> the digest's facts epoch ("0" before any report, "?"
+// decision or grant applies under it (a blob granted under the policies before it only names the manifests to decide
+// again under it: priors.go). <d> is a digest, <e> the digest's facts epoch ("0" before any report, "?"
 // while it cannot be read). Reports, VEX and epochs are policy-independent facts about a digest; credentials are
 // per token. The proxy's own key, tag/<upstream>/<repo>:<tag> (a tag's resolution), is built in proxy/tags.go.
 // Besides the KV, the gate appends to two journals: "audit" (audit.go) and "pulls" (pulls.go, the images decided
@@ -54,6 +56,9 @@ func decideLeaseName(ns, upstream, repo string, d digest.Digest) string {
 func lastGoodKey(ns, upstream, repo, tag string) string {
 	return "lastgood/" + ns + "/" + upstream + "/" + repo + ":" + tag
 }
+
+// policyHistoryKey is the fleet's list of recent policies (priors.go).
+func policyHistoryKey() string { return "policies" }
 
 func epochKey(d digest.Digest) string { return "epoch/" + d.String() }
 

@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 )
@@ -134,6 +135,24 @@ func (m *Memory) Delete(_ context.Context, key string) error {
 		m.removeLocked(it)
 	}
 	return nil
+}
+
+// DropLocal deletes every key that starts with one of prefixes, and returns how many it deleted. It reads every key
+// once, under the lock: for rare bulk changes (a superseded policy's entries), not for the request path.
+func (m *Memory) DropLocal(prefixes ...string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for key, it := range m.items {
+		for _, p := range prefixes {
+			if strings.HasPrefix(key, p) {
+				m.removeLocked(it)
+				n++
+				break
+			}
+		}
+	}
+	return n
 }
 
 // Len returns the number of keys held, expired ones not yet swept included.

@@ -190,3 +190,46 @@ func TestMemoryCloseIdempotent(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// DropLocal deletes the keys under the prefixes and only those, from a Memory and from a Tiered's local tier (the
+// shared tier keeps them).
+func TestDropLocal(t *testing.T) {
+	ctx := context.Background()
+	keys := []string{"decision/aa/x", "blob/aa/y", "decision/bb/x", "tag/x"}
+	fill := func(t *testing.T, kv cache.KV) {
+		for _, k := range keys {
+			if err := kv.Set(ctx, k, []byte("v"), time.Hour); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	t.Run("memory", func(t *testing.T) {
+		m := cache.NewMemory()
+		defer m.Close()
+		fill(t, m)
+		if n := m.DropLocal("decision/aa/", "blob/aa/"); n != 2 {
+			t.Errorf("dropped %d keys, want 2", n)
+		}
+		if diff := cmp.Diff([]string{"decision/bb/x", "tag/x"}, present(t, m, keys...)); diff != "" {
+			t.Errorf("present keys (-want +got):\n%s", diff)
+		}
+		if m.Len() != 2 {
+			t.Errorf("Len %d after the drop", m.Len())
+		}
+	})
+	t.Run("tiered", func(t *testing.T) {
+		local, shared := cache.NewMemory(), cache.NewMemory()
+		tv := cache.NewTiered(local, shared, time.Minute)
+		defer tv.Close()
+		fill(t, tv)
+		if n := tv.DropLocal("decision/aa/"); n != 1 {
+			t.Errorf("dropped %d keys, want 1", n)
+		}
+		if diff := cmp.Diff([]string{"blob/aa/y", "decision/bb/x", "tag/x"}, present(t, local, keys...)); diff != "" {
+			t.Errorf("local keys (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff(keys, present(t, shared, keys...)); diff != "" {
+			t.Errorf("shared keys (-want +got):\n%s", diff)
+		}
+	})
+}

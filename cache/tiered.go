@@ -315,6 +315,15 @@ func (t *Tiered) onGap() {
 	t.purge.Add(1)
 }
 
+// DropLocal drops the local copies of the keys that start with one of prefixes, when the local tier can (a
+// *Memory), and returns how many; the shared tier keeps them until their TTL.
+func (t *Tiered) DropLocal(prefixes ...string) int {
+	if d, ok := t.local.(interface{ DropLocal(...string) int }); ok {
+		return d.DropLocal(prefixes...)
+	}
+	return 0
+}
+
 // Healthy implements HealthChecker: the shared tier's health and the invalidation bus's, when they can tell.
 func (t *Tiered) Healthy() error {
 	var errs []error

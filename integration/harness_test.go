@@ -242,15 +242,21 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-// requestLog records the requests a handler saw.
+// requestLog records the requests a handler saw: the newest maxRequestLog to 2*maxRequestLog of them, so that a
+// long run (the soak) does not grow the test's heap with it.
 type requestLog struct {
 	mu   sync.Mutex
 	reqs []string
 }
 
+const maxRequestLog = 10000
+
 func (l *requestLog) wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		l.mu.Lock()
+		if len(l.reqs) == 2*maxRequestLog {
+			l.reqs = append(make([]string, 0, 2*maxRequestLog), l.reqs[maxRequestLog:]...)
+		}
 		l.reqs = append(l.reqs, r.Method+" "+r.URL.RequestURI())
 		l.mu.Unlock()
 		h.ServeHTTP(w, r)

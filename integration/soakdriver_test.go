@@ -5,11 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strconv"
@@ -41,12 +45,22 @@ type soakReport struct {
 	ColdImages                      int // images pushed while the soak ran
 	PeakRSS                         int64
 	HeapFirst, HeapLast             uint64 // average heap in use over the first and the last window
+	LiveFirst, LiveLast             uint64 // average live heap (as of the last GC) over the first and the last window
 	RSSFirst, RSSLast               int64  // average RSS over the first and the last window
 	GoroutinesStart, GoroutinesEnd  int
 	GoroutinesFirst, GoroutinesLast int // average over the first and the last window, under traffic
 	OpenFilesStart, OpenFilesEnd    int
 	KVKeysStart, KVKeysEnd          int // keys in the in-memory KV (decisions, grants, tags): where memory goes
 	Window                          time.Duration
+	Windows                         []soakWindow // every window in turn: a minute in a 5-minute run
+}
+
+// soakWindow is the process' resources averaged over one window of the run.
+type soakWindow struct {
+	heap, live uint64
+	rss        int64
+	goroutines int
+	files      int
 }
 
 func (r *soakReport) String() string {
@@ -65,10 +79,14 @@ func (r *soakReport) String() string {
 	}
 	fmt.Fprintf(&b, "latency p50 %s, p99 %s; policy reloads %d, deny-list changes %d, images pushed while running %d\n",
 		r.P50.Round(10*time.Microsecond), r.P99.Round(10*time.Microsecond), r.PolicyReloads, r.ListChanges, r.ColdImages)
-	fmt.Fprintf(&b, "peak RSS %d MiB; first vs last %s: RSS %d -> %d MiB, heap in use %d -> %d MiB, goroutines %d -> %d\n",
-		r.PeakRSS>>20, r.Window, r.RSSFirst>>20, r.RSSLast>>20, r.HeapFirst>>20, r.HeapLast>>20, r.GoroutinesFirst, r.GoroutinesLast)
+	fmt.Fprintf(&b, "peak RSS %d MiB; first vs last %s: RSS %d -> %d MiB, live heap %d -> %d MiB, heap in use %d -> %d MiB, goroutines %d -> %d\n",
+		r.PeakRSS>>20, r.Window, r.RSSFirst>>20, r.RSSLast>>20, r.LiveFirst>>20, r.LiveLast>>20, r.HeapFirst>>20, r.HeapLast>>20, r.GoroutinesFirst, r.GoroutinesLast)
 	fmt.Fprintf(&b, "goroutines %d at start, %d at end; open files %d at start, %d at end; KV keys %d at start, %d at end\n",
 		r.GoroutinesStart, r.GoroutinesEnd, r.OpenFilesStart, r.OpenFilesEnd, r.KVKeysStart, r.KVKeysEnd)
+	fmt.Fprintf(&b, "per %s: live heap MiB (as of the last GC), heap in use MiB, RSS MiB, goroutines, open files\n", r.Window)
+	for i, w := range r.Windows {
+		fmt.Fprintf(&b, "  %2d  %4d  %4d  %4d  %4d  %4d\n", i+1, w.live>>20, w.heap>>20, w.rss>>20, w.goroutines, w.files)
+	}
 	return b.String()
 }
 
@@ -76,7 +94,34 @@ func (r *soakReport) String() string {
 type soakTally struct {
 	mu        sync.Mutex
 	r         soakReport
-	latencies []time.Duration
+	latencies latencyHistogram
+}
+
+// latencyHistogram counts latencies in buckets 2% wide, so that its memory does not grow with the run's length (a
+// slice of every latency would: the soak measures its own heap).
+type latencyHistogram map[int]int
+
+func latencyBucket(d time.Duration) int {
+	return int(math.Log(float64(max(d, time.Microsecond))) / math.Log(1.02))
+}
+
+func (h latencyHistogram) add(d time.Duration) { h[latencyBucket(d)]++ }
+
+// quantile is the latency below which the fraction q of the counted ones fall, to within 2%.
+func (h latencyHistogram) quantile(q float64) time.Duration {
+	n := 0
+	for _, c := range h {
+		n += c
+	}
+	buckets := slices.Sorted(maps.Keys(h))
+	seen := 0
+	for _, b := range buckets {
+		seen += h[b]
+		if float64(seen) > q*float64(n) {
+			return time.Duration(math.Pow(1.02, float64(b)+0.5))
+		}
+	}
+	return 0
 }
 
 // outcome records one request: err nil is a verified success.
@@ -84,7 +129,7 @@ func (t *soakTally) outcome(im *soakImage, d time.Duration, verified int64, err 
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.r.Requests++
-	t.latencies = append(t.latencies, d)
+	t.latencies.add(d)
 	t.r.BytesVerified += verified
 	if err == nil {
 		return
@@ -121,8 +166,9 @@ type wrongBytes struct{ what string }
 
 func (e wrongBytes) Error() string { return "WRONG BYTES: " + e.what }
 
-// reloadRefusal is a blob refused (403) when the policy was reloaded after its manifest was served: blob grants
-// belong to the policy that made them, so a client must pull the manifest again.
+// reloadRefusal is a blob refused (403) when the policy was reloaded after its manifest was served, although the
+// new policy admits the image too: the gate decides the manifest again under the new policy (PriorGrants), so this
+// is a failure.
 type reloadRefusal struct{ badStatus }
 
 // lateRefusal is a blob refused (403) after its manifest was served with no policy reload in between: seen a few
@@ -143,21 +189,23 @@ func (e badStatus) Error() string {
 type soakSample struct {
 	at         time.Time
 	heap       uint64
+	live       uint64 // live heap as of the last GC
 	rss        int64
 	goroutines int
+	files      int
 }
 
 func (s *soak) run(t *testing.T, dur time.Duration) *soakReport {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32, DisableCompression: true}, Timeout: 2 * time.Minute}
 	defer client.CloseIdleConnections()
-	tally := &soakTally{r: soakReport{Errors: map[string]int{}}}
+	tally := &soakTally{r: soakReport{Errors: map[string]int{}}, latencies: latencyHistogram{}}
 	tally.r.GoroutinesStart, tally.r.OpenFilesStart, tally.r.KVKeysStart = runtime.NumGoroutine(), openFiles(), s.kvKeys()
 	ctx, cancel := context.WithTimeout(context.Background(), dur)
 	defer cancel()
 	start := time.Now()
 	var wg sync.WaitGroup
 	var samples []soakSample
-	wg.Go(func() { samples = sample(ctx) })
+	wg.Go(func() { samples = sample(ctx, min(time.Minute, dur/5), os.Getenv("PORTCULLIS_SOAK_PROFILES")) })
 	for w := range 8 {
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(uint64(w), 7))
@@ -172,14 +220,16 @@ func (s *soak) run(t *testing.T, dur time.Duration) *soakReport {
 	wg.Wait()
 	r := &tally.r
 	r.Duration = time.Since(start)
-	slices.Sort(tally.latencies)
-	if n := len(tally.latencies); n > 0 {
-		r.P50, r.P99 = tally.latencies[n/2], tally.latencies[n*99/100]
-	}
+	r.P50, r.P99 = tally.latencies.quantile(0.5), tally.latencies.quantile(0.99)
 	r.FaultsInjected = s.faults.injected.Load()
 	r.Window = min(time.Minute, dur/5)
-	r.HeapFirst, r.RSSFirst, r.GoroutinesFirst = window(samples, samples[0].at, r.Window)
-	r.HeapLast, r.RSSLast, r.GoroutinesLast = window(samples, samples[len(samples)-1].at.Add(-r.Window), r.Window)
+	first := window(samples, samples[0].at, r.Window)
+	last := window(samples, samples[len(samples)-1].at.Add(-r.Window), r.Window)
+	r.HeapFirst, r.LiveFirst, r.RSSFirst, r.GoroutinesFirst = first.heap, first.live, first.rss, first.goroutines
+	r.HeapLast, r.LiveLast, r.RSSLast, r.GoroutinesLast = last.heap, last.live, last.rss, last.goroutines
+	for from := samples[0].at; !from.Add(r.Window).After(samples[len(samples)-1].at.Add(time.Second)); from = from.Add(r.Window) {
+		r.Windows = append(r.Windows, window(samples, from, r.Window))
+	}
 	r.PeakRSS = procStatus("VmHWM")
 	// The traffic has stopped: idle connections close and the goroutines serving them end.
 	client.CloseIdleConnections()
@@ -460,6 +510,8 @@ func (s *soak) pushFresh(ctx context.Context, t *testing.T, tally *soakTally) {
 		}
 		im := s.push(t, repo+":v1", 2, 64<<10, http.StatusOK, faulty, false)
 		im.tag = "" // the tag moves on: pull the image by digest
+		// The upstream counts every path it saw, upload URLs too (new for each push): not Portcullis' memory.
+		s.e.up.Hits().Reset()
 		s.mu.Lock()
 		s.fresh = append(s.fresh, im)
 		if len(s.fresh) > 16 {
@@ -472,13 +524,23 @@ func (s *soak) pushFresh(ctx context.Context, t *testing.T, tally *soakTally) {
 	}
 }
 
-// sample reads heap, RSS and goroutines once a second until ctx ends.
-func sample(ctx context.Context) []soakSample {
+// sample reads heap, RSS, goroutines and open files once a second until ctx ends. With profiles set (the
+// PORTCULLIS_SOAK_PROFILES directory) it also writes a heap profile at the end of every window, heap-<n>.pprof, to
+// compare with `go tool pprof -base`.
+func sample(ctx context.Context, every time.Duration, profiles string) []soakSample {
 	var out []soakSample
+	next, n := time.Now().Add(every), 1
 	for {
 		var m runtime.MemStats
 		runtime.ReadMemStats(&m)
-		out = append(out, soakSample{at: time.Now(), heap: m.HeapInuse, rss: procStatus("VmRSS"), goroutines: runtime.NumGoroutine()})
+		live := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		metrics.Read(live)
+		out = append(out, soakSample{at: time.Now(), heap: m.HeapInuse, live: live[0].Value.Uint64(), rss: procStatus("VmRSS"),
+			goroutines: runtime.NumGoroutine(), files: openFiles()})
+		if profiles != "" && time.Now().After(next) {
+			writeHeapProfile(filepath.Join(profiles, fmt.Sprintf("heap-%d.pprof", n)))
+			next, n = next.Add(every), n+1
+		}
 		select {
 		case <-ctx.Done():
 			return out
@@ -487,19 +549,31 @@ func sample(ctx context.Context) []soakSample {
 	}
 }
 
+// writeHeapProfile writes the heap profile after a GC (the live heap, not the last cycle's), best effort.
+func writeHeapProfile(path string) {
+	runtime.GC()
+	f, err := os.Create(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_ = pprof.WriteHeapProfile(f)
+}
+
 // window averages the samples taken in [from, from+d].
-func window(samples []soakSample, from time.Time, d time.Duration) (heap uint64, rss int64, goroutines int) {
+func window(samples []soakSample, from time.Time, d time.Duration) soakWindow {
+	var w soakWindow
 	n := 0
 	for _, s := range samples {
 		if s.at.Before(from) || s.at.After(from.Add(d)) {
 			continue
 		}
-		heap, rss, goroutines, n = heap+s.heap, rss+s.rss, goroutines+s.goroutines, n+1
+		w.heap, w.live, w.rss, w.goroutines, w.files, n = w.heap+s.heap, w.live+s.live, w.rss+s.rss, w.goroutines+s.goroutines, w.files+s.files, n+1
 	}
 	if n == 0 {
-		return 0, 0, 0
+		return soakWindow{}
 	}
-	return heap / uint64(n), rss / int64(n), goroutines / n
+	return soakWindow{heap: w.heap / uint64(n), live: w.live / uint64(n), rss: w.rss / int64(n), goroutines: w.goroutines / n, files: w.files / n}
 }
 
 // procStatus reads a kB field of /proc/self/status in bytes; 0 where there is no /proc.

@@ -23,6 +23,14 @@ type BlobGate interface {
 	AllowBlob(ctx context.Context, upstream, repository string, dgst digest.Digest) (bool, error)
 }
 
+// PriorGrants is a BlobGate that, for a blob it refuses, can name the manifests that granted it under the policies
+// in force before the current one (a reload between a client's manifest and its blobs), each as a chain to decide
+// again in order (an index before its child, an image before its signature). The proxy decides them again under the
+// policy in force (Admit) and asks AllowBlob once more: the blob is served only if the policy in force admits one.
+type PriorGrants interface {
+	PriorGrants(ctx context.Context, upstream, repository string, dgst digest.Digest) ([][]admission.PriorManifest, error)
+}
+
 // LastGood is an Admitter that remembers the last admitted digest of each tag, for keepLastGood rules.
 type LastGood interface {
 	LastGood(ctx context.Context, upstream, repository, tag string) (digest.Digest, bool)
@@ -57,6 +65,7 @@ var (
 	_ TagTrust      = (*admission.Gate)(nil)
 	_ Admitter      = (*admission.Gate)(nil)
 	_ BlobGate      = (*admission.Gate)(nil)
+	_ PriorGrants   = (*admission.Gate)(nil)
 	_ LastGood      = (*admission.Gate)(nil)
 	_ Admitted      = (*admission.Gate)(nil)
 	_ ScannerAccess = (*admission.ScanCredentials)(nil)

@@ -1,12 +1,17 @@
 package proxy
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"runtime"
 	"strconv"
 	"strings"
+
+	"github.com/portcullis/portcullis/admission"
+	"github.com/portcullis/portcullis/internal/manifest"
 )
 
 // serveBlob answers GET and HEAD /v2/<name>/blobs/<digest>: from the content store, else from one shared upstream
@@ -18,6 +23,11 @@ func (p *Proxy) serveBlob(w http.ResponseWriter, req *http.Request, r route) err
 		allowed, err := gate.AllowBlob(ctx, r.upstream.Name, r.repo, r.dgst)
 		if err != nil {
 			p.log.Error("blob gate could not decide; refusing", "digest", r.dgst, "error", err)
+		}
+		if !allowed && err == nil {
+			if allowed, err = p.regrant(ctx, gate, r); err != nil {
+				return err
+			}
 		}
 		if !allowed {
 			return &apiError{status: http.StatusForbidden, code: codeDenied, message: fmt.Sprintf(
@@ -219,6 +229,69 @@ func parseRange(h string, size int64) (start, length int64, ok bool) {
 		return 0, 0, false
 	}
 	return s, e - s + 1, true
+}
+
+// maxRegrantDecisions bounds the manifests one blob request decides again after a policy reload.
+const maxRegrantDecisions = 8
+
+// regrant decides again, under the policy in force, the manifests that granted the blob under an earlier policy
+// (PriorGrants), and reports whether the blob is granted now. A manifest the policy in force denies grants nothing,
+// and a chain stops at its first denial; anything that cannot be decided leaves the blob refused (fail closed),
+// except an overloaded gate: its error is the 429 to send, as for a manifest.
+func (p *Proxy) regrant(ctx context.Context, gate BlobGate, r route) (bool, error) {
+	pg, ok := p.admitter.(PriorGrants)
+	if !ok {
+		return false, nil
+	}
+	chains, err := pg.PriorGrants(ctx, r.upstream.Name, r.repo, r.dgst)
+	if err != nil {
+		p.log.Warn("earlier policies' grants partly unreadable", "digest", r.dgst, "error", err)
+	}
+	if len(chains) == 0 {
+		return false, nil
+	}
+	decided := map[admission.PriorManifest]bool{}
+	for _, chain := range chains {
+		for _, pm := range chain {
+			if len(decided) == maxRegrantDecisions {
+				break
+			}
+			allowed, seen := decided[pm]
+			if !seen {
+				// As a pull of the manifest by digest (or, for a signature admitted by its cosign tag, by that tag
+				// resolving to that digest) would be decided; as the policy does, not as a scanner credential would.
+				mr := r
+				mr.bearer, mr.ref, mr.dgst = "", pm.Tag, ""
+				if pm.Tag == "" {
+					mr.ref, mr.dgst = pm.Digest.String(), pm.Digest
+				}
+				d := pm.Digest
+				_, dec, err := p.admitManifest(ctx, mr, d, manifest.AcceptTypes())
+				var ae *apiError
+				if errors.As(err, &ae) && ae.status == http.StatusTooManyRequests {
+					return false, err
+				}
+				if err != nil {
+					p.log.Warn("could not decide a manifest again after a policy reload", "digest", d, "blob", r.dgst, "error", err)
+				}
+				allowed = err == nil && dec.Allowed
+				decided[pm] = allowed
+			}
+			if !allowed {
+				break
+			}
+		}
+		switch ok, err := gate.AllowBlob(ctx, r.upstream.Name, r.repo, r.dgst); {
+		case err != nil:
+			p.log.Error("blob gate could not decide; refusing", "digest", r.dgst, "error", err)
+			return false, nil
+		case ok:
+			p.log.Info("blob granted again under the policy in force after a reload", "upstream", r.upstream.Name,
+				"repository", r.repo, "digest", r.dgst, "via", chain[len(chain)-1].Digest)
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // fairWriter yields the processor after every write of a cold blob's stream. A herd's streams rarely block (a
