@@ -74,6 +74,7 @@ func TestParseErrors(t *testing.T) {
 		{"notary bad delegation", "trust:\n  r:\n    notary: {server: https://n, rootKeys: [cert.pem], delegations: [releases]}\n", `p.yaml:3: trust.r.notary.delegations[0]: bad role "releases": want targets or targets/<name>`},
 		{"notary with ignoreTlog", "trust:\n  r:\n    notary: {server: https://n, rootKeys: [cert.pem]}\n    ignoreTlog: true\n", `p.yaml:3: trust.r.notary: ignoreTlog and ignoreSCT apply to cosign roots only`},
 
+		{"notation root signing attestations", "trust:\n  n: {notation: {trustStore: cert.pem, identities: ['*']}}\ndefault:\n  signedBy: {anyOf: [n]}\n  attestations:\n    - predicateType: p\n", `p.yaml:6: default.attestations[0].signedBy: n is a Notation root: Portcullis verifies Notation signatures of images, not of attestations; sign attestations with cosign`},
 		{"notary root signing attestations", "trust:\n  dct: {notary: {server: https://n, rootKeys: [cert.pem]}}\ndefault:\n  signedBy: {anyOf: [dct]}\n  attestations:\n    - predicateType: p\n", `p.yaml:6: default.attestations[0].signedBy: dct is a notary root: Docker Content Trust signs tags, not attestations`},
 
 		// Scanners.

@@ -92,12 +92,17 @@ func (c *compiler) checkRootKey(path string, data []byte) bool {
 	return c.checkPEM(path, data)
 }
 
-// cosignOnly reports notary roots among the signers of what only cosign signs (attestations): Docker Content
-// Trust signs tags, nothing else.
+// cosignOnly reports notary and Notation roots among the signers of what only cosign signs (attestations):
+// Docker Content Trust signs tags, nothing else, and Portcullis verifies Notation signatures of images only. Left
+// in, such a root would never sign the attestation and every image would be denied without saying why.
 func (c *compiler) cosignOnly(path string, s Signers, what string) {
 	for _, name := range s.Roots() {
-		if td := c.doc.Trust[name]; td != nil && td.Notary != nil {
+		switch td := c.doc.Trust[name]; {
+		case td == nil:
+		case td.Notary != nil:
 			c.p.add(path, "%s is a notary root: Docker Content Trust signs tags, not %s", name, what)
+		case td.Notation != nil:
+			c.p.add(path, "%s is a Notation root: Portcullis verifies Notation signatures of images, not of %s; sign %s with cosign", name, what, what)
 		}
 	}
 }
