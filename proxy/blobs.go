@@ -294,11 +294,11 @@ func (p *Proxy) regrant(ctx context.Context, gate BlobGate, r route) (bool, erro
 	return false, nil
 }
 
-// fairWriter yields the processor after every write of a cold blob's stream. A herd's streams rarely block (a
-// fast client drains the socket as fast as the proxy fills it), so without it each runs out its 10 ms time slice,
-// and a follower that has just arrived waits for a turn behind every stream already running: 200 streams kept
-// the last follower's first byte 0.7 to 1 s behind the leader's. With it the streams take turns a write (128 KiB)
-// at a time, and the goroutine the netpoller woke for a new request gets a processor within one round.
+// fairWriter yields the processor after every write of a cold blob's stream copied with readAt (where sendTo
+// cannot send; sendTo yields the same way). A herd's streams rarely block (a fast client drains the socket as fast
+// as the proxy fills it), so without it each runs out its 10 ms time slice, and a follower that has just arrived
+// waits for a turn behind every stream already running. With it the streams take turns a write (128 KiB) at a
+// time, and the goroutine the netpoller woke for a new request gets a processor within one round.
 type fairWriter struct{ w io.Writer }
 
 func (f fairWriter) Write(b []byte) (int, error) {
