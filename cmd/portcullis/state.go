@@ -35,6 +35,7 @@ func (a *app) openState(ctx context.Context, cfg *configs.Config, log *slog.Logg
 		if err != nil {
 			return err
 		}
+		cache.SetRedisLogger(log)
 		client := cache.NewRedisClient(cache.RedisOptions{
 			Addrs: r.Addrs, MasterName: r.MasterName, DB: r.DB,
 			Username: r.Username, Password: r.Password,
