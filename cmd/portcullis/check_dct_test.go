@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,17 +50,7 @@ func TestCheckDockerContentTrust(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			var out, errb bytes.Buffer
-			code := run(context.Background(), append(base, tc.image), &out, &errb)
-			all := out.String() + errb.String()
-			if code != tc.wantCode {
-				t.Fatalf("exit %d, want %d:\n%s", code, tc.wantCode, all)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(all, w) {
-					t.Errorf("output lacks %q:\n%s", w, all)
-				}
-			}
+			all := runCLI(t, append(base, tc.image), tc.wantCode, tc.want...)
 			if strings.Contains(all, moved.String()) && tc.image == "acme/app:v1" {
 				t.Errorf("check of the tag names the registry's digest %s:\n%s", moved, all)
 			}

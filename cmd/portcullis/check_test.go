@@ -74,19 +74,7 @@ func TestCheck(t *testing.T) {
 		{"unknown upstream", "ghcr.io/acme/app:v1", 1, []string{"not configured"}},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			var out, errb bytes.Buffer
-			code := run(context.Background(), append(base, tc.image), &out, &errb)
-			all := out.String() + errb.String()
-			if code != tc.wantCode {
-				t.Fatalf("exit %d, want %d:\n%s", code, tc.wantCode, all)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(all, w) {
-					t.Errorf("output lacks %q:\n%s", w, all)
-				}
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { runCLI(t, append(base, tc.image), tc.wantCode, tc.want...) })
 	}
 }
 

@@ -61,16 +61,7 @@ func TestValidate(t *testing.T) {
 		{"policy with a line error", []string{"validate", "--policy", badPolicy}, 1, "bad-policy.yaml:3"},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			var out, errb bytes.Buffer
-			code := run(context.Background(), tc.args, &out, &errb)
-			if code != tc.wantCode {
-				t.Fatalf("exit %d, want %d; stdout %q stderr %q", code, tc.wantCode, out.String(), errb.String())
-			}
-			if all := out.String() + errb.String(); !strings.Contains(all, tc.wantOut) {
-				t.Errorf("output %q does not mention %q", all, tc.wantOut)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { runCLI(t, tc.args, tc.wantCode, tc.wantOut) })
 	}
 }
 
@@ -277,15 +268,24 @@ func TestPolicyTest(t *testing.T) {
 		{"no verb", []string{"policy"}, 2, "portcullis policy test"},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			var out, errb bytes.Buffer
-			code := run(context.Background(), tc.args, &out, &errb)
-			if code != tc.wantCode {
-				t.Fatalf("exit %d, want %d; stdout %q stderr %q", code, tc.wantCode, out.String(), errb.String())
-			}
-			if all := out.String() + errb.String(); !strings.Contains(all, tc.wantOut) {
-				t.Errorf("output %q does not mention %q", all, tc.wantOut)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { runCLI(t, tc.args, tc.wantCode, tc.wantOut) })
 	}
+}
+
+// runCLI runs the command line args and checks its exit code and that its output (stdout and stderr) holds each
+// of want; it returns that output.
+func runCLI(t *testing.T, args []string, wantCode int, want ...string) string {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, &out, &errb)
+	all := out.String() + errb.String()
+	if code != wantCode {
+		t.Fatalf("exit %d, want %d:\n%s", code, wantCode, all)
+	}
+	for _, w := range want {
+		if !strings.Contains(all, w) {
+			t.Errorf("output lacks %q:\n%s", w, all)
+		}
+	}
+	return all
 }
