@@ -42,12 +42,7 @@ default:
 	}
 	a := newAdminEnv(t, pol("    mode: enforce"), map[string][]byte{"app.pub": app.RootKeyPEM, "open.pub": open.RootKeyPEM},
 		withNotary(dct.WithTransport(srv.Transport)), withProxy(tagTTL(1)))
-	push := func(repoTag string) (digest.Digest, int64) {
-		img := a.up.PushRandomImage(t, repoTag, 1, 512)
-		d, _ := img.Digest()
-		raw, _ := img.RawManifest()
-		return digest.Digest(d.String()), int64(len(raw))
-	}
+	push := func(repoTag string) (digest.Digest, int64) { return pushTarget(t, a.up, repoTag) }
 	signed, size := push("dct/app:v1")
 	app.Sign(t, "targets/releases", "v1", signed, size)
 	d, n := push("dct/app:v2")

@@ -9,6 +9,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/portcullis/portcullis/internal/notarytest"
+	"github.com/portcullis/portcullis/internal/registrytest"
 	"github.com/portcullis/portcullis/verifier/dct"
 )
 
@@ -32,12 +33,7 @@ default:
   signedBy: {anyOf: [hub-dct]}
 `
 	e := newEnv(t, withPolicy(pol, files), withNotary(dct.WithTransport(srv.Transport)), withProxy(tagTTL(1)))
-	push := func(repoTag string) (digest.Digest, int64) {
-		img := e.up.PushRandomImage(t, repoTag, 1, 512)
-		d, _ := img.Digest()
-		raw, _ := img.RawManifest()
-		return digest.Digest(d.String()), int64(len(raw))
-	}
+	push := func(repoTag string) (digest.Digest, int64) { return pushTarget(t, e.up, repoTag) }
 	signed, size := push("dct/app:v1")
 	app.Sign(t, "", "v1", signed, size)
 	push("dct/app:v2") // in the registry, never signed
@@ -102,4 +98,14 @@ default:
 			t.Errorf("denial %q names a digest: the registry's tag must not be consulted", msg)
 		}
 	})
+}
+
+// pushTarget pushes a small random image as repoTag and returns its digest and manifest size: what a Docker
+// Content Trust target names.
+func pushTarget(t *testing.T, up *registrytest.Registry, repoTag string) (digest.Digest, int64) {
+	t.Helper()
+	img := up.PushRandomImage(t, repoTag, 1, 512)
+	d, _ := img.Digest()
+	raw, _ := img.RawManifest()
+	return digest.Digest(d.String()), int64(len(raw))
 }
