@@ -324,25 +324,13 @@ func (f *soakFaults) wrap(next http.Handler) http.Handler {
 			http.Error(w, "injected", http.StatusServiceUnavailable)
 		case n < 20 && blob:
 			f.injected.Add(1)
-			rec := httptest.NewRecorder()
-			next.ServeHTTP(rec, r)
-			for k, v := range rec.Header() {
-				w.Header()[k] = v
-			}
-			w.WriteHeader(rec.Code)
-			b := rec.Body.Bytes()
+			_, b := headersOf(next, w, r)
 			_, _ = w.Write(b[:len(b)/2])
 			panic(http.ErrAbortHandler) // the connection is reset mid-body
 		case n < 30 && blob:
 			f.injected.Add(1)
-			rec := httptest.NewRecorder()
-			next.ServeHTTP(rec, r)
-			for k, v := range rec.Header() {
-				w.Header()[k] = v
-			}
-			w.WriteHeader(rec.Code)
-			b := bytes.Clone(rec.Body.Bytes())
-			if len(b) > 0 && rec.Code == http.StatusOK {
+			code, b := headersOf(next, w, r)
+			if len(b) > 0 && code == http.StatusOK {
 				b[len(b)/2] ^= 0xff
 			}
 			_, _ = w.Write(b)
@@ -350,4 +338,16 @@ func (f *soakFaults) wrap(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 		}
 	})
+}
+
+// headersOf has next answer r aside, sends its status and headers on w, and returns the status and a copy of the
+// body, for the caller to send (or not) as it likes.
+func headersOf(next http.Handler, w http.ResponseWriter, r *http.Request) (int, []byte) {
+	rec := httptest.NewRecorder()
+	next.ServeHTTP(rec, r)
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.Code)
+	return rec.Code, bytes.Clone(rec.Body.Bytes())
 }
