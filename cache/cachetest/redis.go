@@ -136,7 +136,7 @@ func (s *RedisServer) start() error {
 
 func (s *RedisServer) startArgs(args []string) error {
 	cmd := exec.Command(s.bin, args...)
-	var out syncBuilder
+	var out SyncBuilder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		return err
@@ -258,19 +258,20 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// syncBuilder is a strings.Builder safe for the two goroutines exec uses for stdout and stderr.
-type syncBuilder struct {
+// SyncBuilder is a strings.Builder safe to share between goroutines: a process's stdout and stderr (exec copies
+// each in a goroutine of its own), a logger and the test that reads it.
+type SyncBuilder struct {
 	mu sync.Mutex
 	b  strings.Builder
 }
 
-func (s *syncBuilder) Write(p []byte) (int, error) {
+func (s *SyncBuilder) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuilder) String() string {
+func (s *SyncBuilder) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/portcullis/portcullis/admission"
+	"github.com/portcullis/portcullis/cache/cachetest"
 	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/internal/registrytest"
 )
@@ -35,7 +36,7 @@ type adminApp struct {
 	*app
 	url     string
 	auditor *admission.Auditor
-	logs    *syncBuffer
+	logs    *cachetest.SyncBuilder
 	dir     string // where the token files are
 	up      *registrytest.Registry
 }
@@ -74,7 +75,7 @@ func startAdminApp(t *testing.T, edit func(cfg *configs.Config)) *adminApp {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	logs := &syncBuffer{}
+	logs := &cachetest.SyncBuilder{}
 	log := newLogger(cfg.Log, logs)
 	a, err := build(ctx, cfg, log)
 	if err != nil {
@@ -279,7 +280,7 @@ func TestAdminServeMTLS(t *testing.T) {
 
 // cli runs the binary's command line and returns its exit code and output.
 func cli(args ...string) (int, string, string) {
-	var out, errb syncBuffer
+	var out, errb cachetest.SyncBuilder
 	code := run(context.Background(), args, &out, &errb)
 	return code, out.String(), errb.String()
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis/portcullis/cache/cachetest"
 	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/internal/registrytest"
 )
@@ -20,7 +21,7 @@ func TestUpstreamCircuitBreakerFromConfig(t *testing.T) {
 	dead := l.Addr().String()
 	_ = l.Close() // connections are refused from now on: every request fails
 
-	logs := &syncBuffer{}
+	logs := &cachetest.SyncBuilder{}
 	a, _, _ := startApp(t, registrytest.New(t), logs, func(cfg *configs.Config) {
 		u := configs.DefaultUpstreamFor(dead)
 		u.URL, u.Retries = "http://"+dead, 0

@@ -20,6 +20,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/portcullis/portcullis/cache/cachetest"
 	"github.com/portcullis/portcullis/internal/registrytest"
 )
 
@@ -91,9 +92,9 @@ func TestKill9DuringContentWrites(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	start := func() (*exec.Cmd, *syncBuffer) {
+	start := func() (*exec.Cmd, *cachetest.SyncBuilder) {
 		cmd := exec.Command(bin, "serve", "--config", cfg)
-		logs := &syncBuffer{}
+		logs := &cachetest.SyncBuilder{}
 		cmd.Stdout, cmd.Stderr = logs, logs
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

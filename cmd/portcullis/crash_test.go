@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis/portcullis/cache/cachetest"
 	"github.com/portcullis/portcullis/internal/registrytest"
 )
 
@@ -35,7 +36,7 @@ func TestEmbeddedStateSurvivesKill9(t *testing.T) {
 	}
 	start := func() *exec.Cmd {
 		cmd := exec.Command(bin, "serve", "--config", cfg)
-		cmd.Stdout, cmd.Stderr = &syncBuffer{}, &syncBuffer{}
+		cmd.Stdout, cmd.Stderr = &cachetest.SyncBuilder{}, &cachetest.SyncBuilder{}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}

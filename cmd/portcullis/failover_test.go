@@ -56,7 +56,7 @@ func startSentinelFleet(t *testing.T) *sentinelFleet {
 		t.Fatal(err)
 	}
 	replica := func() *app {
-		a, _, _ := startApp(t, f.up, &syncBuffer{}, func(cfg *configs.Config) {
+		a, _, _ := startApp(t, f.up, &cachetest.SyncBuilder{}, func(cfg *configs.Config) {
 			cfg.Policy = pol
 			cfg.Shutdown.DrainDelay = 0
 			cfg.Cache.StateKeyFile = keyFile

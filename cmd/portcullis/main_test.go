@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/crane"
 
+	"github.com/portcullis/portcullis/cache/cachetest"
 	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/internal/registrytest"
 )
@@ -71,7 +72,7 @@ func TestServeLifecycle(t *testing.T) {
 	up := registrytest.New(t)
 	img := up.PushRandomImage(t, "team/app:v1", 2, 2048)
 
-	var logs syncBuffer
+	var logs cachetest.SyncBuilder
 	a, done, cancel := startApp(t, up, &logs, func(cfg *configs.Config) {
 		cfg.Shutdown.DrainDelay = configs.Duration(300 * time.Millisecond)
 	})

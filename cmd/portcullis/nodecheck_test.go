@@ -14,6 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/portcullis/portcullis/cache/cachetest"
 )
 
 const (
@@ -381,7 +383,7 @@ func TestNodecheckReports(t *testing.T) {
 	m := newNodecheckMetrics(reg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- o.run(ctx, m, kc, &syncBuffer{}, &syncBuffer{}) }()
+	go func() { done <- o.run(ctx, m, kc, &cachetest.SyncBuilder{}, &cachetest.SyncBuilder{}) }()
 
 	next := func() posted {
 		select {

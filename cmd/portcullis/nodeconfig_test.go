@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis/portcullis/cache/cachetest"
 	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/internal/containerdtest"
 	"github.com/portcullis/portcullis/internal/cosigntest"
@@ -292,7 +293,7 @@ func startSignedApp(t *testing.T, direct *atomic.Int64, edit func(*configs.Confi
 	if err := os.WriteFile(pol, []byte("trust:\n  release: {key: "+pub+"}\ndefault:\n  signedBy: {anyOf: [release]}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a, _, _ := startApp(t, up, &syncBuffer{}, func(cfg *configs.Config) {
+	a, _, _ := startApp(t, up, &cachetest.SyncBuilder{}, func(cfg *configs.Config) {
 		cfg.Policy = pol
 		cfg.Shutdown.DrainDelay = 0
 		if edit != nil {
@@ -318,7 +319,7 @@ func TestNodeconfigFilesPullThroughPortcullis(t *testing.T) {
 	plain, up, sign := startSignedApp(t, &direct, nil)
 	sign("node/signed:v1")
 	up.PushRandomImage(t, "node/unsigned:v1", 2, 2048)
-	tlsApp, _, _ := startApp(t, up, &syncBuffer{}, func(cfg *configs.Config) {
+	tlsApp, _, _ := startApp(t, up, &cachetest.SyncBuilder{}, func(cfg *configs.Config) {
 		cfg.Policy, cfg.Shutdown.DrainDelay = plain.cfg.Policy, 0
 		cfg.TLS.Cert, cfg.TLS.Key = certPath, keyPath
 	})

@@ -27,7 +27,7 @@ func TestServeRedisTLSAndACL(t *testing.T) {
 	}
 	up := registrytest.New(t)
 	up.PushRandomImage(t, "team/app:v1", 1, 1024)
-	a, _, _ := startApp(t, up, &syncBuffer{}, func(cfg *configs.Config) {
+	a, _, _ := startApp(t, up, &cachetest.SyncBuilder{}, func(cfg *configs.Config) {
 		cfg.Cache.StateKeyFile = keyFile
 		cfg.Cache.Redis = configs.Redis{Addrs: []string{srv.Addr}, Username: "portcullis", Password: "s3cret", KeyPrefix: "pc:",
 			TLS: configs.RedisTLS{CAFile: srv.TLS.CAFile, CertFile: srv.TLS.ClientCert, KeyFile: srv.TLS.ClientKey}}

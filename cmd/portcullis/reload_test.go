@@ -16,6 +16,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/portcullis/portcullis/admin"
+	"github.com/portcullis/portcullis/cache/cachetest"
 	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/internal/registrytest"
 	"github.com/portcullis/portcullis/upstream"
@@ -37,7 +38,7 @@ func TestSIGHUPReloadsThePolicy(t *testing.T) {
 	if err := os.WriteFile(pol, []byte(denyAll), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs cachetest.SyncBuilder
 	a, _, _ := startApp(t, up, &logs, func(cfg *configs.Config) {
 		cfg.Policy = pol
 		cfg.Admin.Listen, cfg.Admin.Token = "127.0.0.1:0", "s3cret-s3cret-s3cret"

@@ -47,7 +47,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	other := registrytest.New(t, registrytest.WithBearerAuth("puller", upstreamPW))
 	other.PushRandomImage(t, "team/app:v1", 1, 1024)
 
-	logs := &syncBuffer{}
+	logs := &cachetest.SyncBuilder{}
 	a, done, cancel := startApp(t, up, logs, func(cfg *configs.Config) {
 		cfg.Log.Level = "debug"
 		cfg.Upstreams[0].Username, cfg.Upstreams[0].Password = "puller", upstreamPW

@@ -18,6 +18,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/crane"
 
+	"github.com/portcullis/portcullis/cache/cachetest"
 	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/internal/registrytest"
 )
@@ -52,7 +53,7 @@ func TestServeTLS(t *testing.T) {
 	img := up.PushRandomImage(t, "tls/app:v1", 1, 1024)
 	certPath, keyPath, pool := selfSigned(t)
 
-	a, done, cancel := startApp(t, up, &syncBuffer{}, func(cfg *configs.Config) {
+	a, done, cancel := startApp(t, up, &cachetest.SyncBuilder{}, func(cfg *configs.Config) {
 		cfg.TLS.Cert, cfg.TLS.Key, cfg.Shutdown.DrainDelay = certPath, keyPath, 0
 	})
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
@@ -91,7 +92,7 @@ func TestServeTLS(t *testing.T) {
 func TestTLSMinimumVersion(t *testing.T) {
 	up := registrytest.New(t)
 	certPath, keyPath, pool := selfSigned(t)
-	a, done, cancel := startApp(t, up, &syncBuffer{}, func(cfg *configs.Config) {
+	a, done, cancel := startApp(t, up, &cachetest.SyncBuilder{}, func(cfg *configs.Config) {
 		cfg.TLS.Cert, cfg.TLS.Key, cfg.Shutdown.DrainDelay = certPath, keyPath, 0
 		cfg.Admin.Listen, cfg.Admin.Token = "127.0.0.1:0", "s3cret"
 		cfg.Admin.TLS = configs.AdminTLS{Cert: certPath, Key: keyPath}
