@@ -31,28 +31,24 @@ func (f *firstBytes) disarm() (n int, spread time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.armed = false
-	if len(f.at) == 0 {
-		return 0, 0
-	}
-	first, last := f.at[0], f.at[0]
-	for _, t := range f.at {
-		first, last = minTime(first, t), maxTime(last, t)
-	}
-	return len(f.at), last.Sub(first)
+	return len(f.at), spanOf(f.at)
 }
 
-func minTime(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
+// spanOf is how long after the earliest of ts the latest came; 0 for none.
+func spanOf(ts []time.Time) time.Duration {
+	if len(ts) == 0 {
+		return 0
 	}
-	return a
-}
-
-func maxTime(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
+	first, last := ts[0], ts[0]
+	for _, t := range ts {
+		if t.Before(first) {
+			first = t
+		}
+		if t.After(last) {
+			last = t
+		}
 	}
-	return a
+	return last.Sub(first)
 }
 
 func (f *firstBytes) record(arrived, t time.Time) {

@@ -144,14 +144,5 @@ func herdOnce(client *http.Client, url string, n int, size int64) (time.Duration
 	if err != nil {
 		return took, 0, err
 	}
-	leader, last := firsts[0], firsts[0]
-	for _, f := range firsts {
-		if f.Before(leader) {
-			leader = f
-		}
-		if f.After(last) {
-			last = f
-		}
-	}
-	return took, last.Sub(leader), nil
+	return took, spanOf(firsts), nil
 }
