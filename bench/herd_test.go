@@ -77,8 +77,16 @@ type herdResult struct {
 	Err          string
 }
 
-// TestMain runs the tests, or the herd's clients when herdClientEnv says so.
+// TestMain runs the tests, or the herd's clients when herdClientEnv says so, or an upstream when upstreamProcEnv
+// does.
 func TestMain(m *testing.M) {
+	if dir := os.Getenv(upstreamProcEnv); dir != "" {
+		if err := serveUpstream(dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if spec := os.Getenv(herdClientEnv); spec != "" {
 		var s herdSpec
 		res := herdResult{}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
@@ -28,7 +29,8 @@ import (
 
 // lab is one upstream and every system that fronts it, each on its own loopback listener.
 type lab struct {
-	up *registrytest.Registry
+	up    *registrytest.Registry
+	upDir string // where up stores what is pushed to it
 	// urls are the base URLs clients use, by system.
 	urls map[string]string
 	// gate is the gated Portcullis's admission gate; content its content store.
@@ -53,8 +55,10 @@ func newClient() *http.Client {
 
 func newLab(t *testing.T, gated bool) *lab {
 	t.Helper()
+	upDir := t.TempDir()
 	l := &lab{
-		up:         registrytest.New(t, registrytest.WithStorageDir(t.TempDir()), registrytest.WithMiddleware(labelUpstream)),
+		up:         registrytest.New(t, registrytest.WithStorageDir(upDir)),
+		upDir:      upDir,
 		urls:       map[string]string{},
 		content:    map[string]*cache.Content{},
 		client:     newClient(),
@@ -84,7 +88,13 @@ func newLab(t *testing.T, gated bool) *lab {
 // upstreamClient is how Portcullis talks to the lab's upstream.
 func (l *lab) upstreamClient(t testing.TB) *upstream.Client {
 	t.Helper()
-	c, err := upstream.New(l.up.Host(), l.up.URL(), upstream.WithRetries(2, 10*time.Millisecond), upstream.WithAllowPrivateAddresses(true))
+	return upstreamClientAt(t, l.up.Host(), l.up.URL())
+}
+
+// upstreamClientAt is how Portcullis talks to the upstream name served at u.
+func upstreamClientAt(t testing.TB, name string, u *url.URL) *upstream.Client {
+	t.Helper()
+	c, err := upstream.New(name, u, upstream.WithRetries(2, 10*time.Millisecond), upstream.WithAllowPrivateAddresses(true))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,11 +139,12 @@ func newFilesystemContent(t testing.TB) *cache.Content {
 }
 
 // newColdGate is a gate over l's policy that remembers no decision (every Admit decides), reading evidence through
-// client and keeping artifacts in a content store of its own, as cmd/portcullis does.
-func newColdGate(t testing.TB, l *lab, client *upstream.Client) *admission.Gate {
+// client and keeping artifacts in a content store of its own, as cmd/portcullis does; it returns that store too.
+func newColdGate(t testing.TB, l *lab, client *upstream.Client) (*admission.Gate, *cache.Content) {
 	t.Helper()
+	content := newFilesystemContent(t)
 	return newGateWith(t, l.policyDoc, l.policyFiles, map[string]admission.Endpoint{l.up.Host(): client}, forgetful{},
-		[]admission.EvidenceOption{admission.WithArtifactStore(newFilesystemContent(t))})
+		[]admission.EvidenceOption{admission.WithArtifactStore(content)}), content
 }
 
 // newGate compiles a policy and builds the admission gate the way cmd/portcullis does.

@@ -16,10 +16,11 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// newDistribution returns CNCF Distribution's registry application on a fresh
+// Distribution returns CNCF Distribution's registry application on a fresh
 // in-memory storage driver (or the filesystem driver in dir when dir is not
-// empty), and the function that shuts it down.
-func newDistribution(ctx context.Context, dir string) (http.Handler, func()) {
+// empty), and the function that shuts it down. New serves it; a benchmark
+// serves it in a process of its own, over the directory a Registry wrote.
+func Distribution(ctx context.Context, dir string) (http.Handler, func()) {
 	silenceLogrus()
 	driver := configuration.Storage{"inmemory": configuration.Parameters{}}
 	if dir != "" {

@@ -45,7 +45,7 @@ func New(t testing.TB, opts ...Option) *Registry {
 	} else {
 		ctx, cancel := context.WithCancel(context.Background())
 		var shutdown func()
-		backend, shutdown = newDistribution(ctx, cfg.storageDir)
+		backend, shutdown = Distribution(ctx, cfg.storageDir)
 		t.Cleanup(func() { shutdown(); cancel() })
 	}
 
