@@ -164,6 +164,14 @@ func (a *artifactSource) Referrers(ctx context.Context, repo string, dgst digest
 	return idx, supported, err
 }
 
+// ReferrersAPI says whether the upstream has the referrers API, when the source it reads through knows.
+func (a *artifactSource) ReferrersAPI() (supported, known bool) {
+	if k, ok := a.next.(interface{ ReferrersAPI() (bool, bool) }); ok {
+		return k.ReferrersAPI()
+	}
+	return false, false
+}
+
 // referrersAnswer is the upstream's answer to a referrers request that listed nothing.
 type referrersAnswer struct {
 	index     []byte // an empty index, or nil without the referrers API

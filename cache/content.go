@@ -57,6 +57,7 @@ func WithContentClock(now func() time.Time) ContentOption {
 // process's view: call Load at start-up to learn what the driver already holds.
 type Content struct {
 	driver  storagedriver.StorageDriver
+	root    string // the filesystem driver's directory; empty on other drivers (see smallObject)
 	maxSize int64
 	now     func() time.Time
 
@@ -87,6 +88,9 @@ func NewContent(d storagedriver.StorageDriver, opts ...ContentOption) (*Content,
 		now:     time.Now,
 		entries: make(map[digest.Digest]*entry),
 		lru:     list.New(),
+	}
+	if l, ok := d.(localDriver); ok {
+		c.root = l.root
 	}
 	for _, o := range opts {
 		o(c)
@@ -129,6 +133,9 @@ func (c *Content) Open(ctx context.Context, dgst digest.Digest, offset int64) (i
 	e.refs++
 	c.touchLocked(e)
 	c.mu.Unlock()
+	if c.root != "" && e.size <= smallObject {
+		return c.openSmall(ctx, e, offset)
+	}
 
 	rc, err := c.driver.Reader(ctx, blobPath(dgst), offset)
 	if err != nil {
@@ -187,6 +194,17 @@ func (c *Content) Put(ctx context.Context, dgst digest.Digest, r io.Reader) (n i
 	}
 	if ok, err := c.exists(ctx, dgst); err != nil || ok {
 		return 0, err
+	}
+
+	if c.root != "" {
+		head, rest, small, err := smallHead(ctx, r)
+		if err != nil {
+			return int64(len(head)), fmt.Errorf("cache: put %s: %w", dgst, err)
+		}
+		if small {
+			return c.putSmall(ctx, dgst, head)
+		}
+		r = rest
 	}
 
 	cleanupCtx := context.WithoutCancel(ctx)

@@ -13,20 +13,26 @@ import (
 
 // Load walks the driver to learn the objects it holds, with their modification times as initial last
 // access, so the budget holds across restarts. It removes temporary uploads older than an hour (left by
-// a crash) and then evicts down to the budget. Objects already tracked keep what this process knows.
+// a crash; a small object's are in its own directory) and then evicts down to the budget. Objects already tracked keep what this process knows.
 func (c *Content) Load(ctx context.Context) error {
 	type found struct {
 		dgst digest.Digest
 		size int64
 		mod  time.Time
 	}
-	var objects []found
+	var (
+		objects []found
+		stale   []string
+		now     = c.now()
+	)
 	err := c.driver.Walk(ctx, blobsRoot, func(fi storagedriver.FileInfo) error {
 		if fi.IsDir() {
 			return nil
 		}
 		if d, ok := parseBlobPath(fi.Path()); ok {
 			objects = append(objects, found{dgst: d, size: fi.Size(), mod: fi.ModTime()})
+		} else if isSmallUpload(fi.Path()) && now.Sub(fi.ModTime()) > staleUpload {
+			stale = append(stale, fi.Path())
 		}
 		return nil
 	})
@@ -47,8 +53,6 @@ func (c *Content) Load(ctx context.Context) error {
 	}
 	c.mu.Unlock()
 
-	var stale []string
-	now := c.now()
 	err = c.driver.Walk(ctx, uploadsRoot, func(fi storagedriver.FileInfo) error {
 		if !fi.IsDir() && now.Sub(fi.ModTime()) > staleUpload {
 			stale = append(stale, fi.Path())

@@ -219,16 +219,23 @@ func TestContentLoadKeepsBudgetAcrossRestarts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// A crashed upload from long ago, and one in progress now.
-	stale := filepath.Join(root, "uploads", "stale")
-	fresh := filepath.Join(root, "uploads", "fresh")
-	for _, p := range []string{stale, fresh} {
+	// Crashed uploads from long ago, and uploads in progress now: a large object's under /uploads, a small
+	// object's in the object's own directory.
+	objectDir := filepath.Join(root, "blobs", "sha256", ds[0].Encoded()[:2], ds[0].Encoded())
+	stale, staleSmall := filepath.Join(root, "uploads", "stale"), filepath.Join(objectDir, ".upload-stale")
+	fresh, freshSmall := filepath.Join(root, "uploads", "fresh"), filepath.Join(objectDir, ".upload-fresh")
+	if err := os.MkdirAll(filepath.Join(root, "uploads"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{stale, staleSmall, fresh, freshSmall} {
 		if err := os.WriteFile(p, []byte("partial"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := os.Chtimes(stale, base, base); err != nil {
-		t.Fatal(err)
+	for _, p := range []string{stale, staleSmall} {
+		if err := os.Chtimes(p, base, base); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	second := newContent(t, fsd, cache.WithMaxSize(300))
@@ -238,11 +245,15 @@ func TestContentLoadKeepsBudgetAcrossRestarts(t *testing.T) {
 	if got := second.Size(); got != 300 {
 		t.Fatalf("Size() after Load = %d, want 300", got)
 	}
-	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("stale upload not removed: %v", err)
+	for _, p := range []string{stale, staleSmall} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("stale upload %s not removed: %v", p, err)
+		}
 	}
-	if _, err := os.Stat(fresh); err != nil {
-		t.Errorf("fresh upload removed: %v", err)
+	for _, p := range []string{fresh, freshSmall} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("fresh upload removed: %v", err)
+		}
 	}
 	if err := second.Load(ctx); err != nil || second.Size() != 300 {
 		t.Errorf("Load twice: Size() = %d, %v; want 300 (no double counting)", second.Size(), err)

@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
@@ -25,5 +26,19 @@ func NewDriver(name string, params map[string]any) (storagedriver.StorageDriver,
 	if err != nil {
 		return nil, fmt.Errorf("cache: storage driver %q: %w", name, err)
 	}
+	if name == "filesystem" {
+		root := "/var/lib/registry" // the driver's default
+		if r, ok := params["rootdirectory"]; ok {
+			root = fmt.Sprint(r)
+		}
+		return localDriver{StorageDriver: d, root: filepath.Clean(root)}, nil
+	}
 	return d, nil
+}
+
+// localDriver is the filesystem driver, with the directory it stores in: a Content on it writes small objects
+// with plain file operations (see smallObject).
+type localDriver struct {
+	storagedriver.StorageDriver
+	root string
 }
