@@ -25,7 +25,8 @@ import (
 // that requests in flight together overlap and those that wait for another do not). No ping, no token (the client
 // has one for the repository), the tags and the referrers asked at once; then a re-decision on the same gate (a
 // second policy, the refresher) reads the artifacts it fetched by digest from the content store, and what was not
-// there is not asked again for a while.
+// there is not asked again for a while. The first decision also teaches the client that the registry has no referrers
+// API: the later ones ask only the fallback tag.
 func TestTrustRoundTrips(t *testing.T) {
 	bin := cosigntest.Binary(t)
 	release, ci := cosignKey(t), cosignKey(t)
@@ -64,12 +65,14 @@ default:
 		allowed bool
 		// requests and round trips of the first decision; requests of a second one on the same gate.
 		requests, roundTrips, again int
+		// the referrers API asked by the first decision (only until the client knows the registry has none)
+		askAPI bool
 	}{
 		{
 			name: "key-signed, classic .sig", repo: "rt/classic",
 			sign: func(t *testing.T, ref string) { cosigntest.Sign(t, bin, ref, release.priv) },
 			// .sig, referrers API, fallback tag at once; then the signature layer. Again: the .sig tag only.
-			allowed: true, requests: 4, roundTrips: 2, again: 1,
+			allowed: true, requests: 4, roundTrips: 2, again: 1, askAPI: true,
 		},
 		{
 			name: "key-signed and attested, classic .sig and .att", repo: "rt/attested",
@@ -77,20 +80,20 @@ default:
 				cosigntest.Sign(t, bin, ref, release.priv)
 				cosigntest.Attest(t, bin, ref, ci.priv, "https://slsa.dev/provenance/v1", []byte(`{"buildDefinition":{"buildType":"x"}}`))
 			},
-			// .sig, .att, referrers API, fallback tag at once; then both layers at once. Again: the two tags.
-			allowed: true, requests: 6, roundTrips: 2, again: 2,
+			// .sig, .att, fallback tag at once; then both layers at once. Again: the two tags.
+			allowed: true, requests: 5, roundTrips: 2, again: 2,
 		},
 		{
 			name: "bundle-signed, cosign 3", repo: "rt/bundle",
 			sign: func(t *testing.T, ref string) { cosigntest.SignBundle(t, cosigntest.Binary3(t), ref, release.priv) },
-			// .sig (404), referrers API (404), fallback tag at once; the bundle's manifest; its layer. Again: the
-			// fallback tag only.
-			allowed: true, requests: 5, roundTrips: 3, again: 1,
+			// .sig (404) and the fallback tag at once; the bundle's manifest; its layer. Again: the fallback tag
+			// only.
+			allowed: true, requests: 4, roundTrips: 3, again: 1,
 		},
 		{
 			name: "unsigned", repo: "rt/unsigned",
-			// .sig, referrers API, fallback tag at once, all 404. Again: nothing, for 10s.
-			requests: 3, roundTrips: 1, again: 0,
+			// .sig and fallback tag at once, both 404. Again: nothing, for 10s.
+			requests: 2, roundTrips: 1, again: 0,
 		},
 	}
 	for _, tt := range tests {
@@ -121,6 +124,9 @@ default:
 				}
 				if n := up.Hits().Total(); n != want {
 					t.Errorf("decision %d: %d upstream requests, want %d", i+1, n, want)
+				}
+				if n := up.Hits().Count("", registrytest.KindReferrers); i == 0 && (n == 1) != tt.askAPI {
+					t.Errorf("decision 1: %d referrers API requests, want the API asked: %v", n, tt.askAPI)
 				}
 				if n := up.Hits().Count("", registrytest.KindPing); n != 0 {
 					t.Errorf("decision %d: %d pings", i+1, n)

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -30,6 +31,8 @@ type Client struct {
 
 	reposMu sync.Mutex
 	repos   map[string]struct{} // names checkRepo passed
+
+	referrersAPI atomic.Pointer[apiAnswer] // what the registry last said about the referrers API
 }
 
 // New returns a client for the registry at endpoint (scheme and host, e.g. https://registry-1.docker.io,

@@ -163,6 +163,9 @@ func TestAnonymousPull(t *testing.T) {
 				if err != nil || !ok {
 					t.Fatalf("supported %v, err %v", ok, err)
 				}
+				if supported, known := c.ReferrersAPI(); !supported || !known {
+					t.Errorf("the client says supported %v, known %v; want known supported", supported, known)
+				}
 				var idx ocispec.Index
 				if err := json.Unmarshal(b, &idx); err != nil {
 					t.Fatal(err)
@@ -214,9 +217,15 @@ func TestReferrersUnsupported(t *testing.T) {
 			reg := newTestRegistry(t, false, mws...)
 			img := reg.pushImage(t, "acme/app", "v1", 256)
 			c := newClient(t, reg.url(t))
+			if _, known := c.ReferrersAPI(); known {
+				t.Error("the client knows about the referrers API before asking")
+			}
 			b, ok, err := c.Referrers(context.Background(), "acme/app", digest.Digest(mustDigest(t, img).String()), "")
 			if err != nil || ok || b != nil {
 				t.Errorf("got %q, supported %v, err %v; want unsupported", b, ok, err)
+			}
+			if supported, known := c.ReferrersAPI(); supported || !known {
+				t.Errorf("after the answer the client says supported %v, known %v; want known unsupported", supported, known)
 			}
 		})
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -39,6 +40,7 @@ func (c *Client) Referrers(ctx context.Context, repo string, dgst digest.Digest,
 	case http.StatusOK:
 	case http.StatusNotFound, http.StatusBadRequest, http.StatusMethodNotAllowed:
 		drainClose(resp)
+		c.learnReferrersAPI(false)
 		return nil, false, nil
 	default:
 		return nil, false, c.newError(op, resp)
@@ -49,11 +51,14 @@ func (c *Client) Referrers(ctx context.Context, repo string, dgst digest.Digest,
 	}
 	var idx ocispec.Index
 	if err := json.Unmarshal(body, &idx); err != nil {
+		c.learnReferrersAPI(false)
 		return nil, false, nil // a 200 that is not JSON: some front end, not a referrers API
 	}
 	if mediaType(resp.Header) != ocispec.MediaTypeImageIndex && idx.MediaType != ocispec.MediaTypeImageIndex {
+		c.learnReferrersAPI(false)
 		return nil, false, nil
 	}
+	c.learnReferrersAPI(true)
 	if artifactType != "" && !filterApplied(resp.Header, "artifactType") {
 		kept := []ocispec.Descriptor{}
 		for _, m := range idx.Manifests {
@@ -70,6 +75,31 @@ func (c *Client) Referrers(ctx context.Context, repo string, dgst digest.Digest,
 		}
 	}
 	return body, true, nil
+}
+
+// referrersAPITTL is how long a client trusts what the registry last said about its referrers API: a registry
+// upgraded to have one is asked again within it.
+const referrersAPITTL = 10 * time.Minute
+
+// apiAnswer is what a registry said about one of its APIs, and until when to believe it.
+type apiAnswer struct {
+	supported bool
+	until     time.Time
+}
+
+func (c *Client) learnReferrersAPI(supported bool) {
+	c.referrersAPI.Store(&apiAnswer{supported: supported, until: time.Now().Add(referrersAPITTL)})
+}
+
+// ReferrersAPI reports whether the registry has the referrers API, as its last answer to Referrers (within the
+// last 10 minutes) said; known is false when there was none. A verifier that knows asks only the referrers API, or
+// only the sha256-<hex> fallback tag, instead of both at once.
+func (c *Client) ReferrersAPI() (supported, known bool) {
+	a := c.referrersAPI.Load()
+	if a == nil || time.Now().After(a.until) {
+		return false, false
+	}
+	return a.supported, true
 }
 
 // filterApplied reports whether the OCI-Filters-Applied header lists filter.

@@ -254,17 +254,40 @@ type statement struct {
 // evidence: an error that is not ErrUnavailable.
 func (s *session) list(ctx context.Context) referrersList {
 	what := "referrers of " + s.ref
+	askAPI, askTag := true, true // not knowing whether the registry has the API: both at once
+	if k, ok := s.src.(referrersAPIKnower); ok {
+		if supported, known := k.ReferrersAPI(); known {
+			askAPI, askTag = supported, !supported
+		}
+	}
 	var (
 		fallback    []byte
 		fallbackErr error
 		done        = make(chan struct{})
 	)
-	go func() {
-		defer close(done)
+	readTag := func() {
 		fallback, _, _, fallbackErr = s.src.Manifest(ctx, s.repo, s.tag(""), manifest.AcceptTypes())
-	}()
-	idx, supported, err := s.src.Referrers(ctx, s.repo, s.dgst, "")
+	}
+	if askTag {
+		go func() {
+			defer close(done)
+			readTag()
+		}()
+	} else {
+		close(done)
+	}
+	var (
+		idx       []byte
+		supported bool
+		err       error
+	)
+	if askAPI {
+		idx, supported, err = s.src.Referrers(ctx, s.repo, s.dgst, "")
+	}
 	<-done
+	if !askTag && err == nil && !supported {
+		readTag() // the registry no longer has the API it had: the fallback tag after all
+	}
 	switch {
 	case err != nil:
 		return referrersList{err: readFailure(what, err)}
@@ -286,6 +309,12 @@ func (s *session) list(ctx context.Context) referrersList {
 		return referrersList{err: fmt.Errorf("referrers index: %s is a manifest, not an index", s.tag(""))}
 	}
 	return referrersList{descs: c.Manifests, size: int64(len(idx))}
+}
+
+// referrersAPIKnower is a Source that knows whether its registry has the referrers API (upstream.Client learns it
+// from the registry's answers): the listing then asks only the API, or only the fallback tag.
+type referrersAPIKnower interface {
+	ReferrersAPI() (supported, known bool)
 }
 
 // referrers waits for the listing and counts it against b.
