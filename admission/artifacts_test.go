@@ -200,7 +200,7 @@ func TestArtifactSourceStore(t *testing.T) {
 	t.Run("a stored blob that went bad is not read as good", func(t *testing.T) {
 		// The layer is small: the store checks it as it opens it, drops the bad copy and the source reads the
 		// upstream's again.
-		path := filepath.Join(e.dir, "blobs", "sha256", layer.Encoded()[:2], layer.Encoded(), "data")
+		path := filepath.Join(e.dir, "small", "sha256", layer.Encoded()[:2], layer.Encoded())
 		b, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatalf("stored blob: %v", err)

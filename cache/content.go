@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path"
 	"strings"
 	"sync"
@@ -53,7 +54,8 @@ func WithContentClock(now func() time.Time) ContentOption {
 
 // Content is a content-addressed blob store on a CNCF Distribution storage driver. Objects live at
 // /blobs/<alg>/<first two hex>/<hex>/data; uploads stream to /uploads/<random> and are moved into place
-// only once their digest is verified. It is safe for concurrent use. Its size accounting is this
+// only once their digest is verified. On the filesystem driver, objects up to 64 KiB live at
+// /small/<alg>/<first two hex>/<hex> instead (see smallObject). It is safe for concurrent use. Its size accounting is this
 // process's view: call Load at start-up to learn what the driver already holds.
 type Content struct {
 	driver  storagedriver.StorageDriver
@@ -76,6 +78,7 @@ type entry struct {
 	refs       int // open readers; a referenced entry is never evicted
 	elem       *list.Element
 	pending    chan struct{}
+	small      bool // at smallPath, a local store's small object; else at blobPath
 }
 
 // NewContent returns a Content on d. It tracks nothing until Load or use.
@@ -133,7 +136,7 @@ func (c *Content) Open(ctx context.Context, dgst digest.Digest, offset int64) (i
 	e.refs++
 	c.touchLocked(e)
 	c.mu.Unlock()
-	if c.root != "" && e.size <= smallObject {
+	if e.small {
 		return c.openSmall(ctx, e, offset)
 	}
 
@@ -233,7 +236,7 @@ func (c *Content) Put(ctx context.Context, dgst digest.Digest, r io.Reader) (n i
 		return n, errors.Join(fmt.Errorf("cache: put %s: close: %w", dgst, err), c.removeUpload(cleanupCtx, tmp))
 	}
 
-	if err := c.commit(cleanupCtx, dgst, tmp, n); err != nil {
+	if err := c.commit(cleanupCtx, dgst, tmp, n, false); err != nil {
 		return n, errors.Join(err, c.removeUpload(cleanupCtx, tmp))
 	}
 	_ = c.evict(cleanupCtx)
@@ -277,8 +280,8 @@ func (c *Content) exists(ctx context.Context, dgst digest.Digest) (bool, error) 
 	return true, nil
 }
 
-// commit moves the verified upload tmp to dgst's path, unless another Put got there first.
-func (c *Content) commit(ctx context.Context, dgst digest.Digest, tmp string, size int64) error {
+// commit moves the verified upload tmp to dgst's path (smallPath when small), unless another Put got there first.
+func (c *Content) commit(ctx context.Context, dgst digest.Digest, tmp string, size int64, small bool) error {
 	e, err := c.settled(ctx, dgst)
 	if err != nil {
 		return err
@@ -288,11 +291,15 @@ func (c *Content) commit(ctx context.Context, dgst digest.Digest, tmp string, si
 		c.mu.Unlock()
 		return c.removeUpload(ctx, tmp)
 	}
-	e = &entry{dgst: dgst, size: size, pending: make(chan struct{})}
+	e = &entry{dgst: dgst, size: size, pending: make(chan struct{}), small: small}
 	c.entries[dgst] = e
 	c.mu.Unlock()
 
-	err = c.driver.Move(ctx, tmp, blobPath(dgst))
+	if small { // beside it, in a local store
+		err = os.Rename(c.localPath(tmp), c.localPath(smallPath(dgst)))
+	} else {
+		err = c.driver.Move(ctx, tmp, blobPath(dgst))
+	}
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -360,18 +367,15 @@ func (c *Content) lookup(ctx context.Context, dgst digest.Digest) (*entry, error
 		}
 		c.mu.Unlock()
 
-		fi, err := c.driver.Stat(ctx, blobPath(dgst))
-		if isPathNotFound(err) || (err == nil && fi.IsDir()) {
-			return nil, fmt.Errorf("%w: %s", ErrNotFound, dgst)
-		}
+		size, mod, small, err := c.statObject(ctx, dgst)
 		if err != nil {
-			return nil, fmt.Errorf("cache: stat %s: %w", dgst, err)
+			return nil, err
 		}
 
 		c.mu.Lock()
 		switch e := c.entries[dgst]; {
 		case e == nil:
-			e = &entry{dgst: dgst, size: fi.Size(), lastAccess: fi.ModTime()}
+			e = &entry{dgst: dgst, size: size, lastAccess: mod, small: small}
 			c.entries[dgst] = e
 			c.size += e.size
 			c.insertByTimeLocked(e)
@@ -386,7 +390,11 @@ func (c *Content) lookup(ctx context.Context, dgst digest.Digest) (*entry, error
 // remove deletes a pending entry's object (already unlinked from the LRU and the size) from the driver.
 // On failure the entry is tracked again, so the budget stays honest and a later eviction retries.
 func (c *Content) remove(ctx context.Context, e *entry) error {
-	err := c.driver.Delete(ctx, blobDir(e.dgst))
+	p := blobDir(e.dgst)
+	if e.small {
+		p = smallPath(e.dgst)
+	}
+	err := c.driver.Delete(ctx, p)
 	if isPathNotFound(err) {
 		err = nil
 	}

@@ -13,31 +13,43 @@ import (
 
 // Load walks the driver to learn the objects it holds, with their modification times as initial last
 // access, so the budget holds across restarts. It removes temporary uploads older than an hour (left by
-// a crash; a small object's are in its own directory) and then evicts down to the budget. Objects already tracked keep what this process knows.
+// a crash; a small object's are beside it) and then evicts down to the budget. Objects already tracked keep what this process knows.
 func (c *Content) Load(ctx context.Context) error {
 	type found struct {
-		dgst digest.Digest
-		size int64
-		mod  time.Time
+		dgst  digest.Digest
+		size  int64
+		mod   time.Time
+		small bool
 	}
 	var (
 		objects []found
 		stale   []string
 		now     = c.now()
 	)
-	err := c.driver.Walk(ctx, blobsRoot, func(fi storagedriver.FileInfo) error {
-		if fi.IsDir() {
+	walk := func(root string, parse func(string) (digest.Digest, bool), small bool) error {
+		err := c.driver.Walk(ctx, root, func(fi storagedriver.FileInfo) error {
+			if fi.IsDir() {
+				return nil
+			}
+			if d, ok := parse(fi.Path()); ok {
+				objects = append(objects, found{dgst: d, size: fi.Size(), mod: fi.ModTime(), small: small})
+			} else if isSmallUpload(fi.Path()) && now.Sub(fi.ModTime()) > staleUpload {
+				stale = append(stale, fi.Path())
+			}
 			return nil
-		}
-		if d, ok := parseBlobPath(fi.Path()); ok {
-			objects = append(objects, found{dgst: d, size: fi.Size(), mod: fi.ModTime()})
-		} else if isSmallUpload(fi.Path()) && now.Sub(fi.ModTime()) > staleUpload {
-			stale = append(stale, fi.Path())
+		})
+		if err != nil && !isPathNotFound(err) {
+			return fmt.Errorf("cache: load %s: %w", root, err)
 		}
 		return nil
-	})
-	if err != nil && !isPathNotFound(err) {
-		return fmt.Errorf("cache: load %s: %w", blobsRoot, err)
+	}
+	if err := walk(blobsRoot, parseBlobPath, false); err != nil {
+		return err
+	}
+	if c.root != "" {
+		if err := walk(smallRoot, parseSmallPath, true); err != nil {
+			return err
+		}
 	}
 	slices.SortFunc(objects, func(a, b found) int { return a.mod.Compare(b.mod) })
 
@@ -46,14 +58,14 @@ func (c *Content) Load(ctx context.Context) error {
 		if _, ok := c.entries[o.dgst]; ok {
 			continue
 		}
-		e := &entry{dgst: o.dgst, size: o.size, lastAccess: o.mod}
+		e := &entry{dgst: o.dgst, size: o.size, lastAccess: o.mod, small: o.small}
 		c.entries[o.dgst] = e
 		c.size += e.size
 		c.insertByTimeLocked(e)
 	}
 	c.mu.Unlock()
 
-	err = c.driver.Walk(ctx, uploadsRoot, func(fi storagedriver.FileInfo) error {
+	err := c.driver.Walk(ctx, uploadsRoot, func(fi storagedriver.FileInfo) error {
 		if !fi.IsDir() && now.Sub(fi.ModTime()) > staleUpload {
 			stale = append(stale, fi.Path())
 		}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -208,20 +209,28 @@ func TestContentLoadKeepsBudgetAcrossRestarts(t *testing.T) {
 	names := map[digest.Digest]string{}
 	base := time.Now().Add(-48 * time.Hour)
 	var ds []digest.Digest
-	// Modification times make b the least recently used, then c, then a.
+	// Modification times make b the least recently used, then c, then a. a is where a store written before small
+	// objects were kept apart has it.
 	for i, name := range []string{"a", "b", "c"} {
-		data, _ := blob(i, 100)
-		d := mustPut(t, first, data)
+		data, d := blob(i, 100)
+		p := filepath.Join(root, "small", "sha256", d.Encoded()[:2], d.Encoded())
+		if name == "a" {
+			p = filepath.Join(root, "blobs", "sha256", d.Encoded()[:2], d.Encoded(), "data")
+			if err := fsd.PutContent(ctx, strings.TrimPrefix(p, root), data); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			mustPut(t, first, data)
+		}
 		names[d], ds = name, append(ds, d)
 		mod := base.Add(map[string]time.Duration{"a": 3 * time.Hour, "b": time.Hour, "c": 2 * time.Hour}[name])
-		p := filepath.Join(root, "blobs", "sha256", d.Encoded()[:2], d.Encoded(), "data")
 		if err := os.Chtimes(p, mod, mod); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Crashed uploads from long ago, and uploads in progress now: a large object's under /uploads, a small
 	// object's in the object's own directory.
-	objectDir := filepath.Join(root, "blobs", "sha256", ds[0].Encoded()[:2], ds[0].Encoded())
+	objectDir := filepath.Join(root, "small", "sha256", ds[1].Encoded()[:2])
 	stale, staleSmall := filepath.Join(root, "uploads", "stale"), filepath.Join(objectDir, ".upload-stale")
 	fresh, freshSmall := filepath.Join(root, "uploads", "fresh"), filepath.Join(objectDir, ".upload-fresh")
 	if err := os.MkdirAll(filepath.Join(root, "uploads"), 0o755); err != nil {

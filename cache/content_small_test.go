@@ -13,8 +13,9 @@ import (
 	"github.com/portcullis/portcullis/cache"
 )
 
-// A local store writes objects up to 64 KiB next to where they go, without an fsync, and checks them on every
-// read: one torn by a crash (its bytes never reached the disk) reads as a digest mismatch, once, and is gone.
+// A local store writes objects up to 64 KiB apart (no directory of their own), without an fsync, and checks them
+// on every read: one torn by a crash (its bytes never reached the disk) reads as a digest mismatch, once, and is
+// gone.
 func TestContentSmallObjects(t *testing.T) {
 	ctx := context.Background()
 	root := t.TempDir()
@@ -32,7 +33,7 @@ func TestContentSmallObjects(t *testing.T) {
 			t.Errorf("read back %d bytes from offset 3, want %d", len(got), len(d)-3)
 		}
 	}
-	// The small object never went through /uploads, and left no temporary file beside it.
+	// The small object never went through /uploads, and left no temporary file.
 	var files []string
 	_ = filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
 		if err == nil && !e.IsDir() {
@@ -42,7 +43,7 @@ func TestContentSmallObjects(t *testing.T) {
 		return nil
 	})
 	enc := smallDgst.Encoded()
-	want := filepath.Join("blobs", "sha256", enc[:2], enc, "data")
+	want := filepath.Join("small", "sha256", enc[:2], enc)
 	if len(files) != 2 || (files[0] != want && files[1] != want) {
 		t.Errorf("files in the store: %q, want the two objects' data files only (one of them %s)", files, want)
 	}
@@ -73,7 +74,7 @@ func TestContentSmallObjects(t *testing.T) {
 	if _, err := c.Stat(ctx, otherDgst); !errors.Is(err, cache.ErrNotFound) {
 		t.Errorf("a mismatched small Put left an object: %v", err)
 	}
-	if matches, _ := filepath.Glob(filepath.Join(root, "blobs", "sha256", otherDgst.Encoded()[:2], otherDgst.Encoded(), "*")); len(matches) != 0 {
+	if matches, _ := filepath.Glob(filepath.Join(root, "small", "sha256", otherDgst.Encoded()[:2], "*")); len(matches) != 0 {
 		t.Errorf("a mismatched small Put left files: %q", matches)
 	}
 }

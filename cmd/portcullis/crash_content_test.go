@@ -182,28 +182,40 @@ func TestKill9DuringContentWrites(t *testing.T) {
 }
 
 // storedBlobs checks that every blob file under root hashes to the digest its path names and returns how many
-// there are and their bytes.
+// there are and their bytes: objects in /blobs/sha256/<2>/<hex>/data and small ones in /small/sha256/<2>/<hex>.
 func storedBlobs(t *testing.T, root string) (files int, total int64) {
 	t.Helper()
-	blobs := filepath.Join(root, "blobs", "sha256")
-	err := filepath.WalkDir(blobs, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || d.Name() != "data" {
-			return err
+	for _, tree := range []struct {
+		dir  string
+		name func(path string) (hex string, ok bool)
+	}{
+		{filepath.Join(root, "blobs", "sha256"), func(p string) (string, bool) {
+			return filepath.Base(filepath.Dir(p)), filepath.Base(p) == "data"
+		}},
+		{filepath.Join(root, "small", "sha256"), func(p string) (string, bool) {
+			return filepath.Base(p), !strings.HasPrefix(filepath.Base(p), ".")
+		}},
+	} {
+		err := filepath.WalkDir(tree.dir, func(path string, d fs.DirEntry, err error) error {
+			want, ok := tree.name(path)
+			if err != nil || d.IsDir() || !ok {
+				return err
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			sum := sha256.Sum256(b)
+			if hex.EncodeToString(sum[:]) != want {
+				t.Errorf("%s: %d bytes that do not hash to %s", path, len(b), want)
+			}
+			files++
+			total += int64(len(b))
+			return nil
+		})
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
 		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		sum := sha256.Sum256(b)
-		if want := filepath.Base(filepath.Dir(path)); hex.EncodeToString(sum[:]) != want {
-			t.Errorf("%s: %d bytes that do not hash to %s", path, len(b), want)
-		}
-		files++
-		total += int64(len(b))
-		return nil
-	})
-	if err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
 	}
 	return files, total
 }
