@@ -268,12 +268,16 @@ func (s *session) list(ctx context.Context) referrersList {
 	readTag := func() {
 		fallback, _, _, fallbackErr = s.src.Manifest(ctx, s.repo, s.tag(""), manifest.AcceptTypes())
 	}
-	if askTag {
+	switch {
+	case askTag && askAPI:
 		go func() {
 			defer close(done)
 			readTag()
 		}()
-	} else {
+	case askTag:
+		readTag()
+		close(done)
+	default:
 		close(done)
 	}
 	var (

@@ -234,8 +234,16 @@ func (v *Verifier) Verify(ctx context.Context, t Target, q Query) (Findings, err
 	fail := func(kind string, err error) {
 		once.Do(func() { first = fmt.Errorf("%s: %w", kind, err); cancel() })
 	}
+	// Both kinds at once, each in a goroutine of its own; one kind alone runs here.
+	run := func(fn func()) {
+		if len(sigRoots) > 0 && len(attRoots) > 0 {
+			wg.Go(fn)
+			return
+		}
+		fn()
+	}
 	if len(sigRoots) > 0 {
-		wg.Go(func() {
+		run(func() {
 			sigs, err := v.signatures(s, sigRoots)
 			if err != nil {
 				fail("signatures", err)
@@ -245,7 +253,7 @@ func (v *Verifier) Verify(ctx context.Context, t Target, q Query) (Findings, err
 		})
 	}
 	if len(attRoots) > 0 {
-		wg.Go(func() {
+		run(func() {
 			atts, err := v.attestations(s, attRoots)
 			if err != nil {
 				fail("attestations", err)
