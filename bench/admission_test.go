@@ -9,8 +9,11 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -37,13 +40,9 @@ import (
 //     process of its own (startUpstream);
 //   - 200 concurrent pulls of one new digest through the gated Portcullis: the verifications (.sig lookups) made.
 func benchAdmission(t *testing.T, rep *report) {
-	const samples, burst = 20, 200
+	const samples, burst, bursts = 20, 200, 3
 	l := newLab(t, true)
 	ctx := context.Background()
-	type subject struct {
-		s   admission.Subject
-		ref string
-	}
 	// cosign signs one reference after another, seconds each on a busy machine: 221 images are signed here in
 	// cosign's classic format (simple-signing payload, ECDSA P-256, under the sha256-<hex>.sig tag) by a key of
 	// the bench's own, which the gates below trust. The cosign CLI's own signatures are the first-pull row's.
@@ -70,7 +69,7 @@ func benchAdmission(t *testing.T, rep *report) {
 		}
 		return out
 	}
-	cold, many := push("cold", samples), push("burst", burst)
+	cold, many := push("cold", samples), push("burst", bursts*burst)
 	// The herd goes through the lab's gated Portcullis, which trusts the lab's cosign key.
 	herdImg := l.pushImage(t, "bench/herd", "v1", 1024, true)
 	hd, _ := herdImg.Digest()
@@ -111,43 +110,31 @@ func benchAdmission(t *testing.T, rep *report) {
 	rep.check("1. cold admission over the cold manifest fetch, loopback (p50)", "<= 5 ms", fmt.Sprintf("%.2f ms", ms(p50)), p50 <= 5*time.Millisecond)
 
 	// 200 distinct new digests at once, from an upstream in a process of its own (serving what l.up stored): the
-	// CPU this process uses is then Portcullis's alone, its runtime's and garbage collector's included.
+	// CPU this process uses is then Portcullis's alone, its runtime's and garbage collector's included. Three
+	// bursts of new digests on the same gate and store, the median reported: on 2 shared cores one burst's figure
+	// varies by a third from run to run, and the first burst also creates the store's directories.
 	gate, artifacts := newColdGate(t, l, upstreamClientAt(t, l.up.Host(), startUpstream(t, l.upDir)))
-	var wg sync.WaitGroup
-	errs := make([]error, burst)
-	var took time.Duration
-	cpu0, start := cpuTime(), time.Now()
+	var rates []float64
+	var cpus []time.Duration
 	profiled(func() {
-		for i, c := range many {
-			wg.Go(func() {
-				v, err := gate.Admit(ctx, c.s)
-				if err == nil && !v.Allowed {
-					err = fmt.Errorf("denied: %+v", v)
-				}
-				errs[i] = err
-			})
+		for round := range bursts {
+			took, cpu := decideAll(t, gate, artifacts, many[round*burst:(round+1)*burst])
+			rates, cpus = append(rates, float64(burst)/took.Seconds()), append(cpus, cpu/burst)
 		}
-		wg.Wait()
-		took = time.Since(start)
-		settled(artifacts) // the artifacts' storing outlives the decisions: its CPU is theirs
 	})
-	cpu := cpuTime() - cpu0
-	for _, err := range errs {
-		if err != nil {
-			t.Fatalf("burst: %v", err)
-		}
-	}
+	slices.Sort(rates)
 	const burstRow = "200 distinct new key-signed digests decided at once"
-	rate, perDecision := float64(burst)/took.Seconds(), cpu/burst
+	rate, perDecision := rates[len(rates)/2], percentile(cpus, 50)
 	rep.add(burstRow, sysGated, "decisions/s", rate, false)
 	rep.add(burstRow, sysGated, "process CPU ms per decision, the upstream in its own process", ms(perDecision), true)
-	rep.check("2. 200 distinct new digests: decisions/s", ">= 200", fmt.Sprintf("%.0f/s", rate), rate >= 200)
+	rep.check("2. 200 distinct new digests: decisions/s", ">= 200", fmt.Sprintf("%.0f/s (median of %d bursts)", rate, bursts), rate >= 200)
 	rep.check("2. CPU per decision (Portcullis's process; the upstream in its own)", "<= 1 ms",
-		fmt.Sprintf("%.2f ms", ms(perDecision)), perDecision <= time.Millisecond)
+		fmt.Sprintf("%.2f ms (median of %d bursts; %s)", ms(perDecision), bursts, durations(cpus)), perDecision <= time.Millisecond)
 
 	// 200 concurrent pulls of one new digest through the gated Portcullis.
 	l.up.Hits().Reset()
 	url := l.urls[sysGated] + "/v2/" + herd.s.Repository + "/manifests/" + herd.s.Digest.String()
+	var wg sync.WaitGroup
 	for range burst {
 		wg.Go(func() {
 			if _, err := get(l.client, http.MethodGet, url, herd.s.MediaType); err != nil {
@@ -185,6 +172,47 @@ func signClassic(t *testing.T, tag, repo, dgst string, key *ecdsa.PrivateKey) {
 	if err := remote.Write(ref, img); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// subject is an image the admission section decides, and its reference.
+type subject struct {
+	s   admission.Subject
+	ref string
+}
+
+// decideAll has gate decide every subject at once and returns the time that took and the CPU this process used,
+// the storing of the artifacts the decisions read included.
+func decideAll(t *testing.T, gate *admission.Gate, artifacts *cache.Content, subjects []subject) (took, cpu time.Duration) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make([]error, len(subjects))
+	cpu0, start := cpuTime(), time.Now()
+	for i, c := range subjects {
+		wg.Go(func() {
+			v, err := gate.Admit(context.Background(), c.s)
+			if err == nil && !v.Allowed {
+				err = fmt.Errorf("denied: %+v", v)
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	took = time.Since(start)
+	settled(artifacts) // the artifacts' storing outlives the decisions: its CPU is theirs
+	cpu = cpuTime() - cpu0
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("burst: %v", err)
+	}
+	return took, cpu
+}
+
+// durations lists ds in milliseconds, for a report.
+func durations(ds []time.Duration) string {
+	parts := make([]string, len(ds))
+	for i, d := range ds {
+		parts[i] = fmt.Sprintf("%.2f", ms(d))
+	}
+	return strings.Join(parts, ", ") + " ms"
 }
 
 // settled waits until nothing more is stored in c (its size unchanged for 50 ms).

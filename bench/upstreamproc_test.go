@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"runtime"
 	"runtime/pprof"
 	"strings"
 	"testing"
@@ -75,9 +74,6 @@ func startUpstream(t testing.TB, dir string) *url.URL {
 func profiled(op func()) {
 	path := os.Getenv("PORTCULLIS_BENCH_BURST_PROFILE")
 	var buf bytes.Buffer
-	if path != "" {
-		runtime.SetCPUProfileRate(1000) // ten times the default: a burst lasts a second (the runtime warns once)
-	}
 	if path == "" || pprof.StartCPUProfile(&buf) != nil {
 		op()
 		return
