@@ -39,10 +39,13 @@ type downloads struct {
 	leaseWait time.Duration  // how long once may wait for another replica's download
 	running   sync.WaitGroup // downloads whose fetch or commit goes on in the background
 	health    *storeHealth   // the outcome of the last commit, for /readyz
+	// commitWait bounds how long a verified download's commit waits for its readers (commitWait; tests shorten it).
+	commitWait time.Duration
 }
 
 func newDownloads(store Store, dir string, maxSize int64, log *slog.Logger, m *Metrics) *downloads {
-	return &downloads{store: store, dir: dir, maxSize: maxSize, log: log, metrics: m, inflight: map[digest.Digest]*download{}}
+	return &downloads{store: store, dir: dir, maxSize: maxSize, log: log, metrics: m, inflight: map[digest.Digest]*download{},
+		commitWait: commitWait}
 }
 
 // blobTimeout bounds one upstream blob download, which goes on after the client that started it hangs up (its
@@ -107,6 +110,8 @@ type download struct {
 
 	mu   sync.Mutex
 	refs int // readers attached, plus one for the download itself, under mu
+	// readersDone is closed when d's readers are first all done (refs back to 1): its commit waits for that.
+	readersDone chan struct{}
 }
 
 // outcome is how a download ended: err is nil when the blob verified.
@@ -152,7 +157,7 @@ func (ds *downloads) attach(ctx context.Context, r route) (*download, error) {
 	}
 	// Unlinked at once: the open file lives as long as its readers and leaves nothing behind after a crash.
 	_ = os.Remove(f.Name())
-	d := &download{ds: ds, dgst: r.dgst, file: f, refs: 2}
+	d := &download{ds: ds, dgst: r.dgst, file: f, refs: 2, readersDone: make(chan struct{})}
 	d.size.Store(-1)
 	wake := make(chan struct{})
 	d.wake.Store(&wake)
@@ -191,6 +196,7 @@ func (ds *downloads) run(ctx context.Context, d *download, r route) {
 	d.started.Store(true)
 	d.changed()
 	if err == nil {
+		d.waitReaders(ctx)
 		start := time.Now()
 		_, perr := ds.store.Put(ctx, d.dgst, io.NewSectionReader(d.file, 0, d.written.Load()))
 		ds.health.record(perr)
@@ -425,10 +431,36 @@ func (d *download) reopen() (*os.File, error) {
 }
 
 // release drops one reference; the spool file closes with the last.
+// commitWait bounds how long a verified download's commit waits for its readers to finish.
+const commitWait = 10 * time.Second
+
+// waitReaders waits, at most ds.commitWait, until the readers d had are done: the commit (an upload to S3, a copy
+// into the store) then does not take the CPU and disk its clients' streams are using. Clients that arrive later
+// read the spool meanwhile, as they do during the commit.
+func (d *download) waitReaders(ctx context.Context) {
+	d.mu.Lock()
+	ch := d.readersDone
+	d.mu.Unlock()
+	if ch == nil {
+		return
+	}
+	t := time.NewTimer(d.ds.commitWait)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
 func (d *download) release() {
 	d.mu.Lock()
 	d.refs--
 	last := d.refs == 0
+	if d.refs == 1 && d.readersDone != nil {
+		close(d.readersDone)
+		d.readersDone = nil
+	}
 	d.mu.Unlock()
 	if last {
 		_ = d.file.Close()

@@ -99,3 +99,78 @@ func TestColdBlobDoesNotWaitForStoreCommit(t *testing.T) {
 		t.Errorf("upstream saw %d blob GETs; want 1 (the last client is served from the store)", n)
 	}
 }
+
+// TestCommitWaitsForReaders: a verified download's commit (an upload to S3, a copy into the store) starts when the
+// clients that were reading it are done, so that it does not take the CPU and disk their streams are using; a
+// client that keeps reading does not hold it back for longer than commitWait.
+func TestCommitWaitsForReaders(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		commitWait time.Duration
+		readsAll   bool // the client reads the rest before commitWait is over
+	}{
+		{"the client finishes", time.Minute, true},
+		{"the client dawdles", 300 * time.Millisecond, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newBlobEnv(t, []registrytest.Option{registrytest.WithStorageDir(t.TempDir())}) // fast for 32 MiB
+			started := make(chan struct{})
+			slow := &slowStore{Store: e.store, release: make(chan struct{}), started: started}
+			close(slow.release) // Put goes at once: what is measured is when it starts
+			e.p.store, e.p.blobs.store, e.p.blobs.commitWait = slow, slow, tc.commitWait
+			const size = 32 << 20 // more than the sockets hold: the server streams as long as the client reads
+			dgst := e.up.PushBlob(t, "acme/app", size, 1)
+			resp, err := http.Get(e.srv.URL + "/v2/acme/app/blobs/" + dgst.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if _, err := io.ReadFull(resp.Body, make([]byte, 1)); err != nil {
+				t.Fatal(err)
+			}
+			e.waitVerified(t, dgst)
+			if !tc.readsAll {
+				select {
+				case <-started:
+				case <-time.After(10 * time.Second):
+					t.Fatal("the commit did not start while the client dawdled past commitWait")
+				}
+				return
+			}
+			select {
+			case <-started:
+				t.Fatal("the commit started while its client was still reading")
+			case <-time.After(300 * time.Millisecond):
+			}
+			n, err := io.Copy(io.Discard, resp.Body)
+			if err != nil || n != size-1 {
+				t.Fatalf("read %d more bytes, %v; want %d", n, err, size-1)
+			}
+			resp.Body.Close()
+			select {
+			case <-started:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the commit did not start after the client was done")
+			}
+		})
+	}
+}
+
+// waitVerified waits until the in-flight download of dgst has fetched and verified the whole blob.
+func (e *blobEnv) waitVerified(t *testing.T, dgst digest.Digest) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		e.p.blobs.mu.Lock()
+		d := e.p.blobs.inflight[dgst]
+		e.p.blobs.mu.Unlock()
+		if d != nil {
+			if o := d.outcome.Load(); o != nil {
+				if o.err != nil {
+					t.Fatalf("download failed: %v", o.err)
+				}
+				return
+			}
+		}
+	}
+	t.Fatal("the download did not verify in 10 s")
+}
