@@ -218,6 +218,27 @@ func TestArtifactSourceStore(t *testing.T) {
 			t.Errorf("%d upstream GETs after the bad copy, want 1", n)
 		}
 	})
+	t.Run("a large stored blob that went bad is not read as good", func(t *testing.T) {
+		// Over 64 KiB the store does not read a blob whole to open it: the source checks it as it is read.
+		big := e.reg.PushBlob(t, "team/app", 100<<10, 9)
+		for range 2 { // the second read waits until the first one's copy is stored
+			if _, err := e.blob(t, big, -1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		path := filepath.Join(e.dir, "blobs", "sha256", big.Encoded()[:2], big.Encoded(), "data")
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("stored blob: %v", err)
+		}
+		b[len(b)-1] ^= 0xff
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.blob(t, big, -1); !errors.Is(err, upstream.ErrUnavailable) {
+			t.Errorf("read: %v, want ErrUnavailable (a corrupt copy)", err)
+		}
+	})
 }
 
 func TestEvidenceOptions(t *testing.T) {
