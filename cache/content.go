@@ -188,18 +188,20 @@ func (c *Content) Get(ctx context.Context, dgst digest.Digest, max int64) ([]byt
 // Put streams r into the store as dgst. It writes to a temporary upload while hashing and moves it into
 // place only if the bytes hash to dgst; otherwise it returns an error wrapping ErrDigestMismatch and
 // leaves nothing behind. n is the number of bytes read from r: when the object is already stored, Put
-// returns 0, nil without reading r (callers that tee a stream into Put must not block on it). After a
+// returns 0, nil and stops reading r (callers that tee a stream into Put must not block on it; a local store
+// may have read up to 64 KiB of a stream of unknown size to learn it is not small). After a
 // commit it evicts down to the budget; eviction failures do not fail the Put (the objects stay tracked
 // and are retried next time).
 func (c *Content) Put(ctx context.Context, dgst digest.Digest, r io.Reader) (n int64, err error) {
 	if err := dgst.Validate(); err != nil {
 		return 0, fmt.Errorf("cache: put: %w", err)
 	}
-	if ok, err := c.exists(ctx, dgst); err != nil || ok {
-		return 0, err
-	}
-
 	if c.root != "" {
+		// A small object is written without asking the disk first: an untracked copy there (another replica's, or
+		// from before a restart) is replaced by the same bytes.
+		if c.tracked(dgst) {
+			return 0, nil
+		}
 		head, rest, small, err := smallHead(ctx, r)
 		if err != nil {
 			return int64(len(head)), fmt.Errorf("cache: put %s: %w", dgst, err)
@@ -208,6 +210,9 @@ func (c *Content) Put(ctx context.Context, dgst digest.Digest, r io.Reader) (n i
 			return c.putSmall(ctx, dgst, head)
 		}
 		r = rest
+	}
+	if ok, err := c.exists(ctx, dgst); err != nil || ok {
+		return 0, err
 	}
 
 	cleanupCtx := context.WithoutCancel(ctx)
@@ -263,6 +268,18 @@ func (c *Content) Size() int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.size
+}
+
+// tracked reports whether this process knows dgst is stored, touching it if so; it asks no driver.
+func (c *Content) tracked(dgst digest.Digest) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.entries[dgst]
+	if e == nil || e.pending != nil {
+		return false
+	}
+	c.touchLocked(e)
+	return true
 }
 
 // exists reports whether dgst is stored, touching it if so; it learns objects the driver holds that this
