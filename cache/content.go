@@ -510,13 +510,19 @@ func blobPath(dgst digest.Digest) string {
 }
 
 // parseBlobPath is the inverse of blobPath; ok is false for anything else.
-func parseBlobPath(p string) (dgst digest.Digest, ok bool) {
-	parts := strings.Split(strings.TrimPrefix(p, blobsRoot+"/"), "/")
-	if len(parts) != 4 || parts[3] != "data" || len(parts[2]) < 2 || parts[1] != parts[2][:2] {
+func parseBlobPath(p string) (digest.Digest, bool) { return parseObjectPath(p, blobsRoot, blobPath) }
+
+// parseSmallPath is the inverse of smallPath; ok is false for anything else.
+func parseSmallPath(p string) (digest.Digest, bool) { return parseObjectPath(p, smallRoot, smallPath) }
+
+// parseObjectPath returns the digest whose path under root, as build makes it (root/<alg>/<2 hex>/<hex>...), is p.
+func parseObjectPath(p, root string, build func(digest.Digest) string) (digest.Digest, bool) {
+	parts := strings.Split(strings.TrimPrefix(p, root+"/"), "/")
+	if len(parts) < 3 {
 		return "", false
 	}
-	dgst = digest.NewDigestFromEncoded(digest.Algorithm(parts[0]), parts[2])
-	if dgst.Validate() != nil || blobPath(dgst) != p {
+	dgst := digest.NewDigestFromEncoded(digest.Algorithm(parts[0]), parts[2])
+	if dgst.Validate() != nil || build(dgst) != p {
 		return "", false
 	}
 	return dgst, true

@@ -37,19 +37,6 @@ func smallPath(dgst digest.Digest) string {
 	return path.Join(smallRoot, string(dgst.Algorithm()), enc[:2], enc)
 }
 
-// parseSmallPath is the inverse of smallPath; ok is false for anything else.
-func parseSmallPath(p string) (dgst digest.Digest, ok bool) {
-	parts := strings.Split(strings.TrimPrefix(p, smallRoot+"/"), "/")
-	if len(parts) != 3 || len(parts[2]) < 2 || parts[1] != parts[2][:2] {
-		return "", false
-	}
-	dgst = digest.NewDigestFromEncoded(digest.Algorithm(parts[0]), parts[2])
-	if dgst.Validate() != nil || smallPath(dgst) != p {
-		return "", false
-	}
-	return dgst, true
-}
-
 // statObject finds an object the process does not track: at blobPath, or in a local store at smallPath (a local
 // store asks the disk itself, without the driver's wrapping).
 func (c *Content) statObject(ctx context.Context, dgst digest.Digest) (size int64, mod time.Time, small bool, err error) {
