@@ -254,53 +254,17 @@ type statement struct {
 // evidence: an error that is not ErrUnavailable.
 func (s *session) list(ctx context.Context) referrersList {
 	what := "referrers of " + s.ref
-	askAPI, askTag := true, true // not knowing whether the registry has the API: both at once
-	if k, ok := s.src.(referrersAPIKnower); ok {
-		if supported, known := k.ReferrersAPI(); known {
-			askAPI, askTag = supported, !supported
-		}
-	}
-	var (
-		fallback    []byte
-		fallbackErr error
-		done        = make(chan struct{})
-	)
-	readTag := func() {
-		fallback, _, _, fallbackErr = s.src.Manifest(ctx, s.repo, s.tag(""), manifest.AcceptTypes())
-	}
+	a := s.askReferrers(ctx)
+	idx := a.index
 	switch {
-	case askTag && askAPI:
-		go func() {
-			defer close(done)
-			readTag()
-		}()
-	case askTag:
-		readTag()
-		close(done)
-	default:
-		close(done)
-	}
-	var (
-		idx       []byte
-		supported bool
-		err       error
-	)
-	if askAPI {
-		idx, supported, err = s.src.Referrers(ctx, s.repo, s.dgst, "")
-	}
-	<-done
-	if !askTag && err == nil && !supported {
-		readTag() // the registry no longer has the API it had: the fallback tag after all
-	}
-	switch {
-	case err != nil:
-		return referrersList{err: readFailure(what, err)}
-	case !supported && isNotFound(fallbackErr):
+	case a.err != nil:
+		return referrersList{err: readFailure(what, a.err)}
+	case !a.supported && isNotFound(a.tagErr):
 		return referrersList{}
-	case !supported && fallbackErr != nil:
-		return referrersList{err: readFailure(what, fallbackErr)}
-	case !supported:
-		idx = fallback
+	case !a.supported && a.tagErr != nil:
+		return referrersList{err: readFailure(what, a.tagErr)}
+	case !a.supported:
+		idx = a.tag
 	}
 	if len(idx) > maxManifestSize {
 		return referrersList{err: exceeded("%s: the index is more than %s", what, bytesString(maxManifestSize))}
@@ -313,6 +277,49 @@ func (s *session) list(ctx context.Context) referrersList {
 		return referrersList{err: fmt.Errorf("referrers index: %s is a manifest, not an index", s.tag(""))}
 	}
 	return referrersList{descs: c.Manifests, size: int64(len(idx))}
+}
+
+// referrersAnswers is what the registry said about an image's referrers.
+type referrersAnswers struct {
+	index     []byte // the referrers API's index
+	supported bool   // the registry has the referrers API
+	err       error  // the referrers API could not be asked
+	tag       []byte // the fallback tag's index
+	tagErr    error
+}
+
+// askReferrers asks the referrers API and the sha256-<hex> fallback tag at once, or only the one the registry
+// answers when the source knows which (and the fallback tag after all when the API is gone).
+func (s *session) askReferrers(ctx context.Context) referrersAnswers {
+	askAPI, askTag := true, true
+	if k, ok := s.src.(referrersAPIKnower); ok {
+		if supported, known := k.ReferrersAPI(); known {
+			askAPI, askTag = supported, !supported
+		}
+	}
+	var a referrersAnswers
+	readTag := func() { a.tag, _, _, a.tagErr = s.src.Manifest(ctx, s.repo, s.tag(""), manifest.AcceptTypes()) }
+	done := make(chan struct{})
+	switch {
+	case askTag && askAPI:
+		go func() {
+			defer close(done)
+			readTag()
+		}()
+	case askTag:
+		readTag()
+		close(done)
+	default:
+		close(done)
+	}
+	if askAPI {
+		a.index, a.supported, a.err = s.src.Referrers(ctx, s.repo, s.dgst, "")
+	}
+	<-done
+	if !askTag && a.err == nil && !a.supported {
+		readTag()
+	}
+	return a
 }
 
 // referrersAPIKnower is a Source that knows whether its registry has the referrers API (upstream.Client learns it
