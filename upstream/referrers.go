@@ -87,8 +87,15 @@ type apiAnswer struct {
 	until     time.Time
 }
 
+// learnReferrersAPI remembers the registry's answer. A registry that has answered the API keeps it until that lapses:
+// a compliant one never answers 404 then, and one that did once (a subject just deleted, a front end's hiccup)
+// must not have the signatures only its API lists skipped (the verifier reads the fallback tag for that answer).
 func (c *Client) learnReferrersAPI(supported bool) {
-	c.referrersAPI.Store(&apiAnswer{supported: supported, until: time.Now().Add(referrersAPITTL)})
+	now := time.Now()
+	if a := c.referrersAPI.Load(); !supported && a != nil && a.supported && now.Before(a.until) {
+		return
+	}
+	c.referrersAPI.Store(&apiAnswer{supported: supported, until: now.Add(referrersAPITTL)})
 }
 
 // ReferrersAPI reports whether the registry has the referrers API, as its last answer to Referrers (within the
