@@ -3,12 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -42,30 +39,9 @@ func startSentinelFleet(t *testing.T) *sentinelFleet {
 		sentinel: cachetest.StartRedisSentinelWith(t, primary, cachetest.SentinelOptions{DownAfter: 500 * time.Millisecond,
 			FailoverTimeout: 5 * time.Second})}
 	f.up, f.bin, f.key = registrytest.New(t), cosigntest.Binary(t), bytes.Repeat([]byte{9}, 32)
-	priv, pub := cosigntest.KeyPair(t)
-	f.release = priv
-	dir := t.TempDir()
-	keyFile := filepath.Join(dir, "state.key")
-	pol := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(f.key)), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	// Signed by the release key, and no finding above medium in a CI report (none needed).
-	if err := os.WriteFile(pol, []byte("trust:\n  release: {key: "+pub+"}\ndefault:\n  signedBy: {anyOf: [release]}\n"+
-		"  scan: {maxSeverity: medium, sources: [ci], onMissing: allow}\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	replica := func() *app {
-		a, _, _ := startApp(t, f.up, &cachetest.SyncBuilder{}, func(cfg *configs.Config) {
-			cfg.Policy = pol
-			cfg.Shutdown.DrainDelay = 0
-			cfg.Cache.StateKeyFile = keyFile
-			cfg.Cache.Redis = configs.Redis{Addrs: []string{f.sentinel}, MasterName: cachetest.SentinelMaster, KeyPrefix: failoverPrefix}
-			cfg.Admin = configs.Admin{Listen: "127.0.0.1:0", Token: fleetToken}
-		})
-		return a
-	}
-	f.a, f.b = replica(), replica()
+	f.startReplicas(t, "  scan: {maxSeverity: medium, sources: [ci], onMissing: allow}\n",
+		configs.Redis{Addrs: []string{f.sentinel}, MasterName: cachetest.SentinelMaster, KeyPrefix: failoverPrefix})
 	return f
 }
 
@@ -89,17 +65,7 @@ func ready(t *testing.T, a *app) bool {
 func TestRedisFailover(t *testing.T) {
 	f := startSentinelFleet(t)
 	ctx := context.Background()
-	f.push(t, "fo/good:v1", true)
-	_, bad := f.push(t, "fo/bad:v1", true)
-	for _, r := range []*app{f.a, f.b} {
-		if _, err := crane.Pull(r.addr.String()+"/fo/good:v1", crane.Insecure); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if code, body := adminCall(t, f.a, http.MethodPost, "/admin/v1/deny",
-		fmt.Sprintf(`{"match": %q, "reason": "withdrawn"}`, f.up.Host()+"/fo/bad@"+bad.String())); code != http.StatusCreated {
-		t.Fatalf("deny: %d %s", code, body)
-	}
+	_, bad := f.pushAdmittedAndDenied(t, "fo")
 	// Redis replicates asynchronously: what the primary acknowledged in its last moments may be lost in a
 	// failover. Wait until the replica has it all, so that the test is about Portcullis, not about that.
 	old := redis.NewClient(&redis.Options{Addr: f.primary.Addr})
@@ -198,10 +164,7 @@ func TestRedisFailover(t *testing.T) {
 		if code != http.StatusCreated {
 			t.Fatalf("deny on B: %d %s", code, body)
 		}
-		if _, ok := within(5*time.Second, func() bool {
-			c, _ := get(t, f.a, "/v2/fo/"+tag+"/manifests/"+d.String())
-			return c == http.StatusForbidden
-		}); !ok {
+		if _, ok := answersWithin(t, f.a, "/v2/fo/"+tag+"/manifests/"+d.String(), http.StatusForbidden, 5*time.Second); !ok {
 			t.Error("A still serves a digest denied on B 5s after the 201")
 		}
 		var created struct{ ID string }
@@ -211,7 +174,7 @@ func TestRedisFailover(t *testing.T) {
 		}
 		// An invalidation goes over the bus: B holds the digest's facts epoch in its local tier (kept 30s), a
 		// failing report posted on A moves the epoch, and B must hear of it, not wait out its copy.
-		if _, ok := within(5*time.Second, func() bool { c, _ := get(t, f.b, "/v2/fo/"+tag+"/manifests/"+d.String()); return c == http.StatusOK }); !ok {
+		if _, ok := answersWithin(t, f.b, "/v2/fo/"+tag+"/manifests/"+d.String(), http.StatusOK, 5*time.Second); !ok {
 			t.Fatal("B does not serve the digest again after its deny entry was removed")
 		}
 		report, _ := json.Marshal(map[string]any{"SchemaVersion": 2, "CreatedAt": time.Now().Format(time.RFC3339), "ArtifactName": "app",
@@ -221,10 +184,7 @@ func TestRedisFailover(t *testing.T) {
 		if code, body := adminCall(t, f.a, http.MethodPost, "/admin/v1/reports/"+d.String(), string(report)); code/100 != 2 {
 			t.Fatalf("report on A: %d %s", code, body)
 		}
-		if took, ok := within(5*time.Second, func() bool {
-			c, _ := get(t, f.b, "/v2/fo/"+tag+"/manifests/"+d.String())
-			return c == http.StatusForbidden
-		}); !ok {
+		if took, ok := answersWithin(t, f.b, "/v2/fo/"+tag+"/manifests/"+d.String(), http.StatusForbidden, 5*time.Second); !ok {
 			t.Error("B still admits the digest 5s after a failing report was posted on A: the invalidation did not reach it")
 		} else {
 			t.Logf("B refuses the digest %v after the report", took.Round(time.Millisecond))

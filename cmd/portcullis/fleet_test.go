@@ -45,6 +45,15 @@ func startFleet(t *testing.T) *fleet {
 	f := &fleet{up: registrytest.New(t), redis: cachetest.StartRedisServer(t, cachetest.RedisServerOptions{Persist: true, TLS: true,
 		ClientCerts: true, Users: []string{"default off", "portcullis on >fleet-pass ~* &* +@all"}}),
 		bin: cosigntest.Binary(t), key: bytes.Repeat([]byte{7}, 32)}
+	f.startReplicas(t, "", configs.Redis{Addrs: []string{f.redis.Addr}, KeyPrefix: "fleet:", Username: "portcullis", Password: "fleet-pass",
+		TLS: configs.RedisTLS{CAFile: f.redis.TLS.CAFile, CertFile: f.redis.TLS.ClientCert, KeyFile: f.redis.TLS.ClientKey}})
+	return f
+}
+
+// startReplicas makes f's release key, writes f's state key and a policy that requires the release key's signature
+// (with policyMore appended under default:), and starts f's two replicas on redis.
+func (f *fleet) startReplicas(t *testing.T, policyMore string, redis configs.Redis) {
+	t.Helper()
 	priv, pub := cosigntest.KeyPair(t)
 	f.release = priv
 	dir := t.TempDir()
@@ -53,7 +62,7 @@ func startFleet(t *testing.T) *fleet {
 	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(f.key)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(pol, []byte("trust:\n  release: {key: "+pub+"}\ndefault:\n  signedBy: {anyOf: [release]}\n"), 0o600); err != nil {
+	if err := os.WriteFile(pol, []byte("trust:\n  release: {key: "+pub+"}\ndefault:\n  signedBy: {anyOf: [release]}\n"+policyMore), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	replica := func() *app {
@@ -61,14 +70,30 @@ func startFleet(t *testing.T) *fleet {
 			cfg.Policy = pol
 			cfg.Shutdown.DrainDelay = 0
 			cfg.Cache.StateKeyFile = keyFile
-			cfg.Cache.Redis = configs.Redis{Addrs: []string{f.redis.Addr}, KeyPrefix: "fleet:", Username: "portcullis", Password: "fleet-pass",
-				TLS: configs.RedisTLS{CAFile: f.redis.TLS.CAFile, CertFile: f.redis.TLS.ClientCert, KeyFile: f.redis.TLS.ClientKey}}
+			cfg.Cache.Redis = redis
 			cfg.Admin = configs.Admin{Listen: "127.0.0.1:0", Token: fleetToken}
 		})
 		return a
 	}
 	f.a, f.b = replica(), replica()
-	return f
+}
+
+// pushAdmittedAndDenied pushes two signed images, repo/good:v1 and repo/bad:v1, has both replicas pull the good one
+// and denies the bad one's digest on A; it returns both digests.
+func (f *fleet) pushAdmittedAndDenied(t *testing.T, repo string) (good, bad v1.Hash) {
+	t.Helper()
+	_, good = f.push(t, repo+"/good:v1", true)
+	_, bad = f.push(t, repo+"/bad:v1", true)
+	for _, r := range []*app{f.a, f.b} {
+		if _, err := crane.Pull(r.addr.String()+"/"+repo+"/good:v1", crane.Insecure); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, body := adminCall(t, f.a, http.MethodPost, "/admin/v1/deny",
+		fmt.Sprintf(`{"match": %q, "reason": "withdrawn"}`, f.up.Host()+"/"+repo+"/bad@"+bad.String())); code != http.StatusCreated {
+		t.Fatalf("deny: %d %s", code, body)
+	}
+	return good, bad
 }
 
 // push pushes a random image, signed with the release key when signed, and returns its digest.
@@ -107,6 +132,12 @@ func adminCall(t *testing.T, a *app, method, path, body string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// answersWithin polls path on the replica until it answers code or d has passed, and reports how long it took.
+func answersWithin(t *testing.T, a *app, path string, code int, d time.Duration) (time.Duration, bool) {
+	t.Helper()
+	return within(d, func() bool { c, _ := get(t, a, path); return c == code })
 }
 
 // within polls until cond holds or d has passed, and reports how long it took.
@@ -172,7 +203,7 @@ func TestFleetListsAndRevocation(t *testing.T) {
 		if code, body := adminCall(t, f.b, http.MethodDelete, "/admin/v1/deny/"+entries.Entries[0].ID, ""); code != http.StatusNoContent {
 			t.Fatalf("DELETE on B: %d %s", code, body)
 		}
-		if _, ok := within(time.Second, func() bool { c, _ := get(t, f.a, "/v2/fleet/app/manifests/v1"); return c == http.StatusOK }); !ok {
+		if _, ok := answersWithin(t, f.a, "/v2/fleet/app/manifests/v1", http.StatusOK, time.Second); !ok {
 			t.Error("A still denies a second after the entry was removed on B")
 		}
 	})
@@ -210,7 +241,7 @@ func TestFleetListsAndRevocation(t *testing.T) {
 		if code, _ := adminCall(t, f.a, http.MethodDelete, "/admin/v1/allow/"+created.ID, ""); code != http.StatusNoContent {
 			t.Fatalf("DELETE allow: %d", code)
 		}
-		if _, ok := within(time.Second, func() bool { c, _ := get(t, f.b, "/v2/fleet/hotfix/manifests/v1"); return c == http.StatusForbidden }); !ok {
+		if _, ok := answersWithin(t, f.b, "/v2/fleet/hotfix/manifests/v1", http.StatusForbidden, time.Second); !ok {
 			t.Error("B still serves the image a second after its allow entry was removed")
 		}
 		_, body = adminCall(t, f.b, http.MethodGet, "/admin/v1/audit?kind=change", "")
@@ -266,18 +297,8 @@ func TestFleetListsAndRevocation(t *testing.T) {
 // replica works again without a restart.
 func TestFleetRedisOutage(t *testing.T) {
 	f := startFleet(t)
-	_, good := f.push(t, "out/good:v1", true)
-	_, bad := f.push(t, "out/bad:v1", true)
-	for _, r := range []*app{f.a, f.b} {
-		if _, err := crane.Pull(r.addr.String()+"/out/good:v1", crane.Insecure); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if code, body := adminCall(t, f.a, http.MethodPost, "/admin/v1/deny",
-		fmt.Sprintf(`{"match": %q, "reason": "withdrawn"}`, f.up.Host()+"/out/bad@"+bad.String())); code != http.StatusCreated {
-		t.Fatalf("deny: %d %s", code, body)
-	}
-	if _, ok := within(time.Second, func() bool { c, _ := get(t, f.b, "/v2/out/bad/manifests/v1"); return c == http.StatusForbidden }); !ok {
+	good, bad := f.pushAdmittedAndDenied(t, "out")
+	if _, ok := answersWithin(t, f.b, "/v2/out/bad/manifests/v1", http.StatusForbidden, time.Second); !ok {
 		t.Fatal("deny not in force on B")
 	}
 
