@@ -59,7 +59,11 @@ type artifactSource struct {
 	storing map[digest.Digest]chan struct{} // Puts in flight, closed when done
 }
 
-var _ verifier.Source = (*artifactSource)(nil)
+var (
+	_ verifier.Source             = (*artifactSource)(nil)
+	_ verifier.ReferrersAPIKnower = (*artifactSource)(nil)
+	_ verifier.ReferrersAPIKnower = (*upstream.Client)(nil)
+)
 
 // storeTimeout bounds one Put of an artifact, which outlives the decision that read it.
 const storeTimeout = time.Minute
@@ -166,7 +170,7 @@ func (a *artifactSource) Referrers(ctx context.Context, repo string, dgst digest
 
 // ReferrersAPI says whether the upstream has the referrers API, when the source it reads through knows.
 func (a *artifactSource) ReferrersAPI() (supported, known bool) {
-	if k, ok := a.next.(interface{ ReferrersAPI() (bool, bool) }); ok {
+	if k, ok := a.next.(verifier.ReferrersAPIKnower); ok {
 		return k.ReferrersAPI()
 	}
 	return false, false

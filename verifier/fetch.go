@@ -292,7 +292,7 @@ type referrersAnswers struct {
 // answers when the source knows which (and the fallback tag after all when the API is gone).
 func (s *session) askReferrers(ctx context.Context) referrersAnswers {
 	askAPI, askTag := true, true
-	if k, ok := s.src.(referrersAPIKnower); ok {
+	if k, ok := s.src.(ReferrersAPIKnower); ok {
 		if supported, known := k.ReferrersAPI(); known {
 			askAPI, askTag = supported, !supported
 		}
@@ -322,9 +322,10 @@ func (s *session) askReferrers(ctx context.Context) referrersAnswers {
 	return a
 }
 
-// referrersAPIKnower is a Source that knows whether its registry has the referrers API (upstream.Client learns it
-// from the registry's answers): the listing then asks only the API, or only the fallback tag.
-type referrersAPIKnower interface {
+// ReferrersAPIKnower is a Source that knows whether its registry has the referrers API (upstream.Client learns it
+// from the registry's answers): the listing then asks only the API, or only the fallback tag. A Source that wraps
+// another passes the question on.
+type ReferrersAPIKnower interface {
 	ReferrersAPI() (supported, known bool)
 }
 
