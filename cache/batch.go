@@ -45,13 +45,15 @@ func (r *Redis) GetBatch(ctx context.Context, keys []string) ([]Entry, error) {
 	}
 	out := make([]Entry, len(keys))
 	for i, k := range keys {
-		switch val, err := gets[i].Bytes(); {
-		case errors.Is(err, redis.Nil), err == nil && ttls[i].Val() == redisKeyGone: // gone, or expired just after the GET
+		val, err := gets[i].Bytes()
+		left, exists := remaining(ttls[i].Val())
+		switch {
+		case errors.Is(err, redis.Nil), err == nil && !exists: // gone, or expired just after the GET
 			out[i].Err = fmt.Errorf("%w: %q", ErrNotFound, k)
 		case err != nil:
 			out[i].Err = unavailable("get", err)
 		default:
-			out[i].Val, out[i].TTL = val, max(ttls[i].Val(), 0) // -1: no expiry
+			out[i].Val, out[i].TTL = val, left
 		}
 	}
 	return out, nil

@@ -73,16 +73,28 @@ func (r *Redis) GetTTL(ctx context.Context, key string) ([]byte, time.Duration, 
 		return nil, 0, unavailable("get", err)
 	}
 	val, _ := get.Bytes()
-	d := ttl.Val()
-	if d == redisKeyGone {
+	left, ok := remaining(ttl.Val())
+	if !ok {
 		// Expired between the two commands: a copy kept on the strength of this read would outlive it.
 		return nil, 0, fmt.Errorf("%w: %q", ErrNotFound, key)
 	}
-	return val, max(d, 0), nil // -1: no expiry
+	return val, left, nil
 }
 
-// redisKeyGone is what PTTL answers for a key that does not exist.
-const redisKeyGone = -2
+// remaining reads the PTTL answer for a key just read: how long it has left (0: no expiry), and false when it is
+// gone (expired after the GET). PTTL answers -2 for a key that does not exist, -1 for one without expiry, and 0 for
+// one in its last millisecond: that one has 1ms left, not "none", or a copy kept on its strength would outlive it.
+func remaining(pttl time.Duration) (time.Duration, bool) {
+	switch {
+	case pttl == -2:
+		return 0, false
+	case pttl == -1:
+		return 0, true
+	case pttl < time.Millisecond:
+		return time.Millisecond, true
+	}
+	return pttl, true
+}
 
 // Set implements KV. Redis keeps TTLs with millisecond precision; a ttl under 1ms becomes 1ms.
 func (r *Redis) Set(ctx context.Context, key string, val []byte, ttl time.Duration) error {

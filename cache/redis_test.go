@@ -96,3 +96,57 @@ func TestRedisClosedClient(t *testing.T) {
 		t.Errorf("Get on a closed client: %v; want ErrUnavailable", err)
 	}
 }
+
+// A key in its last millisecond has PTTL 0, which must not read as "no expiry": a Tiered would then keep its copy
+// for maxLocal after the key expired (seen once in CI as TestTieredInvalidationConformance/ttl_expiry).
+func TestRedisTTLLastMillisecond(t *testing.T) {
+	addr := cachetest.StartRedis(t)
+	ctx := context.Background()
+	r := cache.NewRedis(cache.RedisClient([]string{addr}, "", "", "", 0), cache.WithKeyPrefix("lastms:"))
+	defer r.Close()
+	reads := map[string]func(key string) (time.Duration, error){
+		"GetTTL": func(key string) (time.Duration, error) {
+			_, left, err := r.GetTTL(ctx, key)
+			return left, err
+		},
+		"GetBatch": func(key string) (time.Duration, error) {
+			e, err := r.GetBatch(ctx, []string{key})
+			if err != nil {
+				return 0, err
+			}
+			return e[0].TTL, e[0].Err
+		},
+	}
+	for name, read := range reads {
+		t.Run(name, func(t *testing.T) {
+			// Poll keys with a few milliseconds to live until they are gone, until some read landed in a key's
+			// last millisecond.
+			lastMs := 0
+			deadline := time.Now().Add(10 * time.Second)
+			for i := 0; lastMs < 3 && time.Now().Before(deadline); i++ {
+				key := fmt.Sprintf("%s%d", name, i)
+				if err := r.Set(ctx, key, []byte("v"), 3*time.Millisecond); err != nil {
+					t.Fatal(err)
+				}
+				for {
+					left, err := read(key)
+					if errors.Is(err, cache.ErrNotFound) {
+						break
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+					if left <= 0 {
+						t.Fatalf("a key set with a 3ms TTL read with %v left, which means no expiry", left)
+					}
+					if left <= time.Millisecond {
+						lastMs++
+					}
+				}
+			}
+			if lastMs == 0 {
+				t.Fatal("no read landed in a key's last millisecond in 10s")
+			}
+		})
+	}
+}
