@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/portcullis/portcullis/internal/manifest"
 	"github.com/portcullis/portcullis/policy"
 )
 
@@ -83,7 +82,7 @@ func (g *view) explainAll(ctx context.Context, s Subject) (Explanation, error) {
 		notArtifact        string
 		parent, isArtifact bool
 	)
-	if c, err := manifest.Parse(s.Manifest); err == nil {
+	if c, err := g.parsed.parse(s); err == nil {
 		gr, parent, _ = g.granted(ctx, grantChild, s.Upstream, s.Repository, s.Digest)
 		if parent {
 			x.How, x.Via = "parent", gr.Via

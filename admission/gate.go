@@ -12,7 +12,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/singleflight"
 
-	"github.com/portcullis/portcullis/internal/manifest"
 	"github.com/portcullis/portcullis/policy"
 )
 
@@ -321,7 +320,7 @@ func (g *view) byList(ctx context.Context, s Subject) (Verdict, bool) {
 		return Verdict{}, false
 	}
 	v := listVerdict(s, e)
-	if c, err := manifest.Parse(s.Manifest); err == nil {
+	if c, err := g.parsed.parse(s); err == nil {
 		g.recordContents(ctx, s, c, []anchor{{Digest: s.Digest, Allow: e.ID}}, true)
 	}
 	g.log.Warn("admission decision", "image", s.Image(), "tag", s.Tag, "allowed", true, "via", "allow-list", "entry", e.ID, "reason", e.Reason, "audit", true)
@@ -466,7 +465,7 @@ func (g *view) evaluate(ctx context.Context, s Subject, refreshMargin time.Durat
 				g.hot.touch(s, g.now())
 			}
 			// Grants before the decision: a replica that finds the decision (in the shared KV) finds its grants.
-			if c, err := manifest.Parse(s.Manifest); err == nil {
+			if c, err := g.parsed.parse(s); err == nil {
 				g.recordContents(ctx, s, c, []anchor{{Digest: s.Digest, Epoch: epoch}}, true)
 			}
 			if s.Tag != "" && !pd.Failed() {
