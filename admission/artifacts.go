@@ -30,7 +30,10 @@ type ArtifactStore interface {
 	Put(ctx context.Context, dgst digest.Digest, r io.Reader) (int64, error)
 }
 
-var _ ArtifactStore = (*cache.Content)(nil)
+var (
+	_ ArtifactStore = (*cache.Content)(nil)
+	_ ArtifactStore = (*cache.Pack)(nil)
+)
 
 // DefaultMissingEvidenceTTL is the default of WithMissingEvidenceTTL.
 const DefaultMissingEvidenceTTL = 10 * time.Second

@@ -25,12 +25,24 @@ import (
 type artifactEnv struct {
 	reg   *registrytest.Registry
 	dir   string // the content store's root
+	pack  string // the pack's directory, when the content store has one in front (as cmd/portcullis wires it)
 	src   *artifactSource
 	mu    sync.Mutex
 	clock time.Time
 }
 
 func newArtifactEnv(t *testing.T, ttl time.Duration, reg ...registrytest.Option) *artifactEnv {
+	t.Helper()
+	return buildArtifactEnv(t, ttl, false, reg...)
+}
+
+// newPackedArtifactEnv is newArtifactEnv with a pack in front of the content store.
+func newPackedArtifactEnv(t *testing.T, ttl time.Duration) *artifactEnv {
+	t.Helper()
+	return buildArtifactEnv(t, ttl, true)
+}
+
+func buildArtifactEnv(t *testing.T, ttl time.Duration, packed bool, reg ...registrytest.Option) *artifactEnv {
 	t.Helper()
 	e := &artifactEnv{reg: registrytest.New(t, reg...), dir: t.TempDir(), clock: time.Unix(1_800_000_000, 0)}
 	client, err := upstream.New(e.reg.Host(), e.reg.URL(), upstream.WithRetries(0, time.Millisecond), upstream.WithAllowPrivateAddresses(true))
@@ -45,8 +57,18 @@ func newArtifactEnv(t *testing.T, ttl time.Duration, reg ...registrytest.Option)
 	if err != nil {
 		t.Fatal(err)
 	}
+	var store ArtifactStore = content
+	if packed {
+		e.pack = t.TempDir()
+		p, err := cache.OpenPack(e.pack, content)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = p.Close() })
+		store = p
+	}
 	ev, err := NewEvidence(nopVerifier{}, map[string]Endpoint{"up": client}, nil,
-		WithArtifactStore(content), WithMissingEvidenceTTL(ttl), withEvidenceClock(e.now))
+		WithArtifactStore(store), WithMissingEvidenceTTL(ttl), withEvidenceClock(e.now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,6 +86,38 @@ func (e *artifactEnv) advance(d time.Duration) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.clock = e.clock.Add(d)
+}
+
+// spoil flips a byte of the stored copy of good, wherever the store keeps it (a file of its own or a pack).
+func (e *artifactEnv) spoil(t *testing.T, good []byte) {
+	t.Helper()
+	spoilt := 0
+	for _, root := range []string{e.dir, e.pack} {
+		if root == "" {
+			continue
+		}
+		err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+			if err != nil || !d.Type().IsRegular() {
+				return err
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			if i := bytes.Index(b, good); i >= 0 {
+				b[i+len(good)-1] ^= 0xff
+				spoilt++
+				return os.WriteFile(path, b, 0o644)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if spoilt != 1 {
+		t.Fatalf("%d stored copies spoilt, want 1", spoilt)
+	}
 }
 
 // blob reads the blob dgst through the source, whole or only n bytes, and closes it.
@@ -150,7 +204,17 @@ func TestArtifactSourceMissing(t *testing.T) {
 
 func TestArtifactSourceStore(t *testing.T) {
 	t.Parallel()
-	e := newArtifactEnv(t, DefaultMissingEvidenceTTL)
+	t.Run("content store", func(t *testing.T) {
+		t.Parallel()
+		testArtifactSourceStore(t, newArtifactEnv(t, DefaultMissingEvidenceTTL))
+	})
+	t.Run("pack in front", func(t *testing.T) {
+		t.Parallel()
+		testArtifactSourceStore(t, newPackedArtifactEnv(t, DefaultMissingEvidenceTTL))
+	})
+}
+
+func testArtifactSourceStore(t *testing.T, e *artifactEnv) {
 	img := e.reg.PushRandomImage(t, "team/app:v1", 2, 3000)
 	d, _ := img.Digest()
 	raw, _ := img.RawManifest()
@@ -200,16 +264,11 @@ func TestArtifactSourceStore(t *testing.T) {
 	t.Run("a stored blob that went bad is not read as good", func(t *testing.T) {
 		// The layer is small: the store checks it as it opens it, drops the bad copy and the source reads the
 		// upstream's again.
-		path := filepath.Join(e.dir, "small", "sha256", layer.Encoded()[:2], layer.Encoded())
-		b, err := os.ReadFile(path)
+		good, err := e.blob(t, layer, -1)
 		if err != nil {
-			t.Fatalf("stored blob: %v", err)
-		}
-		good := bytes.Clone(b)
-		b[0] ^= 0xff
-		if err := os.WriteFile(path, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
+		e.spoil(t, good)
 		before := e.reg.Hits().CountPath(http.MethodGet, blobPath(layer))
 		if got, err := e.blob(t, layer, -1); err != nil || !bytes.Equal(got, good) {
 			t.Errorf("read: %d bytes, %v; want the good %d bytes", len(got), err, len(good))
@@ -226,15 +285,11 @@ func TestArtifactSourceStore(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		path := filepath.Join(e.dir, "blobs", "sha256", big.Encoded()[:2], big.Encoded(), "data")
-		b, err := os.ReadFile(path)
+		good, err := e.blob(t, big, -1)
 		if err != nil {
-			t.Fatalf("stored blob: %v", err)
-		}
-		b[len(b)-1] ^= 0xff
-		if err := os.WriteFile(path, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
+		e.spoil(t, good)
 		if _, err := e.blob(t, big, -1); !errors.Is(err, upstream.ErrUnavailable) {
 			t.Errorf("read: %v, want ErrUnavailable (a corrupt copy)", err)
 		}

@@ -146,9 +146,10 @@ func build(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*app, er
 		for name, c := range a.clients {
 			endpoints[name] = c
 		}
-		// Signature and attestation artifacts read by digest are kept in the content store, so a re-decision, a
-		// reloaded policy or a preview reads them locally.
-		evOpts := []admission.EvidenceOption{admission.WithArtifactStore(content)}
+		// Signature and attestation artifacts read by digest are kept, so a re-decision, a reloaded policy or a
+		// preview reads them locally: the small ones (nearly all) in a pack in the data directory, the rest in the
+		// content store.
+		evOpts := []admission.EvidenceOption{admission.WithArtifactStore(a.artifactStore(cfg, content, log))}
 		gate, err := newGate(cfg, endpoints, a.kv, a.reports, creds, admission.NewMetrics(a.reg), log, evOpts,
 			admission.WithLists(a.lists), admission.WithAudit(a.auditor), admission.WithPullLog(a.journal))
 		if err != nil {

@@ -1,10 +1,21 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/crane"
 
 	"github.com/portcullis/portcullis/configs"
+	"github.com/portcullis/portcullis/internal/cosigntest"
+	"github.com/portcullis/portcullis/internal/registrytest"
 )
 
 func TestRegistryURL(t *testing.T) {
@@ -36,5 +47,65 @@ func TestRegistryURL(t *testing.T) {
 				t.Errorf("registryURL = %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// A gated serve keeps the signature artifacts it reads in a pack in the data directory, not as files of their own
+// in the content store.
+func TestServeKeepsArtifactsInAPack(t *testing.T) {
+	up := registrytest.New(t)
+	bin := cosigntest.Binary(t)
+	priv, pub := cosigntest.KeyPair(t)
+	img := up.PushRandomImage(t, "acme/app:v1", 1, 512)
+	d, _ := img.Digest()
+	cosigntest.Sign(t, bin, up.Ref("acme/app@"+d.String()), priv)
+	sig, err := crane.Manifest(up.Ref("acme/app:sha256-"+d.Hex+".sig"), crane.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		Layers []struct{ Digest string } `json:"layers"`
+	}
+	if err := json.Unmarshal(sig, &m); err != nil || len(m.Layers) != 1 {
+		t.Fatalf("signature manifest: %v, %s", err, sig)
+	}
+	layer, err := crane.PullLayer(up.Ref("acme/app@"+m.Layers[0].Digest), crane.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := layer.Compressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, _ := io.ReadAll(rc)
+	rc.Close()
+
+	dir := t.TempDir()
+	pubPEM, _ := os.ReadFile(pub)
+	_ = os.WriteFile(filepath.Join(dir, "release.pub"), pubPEM, 0o600)
+	pol := filepath.Join(dir, "policy.yaml")
+	_ = os.WriteFile(pol, []byte("trust:\n  release: {key: release.pub}\ndefault:\n  signedBy: {anyOf: [release]}\n"), 0o600)
+	var dataDir string
+	a, _, _ := startApp(t, up, io.Discard, func(cfg *configs.Config) { cfg.Policy, dataDir = pol, cfg.DataDir })
+	if _, err := crane.Digest(a.addr.String()+"/acme/app:v1", crane.Insecure); err != nil {
+		t.Fatalf("pull of the signed image: %v", err)
+	}
+
+	// The artifact is stored after the decision, off its path.
+	packs := filepath.Join(dataDir, "artifacts", "pack-*")
+	var packed bool
+	for deadline := time.Now().Add(10 * time.Second); !packed && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		files, _ := filepath.Glob(packs)
+		for _, f := range files {
+			b, _ := os.ReadFile(f)
+			packed = packed || bytes.Contains(b, payload)
+		}
+	}
+	if !packed {
+		t.Fatalf("the signature payload is not in %s", packs)
+	}
+	enc := strings.TrimPrefix(m.Layers[0].Digest, "sha256:")
+	if _, err := os.Stat(filepath.Join(dataDir, "content", "small", "sha256", enc[:2], enc)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the signature layer is in the content store too: %v", err)
 	}
 }

@@ -88,3 +88,17 @@ func (a *app) openState(ctx context.Context, cfg *configs.Config, log *slog.Logg
 	a.auditor = admission.NewAuditor(journal, log)
 	return nil
 }
+
+// artifactStore is where the gate keeps the artifacts it reads by digest: a pack in the data directory in front of
+// the content store, or the content store alone when the pack cannot be opened (another process has this data
+// directory's pack open: the artifacts are then kept as the content store keeps objects, only slower to write).
+func (a *app) artifactStore(cfg *configs.Config, content *cache.Content, log *slog.Logger) admission.ArtifactStore {
+	dir := filepath.Join(cfg.DataDir, "artifacts")
+	p, err := cache.OpenPack(dir, content)
+	if err != nil {
+		log.Warn("artifacts go to the content store only", "err", err)
+		return content
+	}
+	a.closers = append(a.closers, p.Close)
+	return p
+}
