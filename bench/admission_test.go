@@ -40,12 +40,13 @@ import (
 //     process of its own (startUpstream);
 //   - 200 concurrent pulls of one new digest through the gated Portcullis: the verifications (.sig lookups) made.
 func benchAdmission(t *testing.T, rep *report) {
-	const samples, burst, bursts = 20, 200, 3
+	const samples, burst, bursts = 20, 200, 5
 	l := newLab(t, true)
 	ctx := context.Background()
-	// cosign signs one reference after another, seconds each on a busy machine: 221 images are signed here in
-	// cosign's classic format (simple-signing payload, ECDSA P-256, under the sha256-<hex>.sig tag) by a key of
-	// the bench's own, which the gates below trust. The cosign CLI's own signatures are the first-pull row's.
+	// cosign signs one reference after another, seconds each on a busy machine: the section's 1,021 images are
+	// signed here in cosign's classic format (simple-signing payload, ECDSA P-256, under the sha256-<hex>.sig tag)
+	// by a key of the bench's own, which the gates below trust. The cosign CLI's own signatures are the first-pull
+	// row's.
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -110,9 +111,9 @@ func benchAdmission(t *testing.T, rep *report) {
 	rep.check("1. cold admission over the cold manifest fetch, loopback (p50)", "<= 5 ms", fmt.Sprintf("%.2f ms", ms(p50)), p50 <= 5*time.Millisecond)
 
 	// 200 distinct new digests at once, from an upstream in a process of its own (serving what l.up stored): the
-	// CPU this process uses is then Portcullis's alone, its runtime's and garbage collector's included. Three
+	// CPU this process uses is then Portcullis's alone, its runtime's and garbage collector's included. Five
 	// bursts of new digests on the same gate and store, the median reported: on 2 shared cores one burst's figure
-	// varies by a third from run to run, and the first burst also creates the store's directories.
+	// varies by a third from run to run, and the first burst also opens the connections and creates the stores' files.
 	gate, artifacts := newColdGate(t, l, upstreamClientAt(t, l.up.Host(), startUpstream(t, l.upDir)))
 	var rates []float64
 	var cpus []time.Duration
@@ -182,7 +183,7 @@ type subject struct {
 
 // decideAll has gate decide every subject at once and returns the time that took and the CPU this process used,
 // the storing of the artifacts the decisions read included.
-func decideAll(t *testing.T, gate *admission.Gate, artifacts *cache.Content, subjects []subject) (took, cpu time.Duration) {
+func decideAll(t *testing.T, gate *admission.Gate, artifacts *cache.Pack, subjects []subject) (took, cpu time.Duration) {
 	t.Helper()
 	var wg sync.WaitGroup
 	errs := make([]error, len(subjects))
@@ -216,7 +217,7 @@ func durations(ds []time.Duration) string {
 }
 
 // settled waits until nothing more is stored in c (its size unchanged for 50 ms).
-func settled(c *cache.Content) {
+func settled(c *cache.Pack) {
 	for last := int64(-1); ; time.Sleep(50 * time.Millisecond) {
 		if size := c.Size(); size != last {
 			last = size

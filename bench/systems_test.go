@@ -78,7 +78,7 @@ func newLab(t *testing.T, gated bool) *lab {
 		l.policyDoc, l.policyFiles = benchPolicy, map[string][]byte{"release.pub": pubPEM}
 		l.urls[sysGated] = l.startPortcullis(t, func(client *upstream.Client, kv cache.KV, content *cache.Content) proxy.Admitter {
 			l.gate = newGateWith(t, l.policyDoc, l.policyFiles, map[string]admission.Endpoint{l.up.Host(): client}, kv,
-				[]admission.EvidenceOption{admission.WithArtifactStore(content)})
+				[]admission.EvidenceOption{admission.WithArtifactStore(newArtifactStore(t, content))})
 			return l.gate
 		})
 	}
@@ -138,13 +138,25 @@ func newFilesystemContent(t testing.TB) *cache.Content {
 	return content
 }
 
-// newColdGate is a gate over l's policy that remembers no decision (every Admit decides), reading evidence through
-// client and keeping artifacts in a content store of its own, as cmd/portcullis does; it returns that store too.
-func newColdGate(t testing.TB, l *lab, client *upstream.Client) (*admission.Gate, *cache.Content) {
+// newArtifactStore is where a gate keeps the artifacts it reads, as cmd/portcullis wires it: a pack in a directory
+// of its own in front of the content store.
+func newArtifactStore(t testing.TB, content *cache.Content) *cache.Pack {
 	t.Helper()
-	content := newFilesystemContent(t)
+	p, err := cache.OpenPack(t.TempDir(), content)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+// newColdGate is a gate over l's policy that remembers no decision (every Admit decides), reading evidence through
+// client and keeping artifacts in stores of its own, as cmd/portcullis does; it returns them too.
+func newColdGate(t testing.TB, l *lab, client *upstream.Client) (*admission.Gate, *cache.Pack) {
+	t.Helper()
+	artifacts := newArtifactStore(t, newFilesystemContent(t))
 	return newGateWith(t, l.policyDoc, l.policyFiles, map[string]admission.Endpoint{l.up.Host(): client}, forgetful{},
-		[]admission.EvidenceOption{admission.WithArtifactStore(content)}), content
+		[]admission.EvidenceOption{admission.WithArtifactStore(artifacts)}), artifacts
 }
 
 // newGate compiles a policy and builds the admission gate the way cmd/portcullis does.
