@@ -158,13 +158,27 @@ const (
 	packHeader = len(packMagic) + 4 + 2
 )
 
-// scan indexes pf's records whose bytes hash to their digest and cuts the file after the last whole record.
+// scan indexes pf's records whose bytes hash to their digest and cuts the file after the last whole record. A read
+// error other than the file's end is returned: it cuts nothing.
 func (p *Pack) scan(pf *packFile) error {
 	r := bufio.NewReaderSize(pf.f, 256<<10)
 	var off int64
 	hdr := make([]byte, packHeader)
+	readFull := func(b []byte) (whole bool, err error) {
+		_, err = io.ReadFull(r, b)
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return false, nil // torn: the file ends inside the record
+		}
+		if err != nil {
+			return false, fmt.Errorf("cache: pack: read %s: %w", pf.f.Name(), err)
+		}
+		return true, nil
+	}
 	for {
-		if _, err := io.ReadFull(r, hdr); err != nil {
+		if whole, err := readFull(hdr); !whole {
+			if err != nil {
+				return err
+			}
 			break
 		}
 		n, dl := int64(binary.BigEndian.Uint32(hdr[4:])), int(binary.BigEndian.Uint16(hdr[8:]))
@@ -172,7 +186,10 @@ func (p *Pack) scan(pf *packFile) error {
 			break // not a record: torn, or never written
 		}
 		rest := make([]byte, int64(dl)+n)
-		if _, err := io.ReadFull(r, rest); err != nil {
+		if whole, err := readFull(rest); !whole {
+			if err != nil {
+				return err
+			}
 			break
 		}
 		dgst := digest.Digest(rest[:dl])
