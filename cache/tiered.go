@@ -24,6 +24,7 @@ type Tiered struct {
 	local    KV
 	shared   KV
 	maxLocal time.Duration
+	truth    []string // WithSharedFirst's prefixes
 
 	// Invalidation, when bus is set.
 	bus       Bus
@@ -68,6 +69,14 @@ func WithInvalidation(bus Bus, prefixes ...string) TieredOption {
 	}
 }
 
+// WithSharedFirst has keys starting with one of prefixes read from the shared tier first, every time, and from the
+// local copy only when the shared tier is unavailable: for values that must never be taken from a copy that
+// another replica's change has not reached yet, such as the facts a decision is made on (a scan report posted on
+// another replica: its notice may arrive after the facts epoch it moved was read). Default: none.
+func WithSharedFirst(prefixes ...string) TieredOption {
+	return func(t *Tiered) { t.truth = append(t.truth, prefixes...) }
+}
+
 // NewTiered layers local in front of shared. maxLocal bounds how long a value read from the shared tier is kept
 // locally; default (<= 0) 30s. With WithInvalidation it subscribes to the bus before returning (a RedisBus waits a
 // few seconds at most for the server).
@@ -93,17 +102,27 @@ func NewTiered(local, shared KV, maxLocal time.Duration, opts ...TieredOption) *
 	return t
 }
 
-// invalidated reports whether key's changes are announced.
-func (t *Tiered) invalidated(key string) bool {
-	if t.bus == nil {
-		return false
+// sharedFirst reports whether key is read from the shared tier first right now: a WithSharedFirst key always, an
+// invalidated one (inv) while the bus says notices may be missed.
+func (t *Tiered) sharedFirst(key string, inv bool) bool {
+	if inv && t.busHealth != nil && t.busHealth.Healthy() != nil {
+		return true
 	}
-	for _, p := range t.prefixes {
+	return hasAnyPrefix(key, t.truth)
+}
+
+func hasAnyPrefix(key string, prefixes []string) bool {
+	for _, p := range prefixes {
 		if strings.HasPrefix(key, p) {
 			return true
 		}
 	}
 	return false
+}
+
+// invalidated reports whether key's changes are announced.
+func (t *Tiered) invalidated(key string) bool {
+	return t.bus != nil && hasAnyPrefix(key, t.prefixes)
 }
 
 // Get answers from the local tier, else from the shared one (copying the value locally). A shared outage is a
@@ -112,14 +131,18 @@ func (t *Tiered) invalidated(key string) bool {
 // warm read makes no round trip: a Set anywhere announces the key and drops that memory.
 func (t *Tiered) Get(ctx context.Context, key string) ([]byte, error) {
 	inv := t.invalidated(key)
-	if inv && t.busHealth != nil && t.busHealth.Healthy() != nil {
-		// Notices may be missed right now: the shared tier is the truth, the local copy only a fallback.
-		v, _, err := t.getShared(ctx, key)
+	if t.sharedFirst(key, inv) {
+		// The shared tier is the truth (or notices may be missed right now), the local copy only a fallback.
+		gen := t.gen.Load()
+		v, ttl, err := t.getShared(ctx, key)
 		if errors.Is(err, ErrUnavailable) {
 			if lv, hit, lerr := t.getLocal(ctx, key, inv); hit && lerr == nil {
 				return lv, nil
 			}
 			return nil, errors.Join(ErrNotFound, err)
+		}
+		if err == nil && hasAnyPrefix(key, t.truth) {
+			t.keep(ctx, key, inv, gen, Entry{Val: v, TTL: ttl}) // the fallback for an outage
 		}
 		return v, err
 	}
@@ -168,10 +191,9 @@ func (t *Tiered) Prefetch(ctx context.Context, keys ...string) {
 	}
 	var miss []string
 	var invs []bool
-	busDown := t.busHealth != nil && t.busHealth.Healthy() != nil
 	for _, k := range keys {
 		inv := t.invalidated(k)
-		if inv && busDown {
+		if t.sharedFirst(k, inv) {
 			continue // Get reads the shared tier for these anyway
 		}
 		if _, hit, _ := t.getLocal(ctx, k, inv); !hit {
@@ -194,11 +216,11 @@ func (t *Tiered) Prefetch(ctx context.Context, keys ...string) {
 	}
 }
 
-// Peek implements Prefetcher: the local tier's answer, without asking the shared one. While the bus is down an
-// invalidated key's local copy may be stale, so it is not a hit.
+// Peek implements Prefetcher: the local tier's answer, without asking the shared one. A WithSharedFirst key's local
+// copy is never a hit, nor, while the bus is down, an invalidated key's (it may be stale).
 func (t *Tiered) Peek(ctx context.Context, key string) ([]byte, bool, error) {
 	inv := t.invalidated(key)
-	if inv && t.busHealth != nil && t.busHealth.Healthy() != nil {
+	if t.sharedFirst(key, inv) {
 		return nil, false, nil
 	}
 	return t.getLocal(ctx, key, inv)

@@ -219,3 +219,43 @@ func TestTieredInvalidationConformance(t *testing.T) {
 		return cache.NewTiered(cache.NewMemory(), cache.NewRedis(client, p), time.Minute, cache.WithInvalidation(bus, ""))
 	})
 }
+
+// A WithSharedFirst key is read from the shared tier every time: another replica's change is seen at once, without
+// a notice; the local copy answers only while the shared tier is down.
+func TestTieredSharedFirst(t *testing.T) {
+	addr := cachetest.StartRedis(t)
+	ctx := context.Background()
+	mk := func() *cache.Tiered {
+		return cache.NewTiered(cache.NewMemory(), cache.NewRedis(cache.RedisClient([]string{addr}, "", "", "", 0)), time.Minute,
+			cache.WithSharedFirst("report/"))
+	}
+	a, b := mk(), mk()
+	defer a.Close()
+	defer b.Close()
+	for _, k := range []string{"report/d", "decision/d"} {
+		if err := a.Set(ctx, k, []byte("one"), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if v, err := b.Get(ctx, k); err != nil || string(v) != "one" {
+			t.Fatalf("%s on the other replica: %q %v", k, v, err)
+		}
+		if err := a.Set(ctx, k, []byte("two"), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v, err := b.Get(ctx, "report/d"); err != nil || string(v) != "two" {
+		t.Errorf("shared-first key changed on another replica: %q %v, want two at once", v, err)
+	}
+	if v, _ := b.Get(ctx, "decision/d"); string(v) != "one" {
+		t.Errorf("other key: %q, want the local copy (one) until it lapses", v)
+	}
+	if _, hit, _ := b.Peek(ctx, "report/d"); hit {
+		t.Error("Peek answered a shared-first key from the local copy")
+	}
+	admin := cache.RedisClient([]string{addr}, "", "", "", 0)
+	defer admin.Close()
+	_ = admin.ShutdownNoSave(ctx).Err()
+	if v, err := b.Get(ctx, "report/d"); err != nil || string(v) != "two" {
+		t.Errorf("shared-first key with the shared tier down: %q %v, want the copy of the last read (two)", v, err)
+	}
+}
