@@ -26,6 +26,7 @@ import (
 //	scancred-manifest/<token>/<d>                 "1"                     the credential's life    AllowManifest             AllowManifest
 //	scancred-blob/<token>/<d>                     "1"                     the credential's life    AllowManifest             AllowBlob
 //	lease/decide/<policy>/<upstream>/<repo>@<d>   random token            the decision's deadline  decideOnce (cache.Leaser) decideOnce on other replicas
+//	lease/vex/<d>                                 random token            5s (released at once)    Reports.PutVEX            Reports.PutVEX on other replicas
 //	policies                                      JSON list of <policy>   30 days                  NewGate, SetPolicy        PriorGrants
 //
 // <policy> is the first 16 hex digits of the policy hash, so a new policy starts from an empty cache and no old
@@ -35,6 +36,11 @@ import (
 // per token. The proxy's own key, tag/<upstream>/<repo>:<tag> (a tag's resolution), is built in proxy/tags.go.
 // Besides the KV, the gate appends to two journals: "audit" (audit.go) and "pulls" (pulls.go, the images decided
 // for pulls, read by previews and by forgetting a repository's decisions).
+
+// FactsKeyPrefixes are the prefixes of the keys that hold the facts posted about a digest (reports, VEX): a KV with
+// a local tier must read them from the shared one every time (cache.WithSharedFirst). A copy kept locally would
+// outlive another replica's post, whose new facts epoch makes this replica decide again at once: on the old facts.
+func FactsKeyPrefixes() []string { return []string{"report/", "vex/"} }
 
 // policyNS is the policy part of the policy-scoped keys.
 func policyNS(pol *policy.Policy) string { return pol.Hash()[:16] }
@@ -67,6 +73,9 @@ func reportKey(source policy.Source, d digest.Digest) string {
 }
 
 func vexStatementsKey(d digest.Digest) string { return "vex/" + d.String() }
+
+// vexLeaseName names the fleet-wide lease of one digest's VEX statements while a post adds to them.
+func vexLeaseName(d digest.Digest) string { return "vex/" + d.String() }
 
 func scanCredentialKey(token string) string { return "scancred/" + token }
 

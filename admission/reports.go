@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -23,6 +24,8 @@ type Reports struct {
 	kv  KV
 	ttl time.Duration
 	now func() time.Time
+
+	vexMu sync.Mutex // one VEX post at a time in this process (the fleet's: lockVEX)
 }
 
 // NewReports returns a report store on kv. Reports are kept for ttl (default 30 days when <= 0).
@@ -78,6 +81,11 @@ type VEXChange struct {
 // vulnerability and packages, only the latest (by timestamp, then by posting order) is kept: an older one could
 // never decide a finding again.
 func (rs *Reports) PutVEX(ctx context.Context, dgst digest.Digest, stmts []policy.VEXStatement) (VEXChange, error) {
+	unlock, err := rs.lockVEX(ctx, dgst)
+	if err != nil {
+		return VEXChange{}, err
+	}
+	defer unlock()
 	old := rs.VEX(ctx, dgst)
 	all := append(slices.Clone(old), stmts...)
 	// latest[k] is the index in all of the statement that decides key k.
@@ -113,6 +121,44 @@ func (rs *Reports) PutVEX(ctx context.Context, dgst digest.Digest, stmts []polic
 		return change, fmt.Errorf("store VEX: %w", err)
 	}
 	return change, rs.bump(ctx, dgst)
+}
+
+// vexWait bounds how long a VEX post waits for another post about the same image to be stored.
+const vexWait = 5 * time.Second
+
+// lockVEX makes a post the only one adding to dgst's statements until unlock: in this process, and across the fleet
+// when the KV can lease (Redis), so that two posts about one image at once do not both read the old statements
+// and the later write drop the earlier's. A post that cannot have the lock within vexWait fails, storing nothing.
+func (rs *Reports) lockVEX(ctx context.Context, dgst digest.Digest) (unlock func(), err error) {
+	rs.vexMu.Lock()
+	leaser, ok := rs.kv.(cache.Leaser)
+	if !ok {
+		return rs.vexMu.Unlock, nil
+	}
+	deadline := time.Now().Add(vexWait)
+	for {
+		l, err := leaser.Lease(ctx, vexLeaseName(dgst), vexWait)
+		if err != nil {
+			rs.vexMu.Unlock()
+			return nil, fmt.Errorf("store VEX of %s: %w", dgst, err)
+		}
+		if l != nil {
+			return func() {
+				l.Release(context.WithoutCancel(ctx))
+				rs.vexMu.Unlock()
+			}, nil
+		}
+		if time.Now().After(deadline) {
+			rs.vexMu.Unlock()
+			return nil, fmt.Errorf("store VEX of %s: another replica has been adding to its statements for %s; post again", dgst, vexWait)
+		}
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			rs.vexMu.Unlock()
+			return nil, ctx.Err()
+		}
+	}
 }
 
 // VEX returns the VEX statements posted for the digest, in the order they were posted.

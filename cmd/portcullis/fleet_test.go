@@ -387,3 +387,42 @@ func fleetRedisClient(t *testing.T, f *fleet) *redis.Client {
 	t.Cleanup(func() { _ = rdb.Close() })
 	return rdb
 }
+
+// A report that replaces another is what every replica decides on next: B, which decided on the clean report (and
+// kept a copy in its local tier), must not decide again on that copy when the failing report's new facts epoch
+// reaches it (the copy would have been admitted under the new epoch for the decision's life).
+func TestFleetReportReplacedOnAnotherReplica(t *testing.T) {
+	srv := cachetest.StartRedisServer(t, cachetest.RedisServerOptions{})
+	f := &fleet{up: registrytest.New(t), redis: srv, bin: cosigntest.Binary(t), key: bytes.Repeat([]byte{9}, 32)}
+	f.startReplicas(t, "  scan: {maxSeverity: medium, sources: [ci]}\n", configs.Redis{Addrs: []string{srv.Addr}, KeyPrefix: "rep:"})
+	_, d := f.push(t, "rep/app:v1", true)
+	path := "/v2/rep/app/manifests/" + d.String()
+	report := func(severity string) string {
+		vulns := []map[string]any{}
+		if severity != "" {
+			vulns = append(vulns, map[string]any{"VulnerabilityID": "CVE-2026-1", "PkgName": "openssl", "InstalledVersion": "3.0.1",
+				"FixedVersion": "3.0.15", "Severity": severity})
+		}
+		b, _ := json.Marshal(map[string]any{"SchemaVersion": 2, "CreatedAt": time.Now().Format(time.RFC3339), "ArtifactName": "app",
+			"ArtifactType": "container_image", "Results": []map[string]any{{"Target": "app (debian 12.8)", "Class": "os-pkgs",
+				"Type": "debian", "Vulnerabilities": vulns}}})
+		return string(b)
+	}
+	if code, body := adminCall(t, f.a, http.MethodPost, "/admin/v1/reports/"+d.String(), report("LOW")); code/100 != 2 {
+		t.Fatalf("clean report on A: %d %s", code, body)
+	}
+	if _, ok := answersWithin(t, f.b, path, http.StatusOK, 5*time.Second); !ok {
+		t.Fatal("B does not admit the signed image with a clean report")
+	}
+	if code, body := adminCall(t, f.a, http.MethodPost, "/admin/v1/reports/"+d.String(), report("CRITICAL")); code/100 != 2 {
+		t.Fatalf("failing report on A: %d %s", code, body)
+	}
+	if _, ok := answersWithin(t, f.b, path, http.StatusForbidden, 5*time.Second); !ok {
+		t.Fatal("B still admits the image 5s after a failing report replaced the clean one on A")
+	}
+	// And it stays refused: no decision on the old report was cached under the new epoch.
+	time.Sleep(200 * time.Millisecond)
+	if code, _ := get(t, f.b, path); code != http.StatusForbidden {
+		t.Errorf("B: %d after refusing the image, want 403", code)
+	}
+}

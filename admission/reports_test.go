@@ -1,0 +1,77 @@
+package admission
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/portcullis/portcullis/cache"
+	"github.com/portcullis/portcullis/cache/cachetest"
+	"github.com/portcullis/portcullis/policy"
+)
+
+// factsReplica is one replica's Reports on Redis behind a local tier, wired as cmd/portcullis wires a fleet member.
+func factsReplica(t *testing.T, addr, prefix string) *Reports {
+	t.Helper()
+	p := cache.WithKeyPrefix(prefix)
+	bus := cache.NewRedisBus(cache.RedisClient([]string{addr}, "", "", "", 0), p)
+	kv := cache.NewTiered(cache.NewMemory(), cache.NewRedis(cache.RedisClient([]string{addr}, "", "", "", 0), p), 30*time.Second,
+		cache.WithInvalidation(bus, "epoch/", "policies"), cache.WithSharedFirst(FactsKeyPrefixes()...))
+	t.Cleanup(func() { _ = kv.Close(); _ = bus.Close() })
+	return NewReports(kv, 0)
+}
+
+// A report or VEX posted on one replica is what another replica decides on next, at once: the facts epoch it moved
+// makes that replica decide again, and a copy of the old facts in its local tier must not be what it decides on
+// (a clean report replaced by one with a critical finding would be admitted for the life of the new decision).
+func TestFactsPostedOnAnotherReplica(t *testing.T) {
+	addr := cachetest.StartRedis(t)
+	ctx := context.Background()
+	a, b := factsReplica(t, addr, "facts:"), factsReplica(t, addr, "facts:")
+	d := digest.FromString("image")
+
+	if err := a.Put(ctx, policy.SourceCI, d, &policy.ScanReport{Scanner: "clean"}); err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := b.Get(ctx, policy.SourceCI, d); !ok || r.Scanner != "clean" {
+		t.Fatalf("B's first read: %+v %v", r, ok)
+	}
+	if err := a.Put(ctx, policy.SourceCI, d, &policy.ScanReport{Scanner: "critical"}); err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := b.Get(ctx, policy.SourceCI, d); !ok || r.Scanner != "critical" {
+		t.Errorf("B's read right after A posted a new report: %+v %v, want the new one", r, ok)
+	}
+
+	// Two replicas adding VEX statements about one image at once lose none of them.
+	const each = 8
+	var wg sync.WaitGroup
+	for i := range 2 * each {
+		rs := a
+		if i%2 == 1 {
+			rs = b
+		}
+		wg.Go(func() {
+			st := policy.VEXStatement{IDs: []string{fmt.Sprintf("CVE-2026-%d", i)}, Status: "not_affected", Time: time.Unix(1_800_000_000, 0)}
+			if _, err := rs.PutVEX(ctx, d, []policy.VEXStatement{st}); err != nil {
+				t.Errorf("PutVEX %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	for name, rs := range map[string]*Reports{"A": a, "B": b} {
+		var ids []string
+		for _, st := range rs.VEX(ctx, d) {
+			ids = append(ids, st.IDs...)
+		}
+		slices.Sort(ids)
+		if len(ids) != 2*each {
+			t.Errorf("%s reads %d VEX statements after %d posts at once: %v", name, len(ids), 2*each, ids)
+		}
+	}
+}
