@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -72,6 +73,16 @@ func TestFactsPostedOnAnotherReplica(t *testing.T) {
 		slices.Sort(ids)
 		if len(ids) != 2*each {
 			t.Errorf("%s reads %d VEX statements after %d posts at once: %v", name, len(ids), 2*each, ids)
+		}
+	}
+}
+
+// Every key that holds posted facts is under one of FactsKeyPrefixes, which serve reads from Redis every time.
+func TestFactsKeysAreSharedFirst(t *testing.T) {
+	d := digest.FromString("image")
+	for _, k := range []string{reportKey(policy.SourceCI, d), reportKey(policy.SourceScanner, d), vexStatementsKey(d)} {
+		if !slices.ContainsFunc(FactsKeyPrefixes(), func(p string) bool { return strings.HasPrefix(k, p) }) {
+			t.Errorf("%s is not under FactsKeyPrefixes %q", k, FactsKeyPrefixes())
 		}
 	}
 }

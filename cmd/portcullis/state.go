@@ -98,7 +98,7 @@ func (a *app) artifactStore(cfg *configs.Config, content *cache.Content, log *sl
 	dir := filepath.Join(cfg.DataDir, "artifacts")
 	p, err := cache.OpenPack(dir, content)
 	if err != nil {
-		log.Warn("artifacts go to the content store only", "err", err)
+		log.Warn("artifacts go to the content store only", "error", err)
 		return content
 	}
 	a.closers = append(a.closers, p.Close)
