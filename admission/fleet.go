@@ -2,6 +2,8 @@ package admission
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/portcullis/portcullis/cache"
@@ -54,6 +56,36 @@ func (g *view) decideOnce(ctx context.Context, s Subject) (Verdict, error) {
 			if d, ok := decided(); ok {
 				return d, nil
 			}
+		}
+	}
+}
+
+// errLeaseBusy is holdLease's answer when another holder kept the lease for the whole wait.
+var errLeaseBusy = errors.New("another replica holds it")
+
+// holdLease takes the fleet-wide lease name in kv for a short read-modify-write, waiting at most wait for another
+// holder to release it (or for it to lapse: its ttl is wait too). A KV that cannot lease (one process is the whole
+// fleet) needs none: release is then a no-op. On errLeaseBusy, a KV error or ctx's end nothing is held.
+func holdLease(ctx context.Context, kv KV, name string, wait time.Duration) (release func(), err error) {
+	leaser, ok := kv.(cache.Leaser)
+	if !ok {
+		return func() {}, nil
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		l, err := leaser.Lease(ctx, name, wait)
+		switch {
+		case err != nil:
+			return nil, err
+		case l != nil:
+			return func() { l.Release(context.WithoutCancel(ctx)) }, nil
+		case time.Now().After(deadline):
+			return nil, fmt.Errorf("%w for %s", errLeaseBusy, wait)
+		}
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
 	}
 }

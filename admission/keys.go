@@ -27,6 +27,7 @@ import (
 //	scancred-blob/<token>/<d>                     "1"                     the credential's life    AllowManifest             AllowBlob
 //	lease/decide/<policy>/<upstream>/<repo>@<d>   random token            the decision's deadline  decideOnce (cache.Leaser) decideOnce on other replicas
 //	lease/vex/<d>                                 random token            5s (released at once)    Reports.PutVEX            Reports.PutVEX on other replicas
+//	lease/policies                                random token            1s (released at once)    sharePolicies             sharePolicies on other replicas
 //	policies                                      JSON list of <policy>   30 days                  NewGate, SetPolicy        PriorGrants
 //
 // <policy> is the first 16 hex digits of the policy hash, so a new policy starts from an empty cache and no old
@@ -37,10 +38,11 @@ import (
 // Besides the KV, the gate appends to two journals: "audit" (audit.go) and "pulls" (pulls.go, the images decided
 // for pulls, read by previews and by forgetting a repository's decisions).
 
-// FactsKeyPrefixes are the prefixes of the keys that hold the facts posted about a digest (reports, VEX): a KV with
-// a local tier must read them from the shared one every time (cache.WithSharedFirst). A copy kept locally would
-// outlive another replica's post, whose new facts epoch makes this replica decide again at once: on the old facts.
-func FactsKeyPrefixes() []string { return []string{"report/", "vex/"} }
+// SharedFirstKeyPrefixes are the prefixes of the keys a KV with a local tier must read from the shared one every time
+// (cache.WithSharedFirst): the facts posted about a digest (reports, VEX), because a copy kept locally would outlive
+// another replica's post, whose new facts epoch makes this replica decide again at once, on the old facts; and the
+// fleet's list of recent policies, which a reload adds to under a lease (sharePolicies).
+func SharedFirstKeyPrefixes() []string { return []string{"report/", "vex/", policyHistoryKey()} }
 
 // policyNS is the policy part of the policy-scoped keys.
 func policyNS(pol *policy.Policy) string { return pol.Hash()[:16] }
@@ -65,6 +67,9 @@ func lastGoodKey(ns, upstream, repo, tag string) string {
 
 // policyHistoryKey is the fleet's list of recent policies (priors.go).
 func policyHistoryKey() string { return "policies" }
+
+// policyHistoryLeaseName names the fleet-wide lease of the list of recent policies while a reload adds to it.
+func policyHistoryLeaseName() string { return "policies" }
 
 func epochKey(d digest.Digest) string { return "epoch/" + d.String() }
 

@@ -80,12 +80,15 @@ func policyPrefixes(ns string) []string {
 }
 
 // sharePolicies adds cur, then old (when not empty and another policy), to the shared list of recent policies, so
-// that another replica (one started under the new policy, say) finds the grants made under old. A lost race with
-// another replica's write loses at most an entry: a re-decision then finds nothing and the blob is refused (fail
-// closed), as before.
+// that another replica (one started under the new policy, say) finds the grants made under old. Replicas reloading
+// at once add to it one after another, under a lease; one that cannot have it within a second writes anyway, and a
+// lost race loses at most an entry: a re-decision then finds nothing and the blob is refused (fail closed).
 func (g *Gate) sharePolicies(ctx context.Context, cur, old string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
+	if release, err := holdLease(ctx, g.kv, policyHistoryLeaseName(), time.Second); err == nil {
+		defer release()
+	}
 	list := g.sharedPolicies(ctx)
 	add := []string{cur}
 	if old != "" && old != cur {

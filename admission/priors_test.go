@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/portcullis/portcullis/cache/cachetest"
 	"github.com/portcullis/portcullis/policy"
 )
 
@@ -135,5 +137,23 @@ func TestPriorGrantsChains(t *testing.T) {
 				t.Errorf("signature's payload granted %v, want %v", ok, tc.want)
 			}
 		})
+	}
+}
+
+// Replicas reloading different policies at once each add theirs to the fleet's list of recent policies, and none is
+// lost (a lost one would leave the blobs granted under it refused after the reload).
+func TestSharePoliciesConcurrent(t *testing.T) {
+	addr := cachetest.StartRedis(t)
+	a, b := newGateFixture(t, fleetKV(t, addr, "share:")), newGateFixture(t, fleetKV(t, addr, "share:"))
+	ctx := context.Background()
+	for round := range 10 {
+		nsA, nsB := fmt.Sprintf("a%015d", round), fmt.Sprintf("b%015d", round)
+		var wg sync.WaitGroup
+		wg.Go(func() { a.g.sharePolicies(ctx, nsA, "") })
+		wg.Go(func() { b.g.sharePolicies(ctx, nsB, "") })
+		wg.Wait()
+		if list := a.g.sharedPolicies(ctx); !slices.Contains(list, nsA) || !slices.Contains(list, nsB) {
+			t.Fatalf("round %d: the shared list is %q, want both %s and %s", round, list, nsA, nsB)
+		}
 	}
 }

@@ -131,34 +131,15 @@ const vexWait = 5 * time.Second
 // and the later write drop the earlier's. A post that cannot have the lock within vexWait fails, storing nothing.
 func (rs *Reports) lockVEX(ctx context.Context, dgst digest.Digest) (unlock func(), err error) {
 	rs.vexMu.Lock()
-	leaser, ok := rs.kv.(cache.Leaser)
-	if !ok {
-		return rs.vexMu.Unlock, nil
+	release, err := holdLease(ctx, rs.kv, vexLeaseName(dgst), vexWait)
+	if err != nil {
+		rs.vexMu.Unlock()
+		return nil, fmt.Errorf("store VEX of %s: the lease on its statements: %w; post again", dgst, err)
 	}
-	deadline := time.Now().Add(vexWait)
-	for {
-		l, err := leaser.Lease(ctx, vexLeaseName(dgst), vexWait)
-		if err != nil {
-			rs.vexMu.Unlock()
-			return nil, fmt.Errorf("store VEX of %s: %w", dgst, err)
-		}
-		if l != nil {
-			return func() {
-				l.Release(context.WithoutCancel(ctx))
-				rs.vexMu.Unlock()
-			}, nil
-		}
-		if time.Now().After(deadline) {
-			rs.vexMu.Unlock()
-			return nil, fmt.Errorf("store VEX of %s: another replica has been adding to its statements for %s; post again", dgst, vexWait)
-		}
-		select {
-		case <-time.After(20 * time.Millisecond):
-		case <-ctx.Done():
-			rs.vexMu.Unlock()
-			return nil, ctx.Err()
-		}
-	}
+	return func() {
+		release()
+		rs.vexMu.Unlock()
+	}, nil
 }
 
 // VEX returns the VEX statements posted for the digest, in the order they were posted.

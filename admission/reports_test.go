@@ -16,15 +16,21 @@ import (
 	"github.com/portcullis/portcullis/policy"
 )
 
-// factsReplica is one replica's Reports on Redis behind a local tier, wired as cmd/portcullis wires a fleet member.
-func factsReplica(t *testing.T, addr, prefix string) *Reports {
+// fleetKV is one replica's KV: Redis behind a local tier, wired as cmd/portcullis wires a fleet member.
+func fleetKV(t *testing.T, addr, prefix string) *cache.Tiered {
 	t.Helper()
 	p := cache.WithKeyPrefix(prefix)
 	bus := cache.NewRedisBus(cache.RedisClient([]string{addr}, "", "", "", 0), p)
 	kv := cache.NewTiered(cache.NewMemory(), cache.NewRedis(cache.RedisClient([]string{addr}, "", "", "", 0), p), 30*time.Second,
-		cache.WithInvalidation(bus, "epoch/", "policies"), cache.WithSharedFirst(FactsKeyPrefixes()...))
+		cache.WithInvalidation(bus, "epoch/", "policies"), cache.WithSharedFirst(SharedFirstKeyPrefixes()...))
 	t.Cleanup(func() { _ = kv.Close(); _ = bus.Close() })
-	return NewReports(kv, 0)
+	return kv
+}
+
+// factsReplica is one replica's Reports on its fleetKV.
+func factsReplica(t *testing.T, addr, prefix string) *Reports {
+	t.Helper()
+	return NewReports(fleetKV(t, addr, prefix), 0)
 }
 
 // A report or VEX posted on one replica is what another replica decides on next, at once: the facts epoch it moved
@@ -77,12 +83,12 @@ func TestFactsPostedOnAnotherReplica(t *testing.T) {
 	}
 }
 
-// Every key that holds posted facts is under one of FactsKeyPrefixes, which serve reads from Redis every time.
+// Every key that holds posted facts is under one of SharedFirstKeyPrefixes, which serve reads from Redis every time.
 func TestFactsKeysAreSharedFirst(t *testing.T) {
 	d := digest.FromString("image")
 	for _, k := range []string{reportKey(policy.SourceCI, d), reportKey(policy.SourceScanner, d), vexStatementsKey(d)} {
-		if !slices.ContainsFunc(FactsKeyPrefixes(), func(p string) bool { return strings.HasPrefix(k, p) }) {
-			t.Errorf("%s is not under FactsKeyPrefixes %q", k, FactsKeyPrefixes())
+		if !slices.ContainsFunc(SharedFirstKeyPrefixes(), func(p string) bool { return strings.HasPrefix(k, p) }) {
+			t.Errorf("%s is not under SharedFirstKeyPrefixes %q", k, SharedFirstKeyPrefixes())
 		}
 	}
 }
