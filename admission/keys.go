@@ -3,6 +3,7 @@ package admission
 import (
 	"github.com/opencontainers/go-digest"
 
+	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/policy"
 )
 
@@ -38,11 +39,22 @@ import (
 // Besides the KV, the gate appends to two journals: "audit" (audit.go) and "pulls" (pulls.go, the images decided
 // for pulls, read by previews and by forgetting a repository's decisions).
 
-// SharedFirstKeyPrefixes are the prefixes of the keys a KV with a local tier must read from the shared one every time
-// (cache.WithSharedFirst): the facts posted about a digest (reports, VEX), because a copy kept locally would outlive
-// another replica's post, whose new facts epoch makes this replica decide again at once, on the old facts; and the
-// fleet's list of recent policies, which a reload adds to under a lease (sharePolicies).
-func SharedFirstKeyPrefixes() []string { return []string{"report/", "vex/", policyHistoryKey()} }
+// TieredOptions configure a KV with a local tier in front of the fleet's shared one (cache.Tiered, as serve wires it
+// on Redis) for the keys admission writes: a digest's facts epoch and the list of recent policies are announced on
+// bus when they change, so every replica drops its copy at once; the facts themselves (reports, VEX) and that list
+// are read from the shared tier every time (sharedFirstKeyPrefixes).
+func TieredOptions(bus cache.Bus) []cache.TieredOption {
+	return []cache.TieredOption{
+		cache.WithInvalidation(bus, epochKeyPrefix, policyHistoryKey()),
+		cache.WithSharedFirst(sharedFirstKeyPrefixes()...),
+	}
+}
+
+// sharedFirstKeyPrefixes are the prefixes of the keys read from the shared tier every time: the facts posted about a
+// digest (reports, VEX), because a copy kept locally would outlive another replica's post, whose new facts epoch
+// makes this replica decide again at once, on the old facts; and the fleet's list of recent policies, which a reload
+// adds to under a lease (sharePolicies).
+func sharedFirstKeyPrefixes() []string { return []string{"report/", "vex/", policyHistoryKey()} }
 
 // policyNS is the policy part of the policy-scoped keys.
 func policyNS(pol *policy.Policy) string { return pol.Hash()[:16] }
@@ -71,7 +83,10 @@ func policyHistoryKey() string { return "policies" }
 // policyHistoryLeaseName names the fleet-wide lease of the list of recent policies while a reload adds to it.
 func policyHistoryLeaseName() string { return "policies" }
 
-func epochKey(d digest.Digest) string { return "epoch/" + d.String() }
+// epochKeyPrefix starts every epochKey.
+const epochKeyPrefix = "epoch/"
+
+func epochKey(d digest.Digest) string { return epochKeyPrefix + d.String() }
 
 func reportKey(source policy.Source, d digest.Digest) string {
 	return "report/" + string(source) + "/" + d.String()

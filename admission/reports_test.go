@@ -22,7 +22,7 @@ func fleetKV(t *testing.T, addr, prefix string) *cache.Tiered {
 	p := cache.WithKeyPrefix(prefix)
 	bus := cache.NewRedisBus(cache.RedisClient([]string{addr}, "", "", "", 0), p)
 	kv := cache.NewTiered(cache.NewMemory(), cache.NewRedis(cache.RedisClient([]string{addr}, "", "", "", 0), p), 30*time.Second,
-		cache.WithInvalidation(bus, "epoch/", "policies"), cache.WithSharedFirst(SharedFirstKeyPrefixes()...))
+		TieredOptions(bus)...)
 	t.Cleanup(func() { _ = kv.Close(); _ = bus.Close() })
 	return kv
 }
@@ -83,12 +83,12 @@ func TestFactsPostedOnAnotherReplica(t *testing.T) {
 	}
 }
 
-// Every key that holds posted facts is under one of SharedFirstKeyPrefixes, which serve reads from Redis every time.
+// Every key that holds posted facts is under one of sharedFirstKeyPrefixes, which serve reads from Redis every time.
 func TestFactsKeysAreSharedFirst(t *testing.T) {
 	d := digest.FromString("image")
 	for _, k := range []string{reportKey(policy.SourceCI, d), reportKey(policy.SourceScanner, d), vexStatementsKey(d)} {
-		if !slices.ContainsFunc(SharedFirstKeyPrefixes(), func(p string) bool { return strings.HasPrefix(k, p) }) {
-			t.Errorf("%s is not under SharedFirstKeyPrefixes %q", k, SharedFirstKeyPrefixes())
+		if !slices.ContainsFunc(sharedFirstKeyPrefixes(), func(p string) bool { return strings.HasPrefix(k, p) }) {
+			t.Errorf("%s is not under sharedFirstKeyPrefixes %q", k, sharedFirstKeyPrefixes())
 		}
 	}
 }

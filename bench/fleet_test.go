@@ -47,7 +47,7 @@ func benchRedis(t *testing.T, rep *report) {
 		client := cache.RedisClient([]string{addr}, "", "", "", 0)
 		client.AddHook(trips)
 		bus := cache.NewRedisBus(cache.RedisClient([]string{addr}, "", "", "", 0), cache.WithKeyPrefix("bench:"))
-		kv := cache.NewTiered(cache.NewMemory(), cache.NewRedis(client, cache.WithKeyPrefix("bench:")), 30*time.Second, cache.WithInvalidation(bus, "epoch/"))
+		kv := cache.NewTiered(cache.NewMemory(), cache.NewRedis(client, cache.WithKeyPrefix("bench:")), 30*time.Second, admission.TieredOptions(bus)...)
 		t.Cleanup(func() { _ = kv.Close(); _ = bus.Close() })
 		g, err := admission.NewGate(pol, nothing{}, kv, admission.WithLogger(slog.New(slog.DiscardHandler)), admission.WithReports(admission.NewReports(kv, 0)))
 		if err != nil {

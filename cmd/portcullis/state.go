@@ -49,12 +49,10 @@ func (a *app) openState(ctx context.Context, cfg *configs.Config, log *slog.Logg
 			return err
 		}
 		// A local tier in front: a Redis outage degrades to what this replica knows, it does not stop pulls. A facts
-		// epoch and the list of recent policies (admission's "policies" key: a replica still under the old policy
-		// must see the new one's name at once) are announced when they change; the facts themselves (reports, VEX)
-		// and that list are read from Redis every time, so that a decision on a new epoch never reads the old facts
-		// and a reload never adds to an old list.
-		tiered := cache.NewTiered(cache.NewMemory(), shared, 30*time.Second, cache.WithInvalidation(bus, "epoch/", "policies"),
-			cache.WithSharedFirst(admission.SharedFirstKeyPrefixes()...))
+		// epoch and the list of recent policies (a replica still under the old policy must see the new one's name at
+		// once) are announced when they change; the facts themselves (reports, VEX) and that list are read from
+		// Redis every time, so that a decision on a new epoch never reads the old facts (admission.TieredOptions).
+		tiered := cache.NewTiered(cache.NewMemory(), shared, 30*time.Second, admission.TieredOptions(bus)...)
 		if collections, err = cache.NewSignedCollections(cache.NewRedisCollections(client, prefix), key, cache.WithSignedLogger(log)); err != nil {
 			return err
 		}

@@ -203,7 +203,7 @@ func startReplica(t testing.TB, up *registrytest.Registry, addr, prefix string, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	kv := cache.NewTiered(cache.NewMemory(), shared, 30*time.Second, cache.WithInvalidation(bus, "epoch/"))
+	kv := cache.NewTiered(cache.NewMemory(), shared, 30*time.Second, admission.TieredOptions(bus)...)
 	t.Cleanup(func() { _ = kv.Close(); _ = bus.Close() })
 	driver, err := cache.NewDriver("filesystem", map[string]any{"rootdirectory": contentDir})
 	if err != nil {
