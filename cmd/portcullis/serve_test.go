@@ -2,12 +2,10 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -59,32 +57,24 @@ func TestServeKeepsArtifactsInAPack(t *testing.T) {
 	img := up.PushRandomImage(t, "acme/app:v1", 1, 512)
 	d, _ := img.Digest()
 	cosigntest.Sign(t, bin, up.Ref("acme/app@"+d.String()), priv)
-	sig, err := crane.Manifest(up.Ref("acme/app:sha256-"+d.Hex+".sig"), crane.Insecure)
+	sig, err := crane.Pull(up.Ref("acme/app:sha256-"+d.Hex+".sig"), crane.Insecure)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var m struct {
-		Layers []struct{ Digest string } `json:"layers"`
+	layers, err := sig.Layers()
+	if err != nil || len(layers) != 1 {
+		t.Fatalf("signature layers: %d, %v", len(layers), err)
 	}
-	if err := json.Unmarshal(sig, &m); err != nil || len(m.Layers) != 1 {
-		t.Fatalf("signature manifest: %v, %s", err, sig)
-	}
-	layer, err := crane.PullLayer(up.Ref("acme/app@"+m.Layers[0].Digest), crane.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, err := layer.Compressed()
+	layer, _ := layers[0].Digest()
+	rc, err := layers[0].Compressed()
 	if err != nil {
 		t.Fatal(err)
 	}
 	payload, _ := io.ReadAll(rc)
 	rc.Close()
 
-	dir := t.TempDir()
-	pubPEM, _ := os.ReadFile(pub)
-	_ = os.WriteFile(filepath.Join(dir, "release.pub"), pubPEM, 0o600)
-	pol := filepath.Join(dir, "policy.yaml")
-	_ = os.WriteFile(pol, []byte("trust:\n  release: {key: release.pub}\ndefault:\n  signedBy: {anyOf: [release]}\n"), 0o600)
+	pol := filepath.Join(t.TempDir(), "policy.yaml")
+	_ = os.WriteFile(pol, []byte("trust:\n  release: {key: "+pub+"}\ndefault:\n  signedBy: {anyOf: [release]}\n"), 0o600)
 	var dataDir string
 	a, _, _ := startApp(t, up, io.Discard, func(cfg *configs.Config) { cfg.Policy, dataDir = pol, cfg.DataDir })
 	if _, err := crane.Digest(a.addr.String()+"/acme/app:v1", crane.Insecure); err != nil {
@@ -104,8 +94,7 @@ func TestServeKeepsArtifactsInAPack(t *testing.T) {
 	if !packed {
 		t.Fatalf("the signature payload is not in %s", packs)
 	}
-	enc := strings.TrimPrefix(m.Layers[0].Digest, "sha256:")
-	if _, err := os.Stat(filepath.Join(dataDir, "content", "small", "sha256", enc[:2], enc)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(dataDir, "content", "small", "sha256", layer.Hex[:2], layer.Hex)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the signature layer is in the content store too: %v", err)
 	}
 }
