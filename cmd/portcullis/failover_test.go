@@ -177,11 +177,7 @@ func TestRedisFailover(t *testing.T) {
 		if _, ok := answersWithin(t, f.b, "/v2/fo/"+tag+"/manifests/"+d.String(), http.StatusOK, 5*time.Second); !ok {
 			t.Fatal("B does not serve the digest again after its deny entry was removed")
 		}
-		report, _ := json.Marshal(map[string]any{"SchemaVersion": 2, "CreatedAt": time.Now().Format(time.RFC3339), "ArtifactName": "app",
-			"ArtifactType": "container_image", "Results": []map[string]any{{"Target": "app (debian 12.8)", "Class": "os-pkgs", "Type": "debian",
-				"Vulnerabilities": []map[string]any{{"VulnerabilityID": "CVE-2024-9001", "PkgName": "openssl", "InstalledVersion": "3.0.1",
-					"FixedVersion": "3.0.15", "Severity": "CRITICAL"}}}}})
-		if code, body := adminCall(t, f.a, http.MethodPost, "/admin/v1/reports/"+d.String(), string(report)); code/100 != 2 {
+		if code, body := adminCall(t, f.a, http.MethodPost, "/admin/v1/reports/"+d.String(), trivyReport("CVE-2024-9001", "CRITICAL")); code/100 != 2 {
 			t.Fatalf("report on A: %d %s", code, body)
 		}
 		if took, ok := answersWithin(t, f.b, "/v2/fo/"+tag+"/manifests/"+d.String(), http.StatusForbidden, 5*time.Second); !ok {

@@ -397,24 +397,13 @@ func TestFleetReportReplacedOnAnotherReplica(t *testing.T) {
 	f.startReplicas(t, "  scan: {maxSeverity: medium, sources: [ci]}\n", configs.Redis{Addrs: []string{srv.Addr}, KeyPrefix: "rep:"})
 	_, d := f.push(t, "rep/app:v1", true)
 	path := "/v2/rep/app/manifests/" + d.String()
-	report := func(severity string) string {
-		vulns := []map[string]any{}
-		if severity != "" {
-			vulns = append(vulns, map[string]any{"VulnerabilityID": "CVE-2026-1", "PkgName": "openssl", "InstalledVersion": "3.0.1",
-				"FixedVersion": "3.0.15", "Severity": severity})
-		}
-		b, _ := json.Marshal(map[string]any{"SchemaVersion": 2, "CreatedAt": time.Now().Format(time.RFC3339), "ArtifactName": "app",
-			"ArtifactType": "container_image", "Results": []map[string]any{{"Target": "app (debian 12.8)", "Class": "os-pkgs",
-				"Type": "debian", "Vulnerabilities": vulns}}})
-		return string(b)
-	}
-	if code, body := adminCall(t, f.a, http.MethodPost, "/admin/v1/reports/"+d.String(), report("LOW")); code/100 != 2 {
+	if code, body := adminCall(t, f.a, http.MethodPost, "/admin/v1/reports/"+d.String(), trivyReport("CVE-2026-1", "LOW")); code/100 != 2 {
 		t.Fatalf("clean report on A: %d %s", code, body)
 	}
 	if _, ok := answersWithin(t, f.b, path, http.StatusOK, 5*time.Second); !ok {
 		t.Fatal("B does not admit the signed image with a clean report")
 	}
-	if code, body := adminCall(t, f.a, http.MethodPost, "/admin/v1/reports/"+d.String(), report("CRITICAL")); code/100 != 2 {
+	if code, body := adminCall(t, f.a, http.MethodPost, "/admin/v1/reports/"+d.String(), trivyReport("CVE-2026-1", "CRITICAL")); code/100 != 2 {
 		t.Fatalf("failing report on A: %d %s", code, body)
 	}
 	if _, ok := answersWithin(t, f.b, path, http.StatusForbidden, 5*time.Second); !ok {
@@ -425,4 +414,14 @@ func TestFleetReportReplacedOnAnotherReplica(t *testing.T) {
 	if code, _ := get(t, f.b, path); code != http.StatusForbidden {
 		t.Errorf("B: %d after refusing the image, want 403", code)
 	}
+}
+
+// trivyReport is a Trivy JSON report of one image with one openssl vulnerability, id at severity (Trivy's words:
+// LOW, CRITICAL), fixed in a later version.
+func trivyReport(id, severity string) string {
+	b, _ := json.Marshal(map[string]any{"SchemaVersion": 2, "CreatedAt": time.Now().Format(time.RFC3339), "ArtifactName": "app",
+		"ArtifactType": "container_image", "Results": []map[string]any{{"Target": "app (debian 12.8)", "Class": "os-pkgs", "Type": "debian",
+			"Vulnerabilities": []map[string]any{{"VulnerabilityID": id, "PkgName": "openssl", "InstalledVersion": "3.0.1",
+				"FixedVersion": "3.0.15", "Severity": severity}}}}})
+	return string(b)
 }
