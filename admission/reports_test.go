@@ -10,19 +10,27 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/cache/cachetest"
 	"github.com/portcullis/portcullis/policy"
 )
 
-// fleetKV is one replica's KV: Redis behind a local tier, wired as cmd/portcullis wires a fleet member.
-func fleetKV(t *testing.T, addr, prefix string) *cache.Tiered {
+// fleetKV is one replica's KV: Redis behind a local tier, wired as cmd/portcullis wires a fleet member. hooks see the
+// KV's Redis traffic from after its connection is made (the bus has a client of its own).
+func fleetKV(t *testing.T, addr, prefix string, hooks ...redis.Hook) *cache.Tiered {
 	t.Helper()
 	p := cache.WithKeyPrefix(prefix)
+	client := cache.RedisClient([]string{addr}, "", "", "", 0)
+	if err := client.Ping(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hooks {
+		client.AddHook(h)
+	}
 	bus := cache.NewRedisBus(cache.RedisClient([]string{addr}, "", "", "", 0), p)
-	kv := cache.NewTiered(cache.NewMemory(), cache.NewRedis(cache.RedisClient([]string{addr}, "", "", "", 0), p), 30*time.Second,
-		TieredOptions(bus)...)
+	kv := cache.NewTiered(cache.NewMemory(), cache.NewRedis(client, p), 30*time.Second, TieredOptions(bus)...)
 	t.Cleanup(func() { _ = kv.Close(); _ = bus.Close() })
 	return kv
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/cache/cachetest"
 )
 
@@ -58,21 +57,12 @@ func (c *roundTrips) String() string {
 	return fmt.Sprintf("%d round trips (%d commands)", c.trips.Load(), c.cmds.Load())
 }
 
-// replica is one Portcullis's gate over the fleet's shared state: a local tier in front of Redis, epochs
-// invalidated on a bus, as cmd/portcullis wires it; trips counts the KV's Redis traffic (the bus has its own client).
+// replica is one Portcullis's gate over the fleet's shared state (fleetKV, as cmd/portcullis wires it); trips counts
+// the KV's Redis traffic.
 func newRedisReplica(t *testing.T, addr, prefix string, signed map[digest.Digest]bool) (*gateFixture, *roundTrips) {
 	t.Helper()
 	trips := &roundTrips{}
-	client := cache.RedisClient([]string{addr}, "", "", "", 0)
-	client.AddHook(trips)
-	if err := client.Ping(context.Background()).Err(); err != nil { // connect before counting
-		t.Fatal(err)
-	}
-	bus := cache.NewRedisBus(cache.RedisClient([]string{addr}, "", "", "", 0), cache.WithKeyPrefix(prefix))
-	kv := cache.NewTiered(cache.NewMemory(), cache.NewRedis(client, cache.WithKeyPrefix(prefix)), 30*time.Second,
-		cache.WithInvalidation(bus, "epoch/"))
-	t.Cleanup(func() { _ = kv.Close(); _ = bus.Close() })
-	f := newGateFixture(t, kv)
+	f := newGateFixture(t, fleetKV(t, addr, prefix, trips))
 	f.ev.signed = signed
 	return f, trips
 }
