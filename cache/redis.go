@@ -42,7 +42,8 @@ type Redis struct {
 
 // NewRedis returns a KV on client, which it owns from now on: Close closes it. client must not be nil.
 func NewRedis(client redis.UniversalClient, opts ...RedisOption) *Redis {
-	return &Redis{client: client, prefix: newRedisConfig(opts).prefix, health: newRedisHealth(client)}
+	prefix := newRedisConfig(opts).prefix
+	return &Redis{client: client, prefix: prefix, health: newRedisHealth(client, healthKey(prefix))}
 }
 
 // Get implements KV.

@@ -66,7 +66,7 @@ func NewRedisBus(client redis.UniversalClient, opts ...RedisOption) *RedisBus {
 	return &RedisBus{
 		client:   client,
 		prefix:   newRedisConfig(opts).prefix,
-		health:   newRedisHealth(client),
+		health:   newRedisHealth(client, ""),
 		channels: map[string]bool{},
 		waiters:  map[string][]chan struct{}{},
 		stop:     make(chan struct{}),

@@ -72,17 +72,22 @@ func RedisClient(addrs []string, masterName, username, password string, db int) 
 	return NewRedisClient(RedisOptions{Addrs: addrs, MasterName: masterName, Username: username, Password: password, DB: db})
 }
 
-// healthEvery is how old a Redis health answer may be before the next Healthy starts a new PING; healthTimeout
-// bounds that PING.
+// healthEvery is how old a Redis health answer may be before the next Healthy starts a new probe; healthTimeout
+// bounds that probe, healthKeyTTL the key it writes.
 const (
 	healthEvery   = time.Second
 	healthTimeout = time.Second
+	healthKeyTTL  = 10 * time.Second
 )
 
-// redisHealth answers Healthy from the last PING, at most healthEvery old, without waiting for a new one (except
-// the very first): /readyz must answer at once even while Redis hangs.
+// redisHealth answers Healthy from the last probe, at most healthEvery old, without waiting for a new one (except
+// the very first): /readyz must answer at once even while Redis hangs. A store's probe writes its health key, so
+// that a Redis that answers but refuses writes (a replica reached directly: READONLY; maxmemory reached under
+// noeviction: OOM; a failed snapshot: MISCONF) is reported, not only one that does not answer; a bus's probe, with
+// no key, is a PING.
 type redisHealth struct {
 	client redis.UniversalClient
+	key    string // written by the probe; "": PING
 
 	mu      sync.Mutex
 	checked bool
@@ -92,8 +97,8 @@ type redisHealth struct {
 	first   chan struct{} // closed when the first probe ends
 }
 
-func newRedisHealth(client redis.UniversalClient) *redisHealth {
-	return &redisHealth{client: client, first: make(chan struct{})}
+func newRedisHealth(client redis.UniversalClient, key string) *redisHealth {
+	return &redisHealth{client: client, key: key, first: make(chan struct{})}
 }
 
 func (h *redisHealth) healthy() error {
@@ -117,9 +122,13 @@ func (h *redisHealth) healthy() error {
 func (h *redisHealth) probe() {
 	ctx, cancel := context.WithTimeout(context.Background(), healthTimeout)
 	defer cancel()
-	err := h.client.Ping(ctx).Err()
-	if err != nil {
-		err = unavailable("ping", err)
+	var err error
+	if h.key == "" {
+		if err = h.client.Ping(ctx).Err(); err != nil {
+			err = unavailable("ping", err)
+		}
+	} else if err = h.client.Set(ctx, h.key, time.Now().UTC().Format(time.RFC3339Nano), healthKeyTTL).Err(); err != nil {
+		err = unavailable("health probe (a write)", err)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -3,6 +3,7 @@ package cache_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,4 +101,38 @@ func TestRedisCooldown(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	})
+}
+
+// A Redis that answers but refuses writes is not healthy: a replica reached directly (READONLY) makes every store's
+// Healthy fail, naming the refusal, where a PING alone passed; the same stores on the primary are healthy, and so
+// is a bus on the replica (subscribing works there).
+func TestRedisHealthyRefusesReadOnly(t *testing.T) {
+	primary := cachetest.StartRedisServer(t, cachetest.RedisServerOptions{})
+	replica := cachetest.StartRedisReplica(t, primary, cachetest.RedisServerOptions{})
+	stores := func(addr string) map[string]cache.HealthChecker {
+		client := cache.RedisClient([]string{addr}, "", "", "", 0)
+		t.Cleanup(func() { _ = client.Close() })
+		return map[string]cache.HealthChecker{
+			"kv":          cache.NewRedis(client, cache.WithKeyPrefix("ro:")),
+			"collections": cache.NewRedisCollections(client, cache.WithKeyPrefix("ro:")),
+			"journal":     cache.NewRedisJournal(client, 100, cache.WithKeyPrefix("ro:")),
+		}
+	}
+	for name, hc := range stores(primary.Addr) {
+		if err := hc.Healthy(); err != nil {
+			t.Errorf("%s on the primary: Healthy() = %v", name, err)
+		}
+	}
+	for name, hc := range stores(replica.Addr) {
+		err := hc.Healthy()
+		if !errors.Is(err, cache.ErrUnavailable) || !strings.Contains(err.Error(), "READONLY") {
+			t.Errorf("%s on the replica: Healthy() = %v; want ErrUnavailable naming READONLY", name, err)
+		}
+	}
+	client := cache.RedisClient([]string{replica.Addr}, "", "", "", 0)
+	bus := cache.NewRedisBus(client, cache.WithKeyPrefix("ro:"))
+	defer bus.Close()
+	if err := bus.Healthy(); err != nil {
+		t.Errorf("bus on the replica: Healthy() = %v", err)
+	}
 }

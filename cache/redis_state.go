@@ -13,12 +13,14 @@ import (
 //	<prefix>collection/<name>   hash: field = record id, value = record           RedisCollections
 //	<prefix>journal/<name>      stream, capped by XADD MAXLEN: field r = record    RedisJournal
 //	<prefix>bus/<topic>         pub/sub channel (not a key)                        RedisBus
+//	<prefix>health              the time of the last health probe, 10s TTL         Redis, RedisCollections, RedisJournal
 //
 // These are not a cache: Redis must persist them (appendonly yes) or a Redis restart loses the lists and the audit.
 
 func collectionKey(prefix, name string) string { return prefix + "collection/" + name }
 func journalKey(prefix, name string) string    { return prefix + "journal/" + name }
 func busChannel(prefix, topic string) string   { return prefix + "bus/" + topic }
+func healthKey(prefix string) string           { return prefix + "health" }
 
 // RedisCollections is [Collections] in Redis hashes, one a collection, shared by every replica. Errors from Redis
 // wrap ErrUnavailable. It does not own the client: closing it is the caller's business.
@@ -35,7 +37,7 @@ var (
 
 // NewRedisCollections returns Collections on client. Options: WithKeyPrefix (default "portcullis:").
 func NewRedisCollections(client redis.UniversalClient, opts ...RedisOption) *RedisCollections {
-	return &RedisCollections{client: client, prefix: newRedisConfig(opts).prefix, health: newRedisHealth(client)}
+	return &RedisCollections{client: client, prefix: newRedisConfig(opts).prefix, health: newRedisHealth(client, healthKey(newRedisConfig(opts).prefix))}
 }
 
 // Put implements Collections with HSET.
@@ -103,7 +105,7 @@ const journalPage = 256
 // NewRedisJournal returns a Journal on client keeping the newest maxRecords records of each journal (<= 0: the
 // default, 100,000). Options: WithKeyPrefix (default "portcullis:").
 func NewRedisJournal(client redis.UniversalClient, maxRecords int, opts ...RedisOption) *RedisJournal {
-	return &RedisJournal{client: client, prefix: newRedisConfig(opts).prefix, max: int64(journalMax(maxRecords)), health: newRedisHealth(client)}
+	return &RedisJournal{client: client, prefix: newRedisConfig(opts).prefix, max: int64(journalMax(maxRecords)), health: newRedisHealth(client, healthKey(newRedisConfig(opts).prefix))}
 }
 
 // Append implements Journal with XADD ... MAXLEN = bound.

@@ -319,3 +319,21 @@ func TestRedisSlow(t *testing.T) {
 
 // redisPoolSize is go-redis' default pool size per client: 10 per GOMAXPROCS.
 func redisPoolSize() int { return 10 * runtime.GOMAXPROCS(0) }
+
+// A replica pointed by mistake at a Redis replica, whose reads answer and whose writes are refused (READONLY), stays
+// in service and says what is wrong: /readyz is 200 "degraded" naming READONLY (a PING passed before), and a pull
+// through it works.
+func TestServeOnReadOnlyRedis(t *testing.T) {
+	primary := cachetest.StartRedisServer(t, cachetest.RedisServerOptions{})
+	replica := cachetest.StartRedisReplica(t, primary, cachetest.RedisServerOptions{})
+	f := &fleet{up: registrytest.New(t), bin: cosigntest.Binary(t), key: bytes.Repeat([]byte{7}, 32)}
+	f.startReplicas(t, "", configs.Redis{Addrs: []string{replica.Addr}, KeyPrefix: "ro:"})
+	_, d := f.push(t, "ro/app:v1", true)
+	c, body := httpGet(t, "http://"+f.a.opsAddr.String()+"/readyz")
+	if c != http.StatusOK || !strings.Contains(body, "degraded") || !strings.Contains(body, "READONLY") {
+		t.Errorf("/readyz on a read-only Redis: %d %q, want 200 degraded, naming READONLY", c, body)
+	}
+	if _, err := crane.Pull(f.a.addr.String()+"/ro/app@"+d.String(), crane.Insecure); err != nil {
+		t.Errorf("pull through a replica on a read-only Redis: %v", err)
+	}
+}
