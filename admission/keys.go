@@ -35,7 +35,8 @@ import (
 // decision or grant applies under it (a blob granted under the policies before it only names the manifests to decide
 // again under it: priors.go). <d> is a digest, <e> the digest's facts epoch ("0" before any report, "?"
 // while it cannot be read). Reports, VEX and epochs are policy-independent facts about a digest; credentials are
-// per token. The proxy's own key, tag/<upstream>/<repo>:<tag> (a tag's resolution), is built in proxy/tags.go.
+// per token. The proxy's own keys, tag/<upstream>/<repo>:<tag> (a tag's resolution) and held/<upstream>/<repo>@<d> (the
+// repository was seen to hold manifest d), are built in proxy/tags.go and proxy/held.go.
 // Besides the KV, the gate appends to two journals: "audit" (audit.go) and "pulls" (pulls.go, the images decided
 // for pulls, read by previews and by forgetting a repository's decisions).
 

@@ -243,3 +243,42 @@ func TestColdDecisionsUnderConcurrencyCap(t *testing.T) {
 		sigs.peak = 0
 	}
 }
+
+// TestStoredManifestNotServedUnderAnotherRepository tries, as an attacker who can push to one repository of the
+// upstream but not to another that a lenient rule covers (warn mode here, as while a team rolls signing out), to
+// get the attacker's image served under the other repository's name, so that a pod spec naming it looks like one
+// of the team's images. Portcullis holds the image's manifest after pulling it where it is (and denying it); a
+// pull of <other repository>@<digest> used to be answered from the content store and admitted by the lenient rule,
+// though that repository never had the image. Now a manifest is served under a repository only once that
+// repository's upstream has been seen to have it: 404 to GET and HEAD, crane cannot pull it; and once the
+// repository really has the image, it is served.
+func TestStoredManifestNotServedUnderAnotherRepository(t *testing.T) {
+	release := cosignKey(t)
+	lenient := "rules:\n  - name: staging\n    match: {repository: \"staging/**\"}\n    mode: warn\n    signedBy: {anyOf: [release]}\n"
+	e := newEnv(t, withPolicy(releasePolicy(lenient), map[string][]byte{"release.pub": release.pubPEM(t), "other.pub": release.pubPEM(t)}))
+	evil := e.up.PushRandomImage(t, "atk/evil:v1", 1, 1024)
+	d, _ := evil.Digest()
+	refused(t, e, "atk/evil", "v1", evil) // its manifest is in the content store now
+
+	path := "/v2/staging/app/manifests/" + d.String()
+	for _, method := range []string{http.MethodGet, http.MethodHead} {
+		if resp, body := e.get(t, method, path); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("%s staging/app@%s, a digest only atk/evil has: %s %s; want 404", method, d, resp.Status, body)
+		}
+	}
+	layers, _ := evil.Layers()
+	ld, _ := layers[0].Digest()
+	if resp, body := e.get(t, http.MethodGet, "/v2/staging/app/blobs/"+ld.String()); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("its layer under staging/app: %s %s; want 403", resp.Status, body)
+	}
+	if _, err := crane.Pull(e.ref("staging/app@"+d.String()), pullOpts()...); err == nil {
+		t.Error("crane pulled the attacker's image as staging/app")
+	}
+
+	e.up.PushImage(t, "staging/app:v1", evil)
+	resp, body := e.get(t, http.MethodGet, path)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(resp.Header.Get("Warning"), "not signed") {
+		t.Errorf("GET staging/app@%s once the repository has it: %s, Warning %q %s; want 200 with the warn rule's warning",
+			d, resp.Status, resp.Header.Get("Warning"), body)
+	}
+}

@@ -266,7 +266,7 @@ func (p *Proxy) regrant(ctx context.Context, gate BlobGate, r route) (bool, erro
 					mr.ref, mr.dgst = pm.Digest.String(), pm.Digest
 				}
 				d := pm.Digest
-				_, dec, err := p.admitManifest(ctx, mr, d, manifest.AcceptTypes())
+				_, dec, err := p.admitManifest(ctx, mr, d, manifest.AcceptTypes(), false)
 				var ae *apiError
 				if errors.As(err, &ae) && ae.status == http.StatusTooManyRequests {
 					return false, err

@@ -74,7 +74,7 @@ func (p *Proxy) serveReferrers(w http.ResponseWriter, req *http.Request, r route
 	case err != nil:
 		return err
 	default:
-		m, err := p.manifestByDigest(ctx, fallback, res.desc.Digest, []string{ocispec.MediaTypeImageIndex})
+		m, err := p.manifestByDigest(ctx, fallback, res.desc.Digest, []string{ocispec.MediaTypeImageIndex}, true)
 		if err != nil {
 			return err
 		}

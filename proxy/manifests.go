@@ -45,7 +45,8 @@ func (p *Proxy) serveManifest(w http.ResponseWriter, req *http.Request, r route)
 			w.Header().Add("Warning", warning(fmt.Sprintf("upstream %s unavailable; %s:%s served as last resolved %s ago", r.upstream.Name, r.repo, r.ref, res.age.Round(1e9))))
 		}
 	}
-	m, dec, err := p.admitManifest(ctx, r, dgst, accept)
+	// A digest the route's tag resolved to (in the registry or in its trust data) is the repository's by that.
+	m, dec, err := p.admitManifest(ctx, r, dgst, accept, trusted != "" || r.tag())
 	if err != nil {
 		return err
 	}
@@ -114,8 +115,8 @@ type admitted struct {
 
 // admitManifest fetches a manifest by digest and decides on it. An error from the admitter is a denial (fail
 // closed), with the reason that it could not decide.
-func (p *Proxy) admitManifest(ctx context.Context, r route, dgst digest.Digest, accept []string) (verifiedManifest, admission.Verdict, error) {
-	m, err := p.manifestByDigest(ctx, r, dgst, accept)
+func (p *Proxy) admitManifest(ctx context.Context, r route, dgst digest.Digest, accept []string, inRepo bool) (verifiedManifest, admission.Verdict, error) {
+	m, err := p.manifestByDigest(ctx, r, dgst, accept, inRepo)
 	if err != nil {
 		return verifiedManifest{}, admission.Verdict{}, err
 	}
@@ -154,7 +155,7 @@ func (p *Proxy) lastGood(ctx context.Context, r route, denied digest.Digest, acc
 	if !ok || d == denied {
 		return admitted{}, false
 	}
-	m, dec, err := p.admitManifest(ctx, r, d, accept)
+	m, dec, err := p.admitManifest(ctx, r, d, accept, false)
 	if err != nil || !dec.Allowed {
 		return admitted{}, false
 	}
@@ -168,24 +169,36 @@ func tagOf(r route) string {
 	return ""
 }
 
-// manifestByDigest returns a manifest's verified bytes: from the content store, else from the upstream (one fetch
-// however many ask), verified and stored.
-func (p *Proxy) manifestByDigest(ctx context.Context, r route, dgst digest.Digest, accept []string) (verifiedManifest, error) {
-	if m, ok := p.recent.get(dgst); ok {
-		p.metrics.cache.WithLabelValues("manifest", "hit").Inc()
-		return m, nil
+// manifestByDigest returns a manifest's verified bytes: from memory or the content store when the route's upstream
+// repository holds it (inRepo: d is what the route's tag resolved to there; otherwise as checkHeld finds), else from
+// that repository upstream (one fetch however many ask), verified and stored.
+func (p *Proxy) manifestByDigest(ctx context.Context, r route, dgst digest.Digest, accept []string, inRepo bool) (verifiedManifest, error) {
+	if inRepo {
+		p.markHeld(ctx, r, dgst)
 	}
-	if m, ok := p.storedManifest(ctx, dgst); ok {
+	m, ok := p.recent.get(dgst)
+	if !ok {
+		if m, ok = p.storedManifest(ctx, dgst); ok {
+			p.recent.add(m)
+		}
+	}
+	if ok {
+		if err := p.checkHeld(ctx, r, dgst); err != nil {
+			return verifiedManifest{}, err
+		}
 		p.metrics.cache.WithLabelValues("manifest", "hit").Inc()
-		p.recent.add(m)
 		return m, nil
 	}
 	p.metrics.cache.WithLabelValues("manifest", "miss").Inc()
+	type fetched struct {
+		m        verifiedManifest
+		upstream bool // fetched from the route's repository now, not found stored by another flight or replica
+	}
 	v, err, _ := p.manifests.Do(r.upstream.Name+"/"+r.repo+"@"+dgst.String(), func() (any, error) {
 		ctx := context.WithoutCancel(ctx)
 		// A flight that ended between our store miss and this one has stored it: look again before fetching.
 		if m, ok := p.storedManifest(ctx, dgst); ok {
-			return m, nil
+			return fetched{m: m}, nil
 		}
 		// Another replica may be fetching it right now: wait for it to land in the shared content store.
 		var stored verifiedManifest
@@ -194,7 +207,7 @@ func (p *Proxy) manifestByDigest(ctx context.Context, r route, dgst digest.Diges
 			return ok
 		})
 		if lease == nil {
-			return stored, nil
+			return fetched{m: stored}, nil
 		}
 		defer lease.Release(ctx)
 		body, mediaType, got, err := r.upstream.Registry.Manifest(ctx, r.repo, dgst.String(), accept)
@@ -209,19 +222,27 @@ func (p *Proxy) manifestByDigest(ctx context.Context, r route, dgst digest.Diges
 		if err != nil {
 			return nil, fmt.Errorf("manifest %s from %s: %w", dgst, r.upstream.Name, err)
 		}
+		// Marked before it is stored: a replica that finds it stored finds the mark too, and asks nothing.
+		p.markHeld(ctx, r, dgst)
 		_, perr := p.store.Put(ctx, dgst, bytes.NewReader(body))
 		p.storeHealth.record(perr)
 		if perr != nil {
 			p.log.Warn("could not store manifest", "digest", dgst, "error", perr)
 		}
-		return verifiedManifest{dgst: dgst, mediaType: mediaType, body: body}, nil
+		return fetched{m: verifiedManifest{dgst: dgst, mediaType: mediaType, body: body}, upstream: true}, nil
 	})
 	if err != nil {
 		return verifiedManifest{}, err
 	}
-	m := v.(verifiedManifest)
-	p.recent.add(m)
-	return m, nil
+	f := v.(fetched)
+	if !f.upstream {
+		// Stored by a fetch for another repository, maybe.
+		if err := p.checkHeld(ctx, r, dgst); err != nil {
+			return verifiedManifest{}, err
+		}
+	}
+	p.recent.add(f.m)
+	return f.m, nil
 }
 
 // storedManifest returns the manifest from the content store if it is there and still matches its digest.

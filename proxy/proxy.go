@@ -78,6 +78,7 @@ type Proxy struct {
 	// storeHealth is the outcome of the last write to the content store (Healthy).
 	storeHealth storeHealth
 	recent      *manifestCache
+	held        heldSet // the manifests each repository was seen to hold (held.go)
 
 	manifestCacheSize int64
 	// leaseWait and blobLeaseWait bound waits for another replica's work (fleet.go); fields so tests can shorten them.
