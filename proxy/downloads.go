@@ -372,8 +372,12 @@ func (d *download) readAt(ctx context.Context, b []byte, off int64) (int, error)
 	return d.file.ReadAt(b, off)
 }
 
-// sendChunk is the most a spool stream sends before it lets the other streams have a turn.
-const sendChunk = 1 << 20
+// sendChunk is the most a spool stream sends before it lets the other streams have a turn. A stream that yields
+// goes to the back of the run queue, as does a follower's new request: with 200 streams each turn is paid 200 times
+// before a new follower's first byte. Side by side in a herd of 200 (five runs each), 256 KiB turns gave the last
+// follower its first byte after 43 to 100 ms (median 57) against 93 to 170 ms (median 101) with 1 MiB turns, at
+// the same aggregate throughput.
+const sendChunk = 256 << 10
 
 // sendTo streams the spool from off to w as it arrives, limit bytes (-1: to the verified end), and returns how many
 // it sent. It reads through a descriptor of the spool file of its own (a position of its own), so that w's
