@@ -130,6 +130,7 @@ func TestRedisHealthyRefusesReadOnly(t *testing.T) {
 		}
 	}
 	client := cache.RedisClient([]string{replica.Addr}, "", "", "", 0)
+	t.Cleanup(func() { _ = client.Close() })
 	bus := cache.NewRedisBus(client, cache.WithKeyPrefix("ro:"))
 	defer bus.Close()
 	if err := bus.Healthy(); err != nil {
