@@ -80,8 +80,8 @@ func smallHead(ctx context.Context, r io.Reader) (head []byte, rest io.Reader, s
 // it goes to, moved into place.
 func (c *Content) putSmall(ctx context.Context, dgst digest.Digest, b []byte) (int64, error) {
 	n := int64(len(b))
-	if got := dgst.Algorithm().FromBytes(b); got != dgst {
-		return n, fmt.Errorf("cache: put %s: %w: expected %s, got %s (%d bytes)", dgst, ErrDigestMismatch, dgst, got, n)
+	if err := checkPut(dgst, b); err != nil {
+		return n, err
 	}
 	tmp, err := c.writeLocal(path.Dir(smallPath(dgst)), b)
 	if err != nil {
@@ -93,6 +93,15 @@ func (c *Content) putSmall(ctx context.Context, dgst digest.Digest, b []byte) (i
 	}
 	_ = c.evict(cleanupCtx)
 	return n, nil
+}
+
+// checkPut is the digest check of an object about to be stored from memory (Content.putSmall, Pack.Put): an error
+// wrapping ErrDigestMismatch when b does not hash to dgst.
+func checkPut(dgst digest.Digest, b []byte) error {
+	if got := dgst.Algorithm().FromBytes(b); got != dgst {
+		return fmt.Errorf("cache: put %s: %w: expected %s, got %s (%d bytes)", dgst, ErrDigestMismatch, dgst, got, len(b))
+	}
+	return nil
 }
 
 // writeLocal writes b to a new file in dir (a store path, created when missing) and returns the file's store path.

@@ -304,8 +304,8 @@ func (p *Pack) Put(ctx context.Context, dgst digest.Digest, r io.Reader) (int64,
 	case !small:
 		return p.next.Put(ctx, dgst, rest)
 	}
-	if got := dgst.Algorithm().FromBytes(head); got != dgst {
-		return n, fmt.Errorf("cache: put %s: %w: expected %s, got %s (%d bytes)", dgst, ErrDigestMismatch, dgst, got, n)
+	if err := checkPut(dgst, head); err != nil {
+		return n, err
 	}
 	return n, p.append(dgst, head)
 }
@@ -356,7 +356,6 @@ func (p *Pack) rotateLocked() error {
 		}
 		old.f.Close()
 		_ = os.Remove(p.path(old.seq)) // if this fails, the next open removes it
-
 	}
 	p.prev, p.cur = p.cur, next
 	return nil
