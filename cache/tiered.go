@@ -102,14 +102,14 @@ func NewTiered(local, shared KV, maxLocal time.Duration, opts ...TieredOption) *
 	return t
 }
 
-// sharedFirst reports whether key is read from the shared tier first right now: a WithSharedFirst key always, an
-// invalidated one (inv) while the bus says notices may be missed.
-func (t *Tiered) sharedFirst(key string, inv bool) bool {
-	if inv && t.busHealth != nil && t.busHealth.Healthy() != nil {
-		return true
-	}
-	return hasAnyPrefix(key, t.truth)
+// busDown reports whether the bus says notices may be missed right now: an invalidated key is then read from the
+// shared tier first, as a WithSharedFirst key always is.
+func (t *Tiered) busDown() bool {
+	return t.busHealth != nil && t.busHealth.Healthy() != nil
 }
+
+// sharedFirst reports whether key is a WithSharedFirst key.
+func (t *Tiered) sharedFirst(key string) bool { return hasAnyPrefix(key, t.truth) }
 
 func hasAnyPrefix(key string, prefixes []string) bool {
 	for _, p := range prefixes {
@@ -130,8 +130,8 @@ func (t *Tiered) invalidated(key string) bool {
 // remembers that the shared one does not have it (a facts epoch of a digest nobody posted a report for), so that a
 // warm read makes no round trip: a Set anywhere announces the key and drops that memory.
 func (t *Tiered) Get(ctx context.Context, key string) ([]byte, error) {
-	inv := t.invalidated(key)
-	if t.sharedFirst(key, inv) {
+	inv, truth := t.invalidated(key), t.sharedFirst(key)
+	if truth || inv && t.busDown() {
 		// The shared tier is the truth (or notices may be missed right now), the local copy only a fallback.
 		gen := t.gen.Load()
 		v, ttl, err := t.getShared(ctx, key)
@@ -141,7 +141,7 @@ func (t *Tiered) Get(ctx context.Context, key string) ([]byte, error) {
 			}
 			return nil, errors.Join(ErrNotFound, err)
 		}
-		if err == nil && hasAnyPrefix(key, t.truth) {
+		if err == nil && truth {
 			t.keep(ctx, key, inv, gen, Entry{Val: v, TTL: ttl}) // the fallback for an outage
 		}
 		return v, err
@@ -191,9 +191,10 @@ func (t *Tiered) Prefetch(ctx context.Context, keys ...string) {
 	}
 	var miss []string
 	var invs []bool
+	busDown := t.busDown()
 	for _, k := range keys {
 		inv := t.invalidated(k)
-		if t.sharedFirst(k, inv) {
+		if t.sharedFirst(k) || inv && busDown {
 			continue // Get reads the shared tier for these anyway
 		}
 		if _, hit, _ := t.getLocal(ctx, k, inv); !hit {
@@ -220,7 +221,7 @@ func (t *Tiered) Prefetch(ctx context.Context, keys ...string) {
 // copy is never a hit, nor, while the bus is down, an invalidated key's (it may be stale).
 func (t *Tiered) Peek(ctx context.Context, key string) ([]byte, bool, error) {
 	inv := t.invalidated(key)
-	if t.sharedFirst(key, inv) {
+	if t.sharedFirst(key) || inv && t.busDown() {
 		return nil, false, nil
 	}
 	return t.getLocal(ctx, key, inv)
