@@ -79,6 +79,14 @@ func (p *Proxy) markHeld(ctx context.Context, r route, d digest.Digest) {
 	}
 }
 
+// holds is checkHeld for a digest not already known to be the route's (inRepo: marked by manifestByDigest).
+func (p *Proxy) holds(ctx context.Context, r route, d digest.Digest, inRepo bool) error {
+	if inRepo {
+		return nil
+	}
+	return p.checkHeld(ctx, r, d)
+}
+
 // checkHeld returns nil when the route's upstream repository is known to hold manifest d, or a HEAD by digest there
 // finds it; else the upstream's error (upstream.ErrNotFound: it does not hold it). Many requests at once make one
 // HEAD.

@@ -183,7 +183,7 @@ func (p *Proxy) manifestByDigest(ctx context.Context, r route, dgst digest.Diges
 		}
 	}
 	if ok {
-		if err := p.checkHeld(ctx, r, dgst); err != nil {
+		if err := p.holds(ctx, r, dgst, inRepo); err != nil {
 			return verifiedManifest{}, err
 		}
 		p.metrics.cache.WithLabelValues("manifest", "hit").Inc()
@@ -237,7 +237,7 @@ func (p *Proxy) manifestByDigest(ctx context.Context, r route, dgst digest.Diges
 	f := v.(fetched)
 	if !f.upstream {
 		// Stored by a fetch for another repository, maybe.
-		if err := p.checkHeld(ctx, r, dgst); err != nil {
+		if err := p.holds(ctx, r, dgst, inRepo); err != nil {
 			return verifiedManifest{}, err
 		}
 	}
